@@ -1,0 +1,279 @@
+#include "daemon/config.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "daemon/defaults.h"
+
+namespace canaryd {
+
+namespace {
+
+bool valid_probe_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      return false;
+  }
+  return true;
+}
+
+bool valid_label_name(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  if (name.rfind("__", 0) == 0) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+// Labels canaryd sets itself; a user label with one of these names would
+// silently collide.
+bool reserved_label(std::string_view name) {
+  static const std::set<std::string, std::less<>> reserved = {
+      "probe", "type", "category", "critical", "reason", "phase", "le", "quantile", "job",
+      "instance", "version", "revision", "result", "event", "field", "subprotocol"};
+  return reserved.count(name) != 0;
+}
+
+std::vector<std::pair<std::string, std::string>> read_labels(YamlSection& s,
+                                                             std::string_view key) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto labels = s.get_string_map(key);
+  if (!labels) return out;
+  for (auto& [name, value] : *labels) {
+    if (!valid_label_name(name)) {
+      s.error(key, fmt::format("invalid label name \"{}\" (use [a-zA-Z_][a-zA-Z0-9_]*)", name));
+    } else if (reserved_label(name)) {
+      s.error(key, fmt::format("label name \"{}\" is reserved by canaryd", name));
+    } else {
+      out.emplace_back(name, value);
+    }
+  }
+  return out;
+}
+
+GlobalConfig read_global(std::optional<YamlSection> g) {
+  GlobalConfig out;
+  out.listen = *parse_listen_address(defaults::kListen);
+  out.default_interval = defaults::kInterval;
+  out.default_timeout = defaults::kTimeout;
+  out.state_history = defaults::kStateHistory;
+  if (!g) return out;
+  if (auto listen = g->get_string("listen")) {
+    if (auto addr = parse_listen_address(*listen)) {
+      out.listen = *addr;
+    } else {
+      g->error("listen", fmt::format("invalid listen address \"{}\" (use e.g. 127.0.0.1:9464 or "
+                                     "[::1]:9464)",
+                                     *listen));
+    }
+  }
+  out.labels = read_labels(*g, "labels");
+  if (auto d = g->get_section("defaults")) {
+    if (auto v = d->get_duration("interval")) out.default_interval = *v;
+    if (auto v = d->get_duration("timeout")) out.default_timeout = *v;
+    if (out.default_timeout > out.default_interval)
+      d->error("timeout", fmt::format("default timeout {} is longer than the default interval {}",
+                                      format_duration(out.default_timeout),
+                                      format_duration(out.default_interval)));
+    d->finish();
+  }
+  if (auto h = g->get_int("state_history", 1, defaults::kMaxStateHistory))
+    out.state_history = static_cast<int>(*h);
+  g->finish();
+  return out;
+}
+
+void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string>& names,
+                Config& config) {
+  ConfigReadContext& ctx = p.context();
+  ConfiguredProbe out;
+  auto name = p.get_string("name");
+  if (!name) {
+    if (!p.has("name")) p.error("", "missing required key name");
+  } else if (!valid_probe_name(*name)) {
+    p.error("name", fmt::format("invalid probe name \"{}\" (use letters, digits, '_', '.', '-')",
+                                *name));
+  } else if (!names.insert(*name).second) {
+    p.error("name", fmt::format("duplicate probe name \"{}\"", *name));
+  } else {
+    out.spec.name = *name;
+  }
+  auto type = p.get_string("type");
+  if (!type) {
+    if (!p.has("type")) p.error("", "missing required key type");
+  } else if ((out.type = find_probe_type(*type)) == nullptr) {
+    p.error("type", fmt::format("unknown probe type \"{}\" (known: {})", *type,
+                                probe_type_names()));
+  } else {
+    out.spec.type = *type;
+  }
+  out.spec.category = p.get_string("category").value_or(std::string(defaults::kCategory));
+  if (!valid_label_name(out.spec.category) && !out.spec.category.empty()) {
+    // Category is a label value, so anything is allowed, but keep it to names
+    // that read well in dashboards and rule files.
+    bool ok = std::all_of(out.spec.category.begin(), out.spec.category.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
+    if (!ok) p.error("category", "use letters, digits, '_', '.', '-'");
+  }
+  out.spec.critical = p.get_bool("critical").value_or(false);
+  out.spec.interval = p.get_duration("interval").value_or(global.default_interval);
+  out.spec.timeout = p.get_duration("timeout").value_or(global.default_timeout);
+  if (out.spec.interval < defaults::kMinInterval) {
+    p.error("interval", fmt::format("interval {} is shorter than the minimum {}",
+                                    format_duration(out.spec.interval),
+                                    format_duration(defaults::kMinInterval)));
+  }
+  if (out.spec.timeout.count() <= 0) {
+    p.error("timeout", "timeout must be positive");
+  } else if (out.spec.timeout > out.spec.interval) {
+    p.error(p.has("timeout") ? "timeout" : "interval",
+            fmt::format("timeout {} is longer than interval {}",
+                        format_duration(out.spec.timeout), format_duration(out.spec.interval)));
+  }
+  out.spec.labels = read_labels(p, "labels");
+
+  // Each type reads exactly one section named after it; any other type's
+  // section is an unknown key, reported by finish().
+  if (out.type != nullptr) {
+    size_t errors_before = ctx.errors->size();
+    auto section = p.get_section(out.type->name);
+    if (!section) {
+      if (!p.has(out.type->name))
+        p.error("", fmt::format("missing required section {}", out.type->name));
+    } else {
+      out.probe = out.type->make(out.spec, *section);
+      if (!out.probe && ctx.errors->size() == errors_before)
+        section->error("", "invalid section");
+    }
+  }
+  p.finish();
+  if (out.probe && !out.spec.name.empty()) {
+    out.target = ctx.secrets->redact(out.probe->target());
+    config.probes.push_back(std::move(out));
+  }
+}
+
+std::string fingerprint_of(const YAML::Node& node, const Secrets& probe_secrets) {
+  YAML::Emitter e;
+  e << node;
+  // Rotating a secret file changes the probe without changing its YAML; only
+  // a digest of the values goes in, never the values.
+  return fmt::format("{}|{:x}", e.c_str(), probe_secrets.digest());
+}
+
+}  // namespace
+
+std::string ListenAddress::str() const {
+  if (host.find(':') != std::string::npos) return fmt::format("[{}]:{}", host, port);
+  return fmt::format("{}:{}", host, port);
+}
+
+std::optional<ListenAddress> parse_listen_address(std::string_view text) {
+  std::string host;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return std::nullopt;
+    host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty()) host = "0.0.0.0";
+  unsigned char buf[16];
+  bool v4 = inet_pton(AF_INET, host.c_str(), buf) == 1;
+  bool v6 = inet_pton(AF_INET6, host.c_str(), buf) == 1;
+  if (!v4 && !v6) return std::nullopt;
+  if (port_text.empty() || port_text.size() > 5) return std::nullopt;
+  int port = 0;
+  for (char c : port_text) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+    port = port * 10 + (c - '0');
+  }
+  if (port > 65535) return std::nullopt;
+  return ListenAddress{host, port};
+}
+
+ConfigLoad load_config_text(const std::string& text, const std::string& file_name) {
+  ConfigLoad load;
+  auto config = std::make_unique<Config>();
+  config->file = file_name;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    load.errors.add({file_name, e.mark.line + 1, "", "invalid YAML: " + e.msg});
+    return load;
+  }
+  if (!root.IsMap()) {
+    load.errors.add({file_name, root.IsNull() ? 0 : root.Mark().line + 1, "",
+                     "the config must be a mapping with global: and probes:"});
+    return load;
+  }
+  ConfigReadContext ctx{file_name, &load.errors, &config->secrets};
+  YamlSection top(root, "", ctx);
+  config->global = read_global(top.get_section("global"));
+
+  std::set<std::string> names;
+  if (auto probes = top.get_node("probes")) {
+    if (!probes->IsSequence()) {
+      top.error("probes", "expected a list of probes");
+    }
+    for (size_t i = 0; probes->IsSequence() && i < probes->size(); ++i) {
+      const YAML::Node item = (*probes)[i];
+      std::string path = fmt::format("probes[{}]", i);
+      if (!item.IsMap()) {
+        top.error_at(item, path, "expected a mapping");
+        continue;
+      }
+      // Each probe's secrets are collected on their own for its fingerprint.
+      Secrets probe_secrets;
+      ConfigReadContext probe_ctx{file_name, &load.errors, &probe_secrets};
+      YamlSection section(item, path, probe_ctx);
+      size_t before = config->probes.size();
+      read_probe(section, config->global, names, *config);
+      config->secrets.merge(probe_secrets);
+      if (config->probes.size() > before)
+        config->probes.back().spec.fingerprint = fingerprint_of(item, probe_secrets);
+    }
+  } else {
+    top.error("", "missing required key probes");
+  }
+  // The alerting section is read by the rule generator (issue 6); until then
+  // it must at least be a mapping.
+  if (auto alerting = top.get_node("alerting")) {
+    if (!alerting->IsMap() && !alerting->IsNull())
+      top.error("alerting", "expected a mapping");
+  }
+  top.finish();
+  if (load.errors.empty()) load.config = std::move(config);
+  return load;
+}
+
+ConfigLoad load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ConfigLoad load;
+    load.errors.add({path, 0, "", fmt::format("cannot read config: {}", std::strerror(errno))});
+    return load;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path);
+}
+
+}  // namespace canaryd

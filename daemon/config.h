@@ -1,0 +1,56 @@
+// The daemon's configuration: global settings plus the list of probes, each
+// already built by its type's factory. Loading validates everything before
+// anything is used, so a bad file never half-applies.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemon/secrets.h"
+#include "daemon/yaml_section.h"
+#include "probes/registry.h"
+
+namespace canaryd {
+
+struct ListenAddress {
+  std::string host;  // numeric IPv4 or IPv6 literal
+  int port = 0;
+  std::string str() const;
+};
+
+struct GlobalConfig {
+  ListenAddress listen;
+  std::vector<std::pair<std::string, std::string>> labels;  // added to every series
+  Duration default_interval;
+  Duration default_timeout;
+  int state_history;  // results kept per probe for the state API
+};
+
+struct ConfiguredProbe {
+  ProbeSpec spec;
+  const ProbeType* type = nullptr;
+  ProbePtr probe;
+  std::string target;  // display form, secrets already redacted
+};
+
+struct Config {
+  std::string file;
+  GlobalConfig global;
+  std::vector<ConfiguredProbe> probes;
+  Secrets secrets;  // every value expanded from ${env:..}/${file:..}
+};
+
+struct ConfigLoad {
+  std::unique_ptr<Config> config;  // null when errors is not empty
+  ConfigErrors errors;
+};
+
+ConfigLoad load_config_file(const std::string& path);
+// `file_name` is what errors call the source.
+ConfigLoad load_config_text(const std::string& text, const std::string& file_name);
+
+std::optional<ListenAddress> parse_listen_address(std::string_view text);
+
+}  // namespace canaryd

@@ -1,0 +1,235 @@
+#include "daemon/engine.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <exception>
+#include <unordered_set>
+
+namespace canaryd {
+
+struct Engine::Instance {
+  Engine* engine;
+  ProbeId id;
+  ConfiguredProbe cfg;
+  uv_timer_t* deadline;  // heap: freed in its close callback
+  RunContext ctx;
+  bool running = false;
+  bool scheduled = false;
+  bool once = false;  // started by run_now()
+  uint64_t generation = 0;
+  uint64_t started_ns = 0;
+};
+
+Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
+    : loop_(loop), services_(services), clock_(clock), scheduler_(clock),
+      rng_(std::random_device{}()) {
+  tick_ = new uv_timer_t;
+  uv_timer_init(loop_, tick_);
+  tick_->data = this;
+}
+
+Engine::~Engine() { stop(); }
+
+std::string Engine::next_run_id() { return fmt::format("{:016x}", rng_()); }
+
+std::vector<const ConfiguredProbe*> Engine::probes() const {
+  std::vector<const ConfiguredProbe*> out;
+  for (const auto& [id, inst] : instances_) out.push_back(&inst->cfg);
+  return out;
+}
+
+void Engine::discard(Instance& inst) {
+  if (inst.running) {
+    try {
+      inst.cfg.probe->cancel();
+    } catch (const std::exception& e) {
+      spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
+    }
+    inst.running = false;
+    --in_flight_;
+  }
+  if (inst.scheduled) scheduler_.remove(inst.id);
+  uv_timer_stop(inst.deadline);
+  inst.deadline->data = inst.deadline;
+  uv_close(reinterpret_cast<uv_handle_t*>(inst.deadline),
+           [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
+}
+
+void Engine::apply(std::vector<ConfiguredProbe> probes, bool schedule) {
+  std::unordered_set<std::string> keep;
+  for (const auto& p : probes) {
+    auto it = by_name_.find(p.spec.name);
+    if (it != by_name_.end() &&
+        instances_.at(it->second)->cfg.spec.fingerprint == p.spec.fingerprint)
+      keep.insert(p.spec.name);
+  }
+  for (auto it = instances_.begin(); it != instances_.end();) {
+    if (keep.count(it->second->cfg.spec.name)) {
+      ++it;
+      continue;
+    }
+    discard(*it->second);
+    by_name_.erase(it->second->cfg.spec.name);
+    it = instances_.erase(it);
+  }
+  for (auto& p : probes) {
+    if (keep.count(p.spec.name)) continue;
+    auto inst = std::make_unique<Instance>();
+    inst->engine = this;
+    inst->id = next_id_++;
+    inst->deadline = new uv_timer_t;
+    uv_timer_init(loop_, inst->deadline);
+    inst->deadline->data = inst.get();
+    inst->cfg = std::move(p);
+    if (schedule) {
+      scheduler_.add(inst->id, inst->cfg.spec.name,
+                     std::chrono::duration_cast<Nanos>(inst->cfg.spec.interval));
+      inst->scheduled = true;
+    }
+    by_name_[inst->cfg.spec.name] = inst->id;
+    instances_[inst->id] = std::move(inst);
+  }
+  arm_tick();
+}
+
+void Engine::arm_tick() {
+  if (stopped_) return;
+  auto due = scheduler_.next_due();
+  if (!due) {
+    uv_timer_stop(tick_);
+    return;
+  }
+  Nanos wait = *due - clock_.now();
+  // libuv timers have millisecond resolution: round up so the tick never fires
+  // before the slot, then take_due() starts it within the same millisecond.
+  int64_t ms = wait.count() <= 0 ? 0 : (wait.count() + 999'999) / 1'000'000;
+  uv_update_time(loop_);
+  uv_timer_start(tick_, &Engine::on_tick, static_cast<uint64_t>(ms), 0);
+}
+
+void Engine::on_tick(uv_timer_t* timer) {
+  auto* self = static_cast<Engine*>(timer->data);
+  for (const auto& d : self->scheduler_.take_due()) {
+    auto it = self->instances_.find(d.id);
+    if (it == self->instances_.end()) continue;
+    if (self->on_lag_) self->on_lag_(std::chrono::duration<double>(d.lag).count());
+    self->start_run(*it->second);
+  }
+  self->arm_tick();
+}
+
+void Engine::start_run(Instance& inst) {
+  if (inst.running) return;
+  inst.running = true;
+  ++in_flight_;
+  const uint64_t generation = ++inst.generation;
+  inst.started_ns = uv_hrtime();
+  const uint64_t timeout_ms = static_cast<uint64_t>(inst.cfg.spec.timeout.count());
+  inst.ctx = RunContext{&services_, loop_, next_run_id(), inst.started_ns + timeout_ms * 1'000'000};
+  uv_update_time(loop_);
+  uv_timer_start(inst.deadline, &Engine::on_deadline, timeout_ms, 0);
+  const ProbeId id = inst.id;
+  try {
+    inst.cfg.probe->start(inst.ctx, [this, id, generation](ProbeResult r) {
+      complete(id, generation, std::move(r));
+    });
+  } catch (const std::exception& e) {
+    // A probe bug must cost one result, not the daemon.
+    if (inst.running && inst.generation == generation) {
+      try {
+        inst.cfg.probe->cancel();
+      } catch (...) {
+      }
+      complete(id, generation,
+               ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
+    }
+  }
+}
+
+void Engine::on_deadline(uv_timer_t* timer) {
+  auto* inst = static_cast<Instance*>(timer->data);
+  if (!inst->running) return;
+  CancelInfo info;
+  try {
+    info = inst->cfg.probe->cancel();
+  } catch (const std::exception& e) {
+    spdlog::error("probe {}: cancel failed: {}", inst->cfg.spec.name, e.what());
+  }
+  std::string phase = info.phase.empty() ? "run" : info.phase;
+  auto result = ProbeResult::failure(
+      Reason::kTimeout,
+      fmt::format("timed out after {} during {}", format_duration(inst->cfg.spec.timeout), phase),
+      std::move(info.phases));
+  result.details.timeout_phase = phase;
+  inst->engine->complete(inst->id, inst->generation, std::move(result));
+}
+
+void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
+  auto it = instances_.find(id);
+  if (it == instances_.end()) return;
+  Instance& inst = *it->second;
+  // A result that arrives after the deadline fired belongs to a cancelled run.
+  if (!inst.running || inst.generation != generation) return;
+  inst.running = false;
+  --in_flight_;
+  uv_timer_stop(inst.deadline);
+  if (inst.scheduled) scheduler_.finished(id);
+  double duration = static_cast<double>(uv_hrtime() - inst.started_ns) / 1e9;
+  // The probe's own end-to-end figure (e.g. curl's timer) is more exact than
+  // ours, which includes loop latency.
+  for (const auto& [phase, seconds] : result.phases) {
+    if (phase == "total" && seconds > 0) duration = seconds;
+  }
+  if (on_result_) {
+    RunRecord record{inst.cfg.spec, inst.cfg.target,           result,
+                     inst.ctx.run_id, duration, std::chrono::system_clock::now()};
+    try {
+      on_result_(record);
+    } catch (const std::exception& e) {
+      spdlog::error("recording result of {} failed: {}", inst.cfg.spec.name, e.what());
+    }
+  }
+  if (inst.once) {
+    inst.once = false;
+    if (once_pending_ > 0 && --once_pending_ == 0 && once_done_) {
+      auto done = std::move(once_done_);
+      once_done_ = nullptr;
+      done();
+    }
+  }
+}
+
+void Engine::run_now(const std::vector<std::string>& names, std::function<void()> all_done) {
+  std::vector<Instance*> targets;
+  for (const auto& name : names) {
+    auto it = by_name_.find(name);
+    if (it != by_name_.end()) targets.push_back(instances_.at(it->second).get());
+  }
+  once_done_ = std::move(all_done);
+  once_pending_ = targets.size();
+  if (targets.empty()) {
+    auto done = std::move(once_done_);
+    once_done_ = nullptr;
+    if (done) done();
+    return;
+  }
+  for (Instance* inst : targets) {
+    inst->once = true;
+    start_run(*inst);
+  }
+}
+
+void Engine::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& [id, inst] : instances_) discard(*inst);
+  instances_.clear();
+  by_name_.clear();
+  uv_timer_stop(tick_);
+  tick_->data = tick_;
+  uv_close(reinterpret_cast<uv_handle_t*>(tick_),
+           [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
+}
+
+}  // namespace canaryd

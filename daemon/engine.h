@@ -1,0 +1,91 @@
+// The run cycle of every probe, on the one libuv loop: the scheduler says what
+// is due, the engine starts it, arms its deadline, cancels it on timeout and
+// hands the result on. There is no thread per run; a hung target costs one
+// timer and whatever the probe holds, nothing more.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/clock.h"
+#include "daemon/config.h"
+#include "daemon/scheduler.h"
+
+namespace canaryd {
+
+// One finished run, as sinks (metrics, state, log) see it.
+struct RunRecord {
+  const ProbeSpec& spec;
+  const std::string& target;
+  const ProbeResult& result;
+  std::string run_id;
+  double duration_seconds;                          // monotonic, start to result
+  std::chrono::system_clock::time_point finished;  // wall clock, for timestamps only
+};
+
+// Thread-safety: loop thread only.
+class Engine {
+ public:
+  Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  using ResultCallback = std::function<void(const RunRecord&)>;
+  using LagCallback = std::function<void(double seconds)>;
+  void on_result(ResultCallback cb) { on_result_ = std::move(cb); }
+  void on_lag(LagCallback cb) { on_lag_ = std::move(cb); }
+
+  // Installs a probe set. A probe whose name and fingerprint are unchanged
+  // keeps its schedule and its in-flight run; changed and removed ones are
+  // cancelled and replaced. With `schedule` false the probes only run when
+  // run_now() says so (the one-shot deploy gate).
+  void apply(std::vector<ConfiguredProbe> probes, bool schedule = true);
+
+  // Starts the given probes immediately, outside the schedule; `all_done` runs
+  // once every one of them has a result.
+  void run_now(const std::vector<std::string>& names, std::function<void()> all_done);
+
+  // Cancels every in-flight run without recording it and closes all handles.
+  void stop();
+
+  size_t in_flight() const { return in_flight_; }
+  uint64_t skipped_total() const { return scheduler_.skipped_total(); }
+  std::vector<const ConfiguredProbe*> probes() const;
+
+ private:
+  struct Instance;
+
+  void arm_tick();
+  static void on_tick(uv_timer_t* timer);
+  static void on_deadline(uv_timer_t* timer);
+  void start_run(Instance& inst);
+  void complete(ProbeId id, uint64_t generation, ProbeResult result);
+  void discard(Instance& inst);
+  std::string next_run_id();
+
+  uv_loop_t* loop_;
+  LoopServices& services_;
+  const Clock& clock_;
+  Scheduler scheduler_;
+  uv_timer_t* tick_;  // heap: freed in its close callback
+  std::unordered_map<ProbeId, std::unique_ptr<Instance>> instances_;
+  std::unordered_map<std::string, ProbeId> by_name_;
+  ProbeId next_id_ = 1;
+  size_t in_flight_ = 0;
+  bool stopped_ = false;
+  ResultCallback on_result_;
+  LagCallback on_lag_;
+  std::function<void()> once_done_;
+  size_t once_pending_ = 0;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace canaryd

@@ -1,0 +1,76 @@
+#include "daemon/scheduler.h"
+
+namespace canaryd {
+
+uint64_t stable_hash(std::string_view text) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+void Scheduler::add(ProbeId id, std::string_view name, Nanos interval) {
+  remove(id);
+  if (interval.count() <= 0) interval = Nanos(1);
+  Nanos offset(static_cast<int64_t>(stable_hash(name) % static_cast<uint64_t>(interval.count())));
+  Entry e{interval, clock_.now() + offset, false};
+  queue_.emplace(e.next_due, id);
+  entries_.emplace(id, e);
+}
+
+void Scheduler::remove(ProbeId id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  queue_.erase({it->second.next_due, id});
+  entries_.erase(it);
+}
+
+std::optional<Nanos> Scheduler::next_due() const {
+  if (queue_.empty()) return std::nullopt;
+  return queue_.begin()->first;
+}
+
+void Scheduler::advance_past_now(ProbeId id, Entry& e, Nanos now) {
+  queue_.erase({e.next_due, id});
+  e.next_due += e.interval;
+  if (e.next_due <= now) {
+    // Whole slots passed while we could not run; jump over them in one step.
+    int64_t missed = (now - e.next_due) / e.interval + 1;
+    skipped_ += static_cast<uint64_t>(missed);
+    e.next_due += e.interval * missed;
+  }
+  queue_.emplace(e.next_due, id);
+}
+
+std::vector<Scheduler::Dispatch> Scheduler::take_due() {
+  std::vector<Dispatch> out;
+  const Nanos now = clock_.now();
+  while (!queue_.empty() && queue_.begin()->first <= now) {
+    auto [due, id] = *queue_.begin();
+    Entry& e = entries_.at(id);
+    if (e.running) {
+      // The previous run is still going: this slot is lost, never doubled up.
+      ++skipped_;
+      advance_past_now(id, e, now);
+      continue;
+    }
+    e.running = true;
+    advance_past_now(id, e, now);
+    out.push_back({id, due, now - due});
+  }
+  return out;
+}
+
+void Scheduler::finished(ProbeId id) {
+  auto it = entries_.find(id);
+  if (it != entries_.end()) it->second.running = false;
+}
+
+bool Scheduler::running(ProbeId id) const {
+  auto it = entries_.find(id);
+  return it != entries_.end() && it->second.running;
+}
+
+}  // namespace canaryd

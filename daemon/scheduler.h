@@ -1,0 +1,72 @@
+// When each probe runs. Pure logic over an injected clock: the engine asks it
+// what is due and tells it when runs finish; it never touches I/O.
+//
+// - Fixed rate: the next due time is the previous due time plus the interval,
+//   so run time never makes the schedule drift.
+// - First runs are spread across the interval by a stable hash of the probe
+//   name, so a restart does not stampede every target at once.
+// - Runs of one probe never overlap: a slot that comes due while the previous
+//   run is still going is skipped and counted.
+//
+// Thread-safety: none; the engine uses it on the loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/clock.h"
+
+namespace canaryd {
+
+using ProbeId = uint64_t;
+
+// Stable across restarts and machines (FNV-1a), unlike std::hash.
+uint64_t stable_hash(std::string_view text);
+
+class Scheduler {
+ public:
+  explicit Scheduler(const Clock& clock) : clock_(clock) {}
+
+  // Schedules a probe; its first run is at now + (hash(name) mod interval).
+  void add(ProbeId id, std::string_view name, Nanos interval);
+  void remove(ProbeId id);
+  bool contains(ProbeId id) const { return entries_.count(id) != 0; }
+
+  // The earliest due time of any probe, running or not: a running probe's
+  // slot must still be skipped on time.
+  std::optional<Nanos> next_due() const;
+
+  struct Dispatch {
+    ProbeId id;
+    Nanos due;  // the slot this run fills
+    Nanos lag;  // how late the run starts: now - due
+  };
+  // Every probe due by now that is not running: marked running, its next slot
+  // computed. Slots missed entirely (the loop stalled, or the previous run was
+  // still going) are skipped, not run in a burst.
+  std::vector<Dispatch> take_due();
+  void finished(ProbeId id);
+  bool running(ProbeId id) const;
+
+  uint64_t skipped_total() const { return skipped_; }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    Nanos interval;
+    Nanos next_due;
+    bool running = false;
+  };
+  void advance_past_now(ProbeId id, Entry& e, Nanos now);
+
+  const Clock& clock_;
+  std::unordered_map<ProbeId, Entry> entries_;
+  std::set<std::pair<Nanos, ProbeId>> queue_;  // (next_due, id)
+  uint64_t skipped_ = 0;
+};
+
+}  // namespace canaryd

@@ -1,0 +1,80 @@
+#include "daemon/secrets.h"
+
+#include <algorithm>
+
+namespace canaryd {
+
+Secrets::Secrets(const Secrets& other) {
+  std::lock_guard lock(other.mu_);
+  values_ = other.values_;
+}
+
+Secrets& Secrets::operator=(const Secrets& other) {
+  if (this == &other) return *this;
+  std::vector<std::string> copy;
+  {
+    std::lock_guard lock(other.mu_);
+    copy = other.values_;
+  }
+  std::lock_guard lock(mu_);
+  values_ = std::move(copy);
+  return *this;
+}
+
+void Secrets::add(std::string value) {
+  if (value.size() < kMinLength) return;
+  std::lock_guard lock(mu_);
+  if (std::find(values_.begin(), values_.end(), value) != values_.end()) return;
+  auto pos = std::find_if(values_.begin(), values_.end(),
+                          [&](const std::string& v) { return v.size() < value.size(); });
+  values_.insert(pos, std::move(value));
+}
+
+void Secrets::merge(const Secrets& other) {
+  std::vector<std::string> copy;
+  {
+    std::lock_guard lock(other.mu_);
+    copy = other.values_;
+  }
+  for (auto& v : copy) add(std::move(v));
+}
+
+std::string Secrets::redact(std::string_view text) const {
+  std::string out(text);
+  std::lock_guard lock(mu_);
+  for (const auto& secret : values_) {
+    size_t pos = 0;
+    while ((pos = out.find(secret, pos)) != std::string::npos) {
+      out.replace(pos, secret.size(), kRedacted);
+      pos += kRedacted.size();
+    }
+  }
+  return out;
+}
+
+bool Secrets::contains_secret(std::string_view text) const {
+  std::lock_guard lock(mu_);
+  for (const auto& secret : values_) {
+    if (text.find(secret) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+size_t Secrets::size() const {
+  std::lock_guard lock(mu_);
+  return values_.size();
+}
+
+size_t Secrets::digest() const {
+  std::lock_guard lock(mu_);
+  size_t h = values_.size();
+  for (const auto& v : values_) h = h * 1000003u ^ std::hash<std::string>{}(v);
+  return h;
+}
+
+Secrets& global_secrets() {
+  static Secrets secrets;
+  return secrets;
+}
+
+}  // namespace canaryd

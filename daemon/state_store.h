@@ -1,0 +1,73 @@
+// "What is the canary state right now": each probe's last result, a bounded
+// ring of recent results, and how long it has been failing or passing. Served
+// as JSON at /api/v1/state and read by `canaryd status`.
+//
+// Thread-safety: every method locks; record() runs on the loop thread and the
+// JSON renderers on the HTTP server thread.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/engine.h"
+
+namespace canaryd {
+
+using WallTime = std::chrono::system_clock::time_point;
+
+// RFC 3339 in UTC with milliseconds: "2026-11-21T08:30:00.123Z".
+std::string format_time(WallTime t);
+
+// One result as JSON; shared by the state API and `canaryd once --json` so
+// both speak the same shape.
+nlohmann::ordered_json result_json(const ProbeResult& result, double duration_seconds);
+
+class StateStore {
+ public:
+  // Installs the probe set: new probes appear as "pending", gone ones vanish,
+  // kept ones keep their history.
+  void sync_probes(const std::vector<const ConfiguredProbe*>& probes, int history);
+  // What changed for the probe, so the log can report changes, not every run.
+  enum class Transition { kNone, kFirstFailure, kRecovered };
+  Transition record(const RunRecord& record);
+  void set_config_status(std::string file, bool last_reload_ok, std::string last_error);
+
+  nlohmann::ordered_json all(WallTime now) const;
+  std::optional<nlohmann::ordered_json> probe(const std::string& name, WallTime now) const;
+
+ private:
+  struct Entry {
+    WallTime time;
+    std::string run_id;
+    ProbeResult result;
+    double duration_seconds;
+  };
+  struct ProbeState {
+    ProbeSpec spec;
+    std::string target;
+    std::deque<Entry> history;  // newest first, bounded
+    std::optional<WallTime> failing_since;
+    std::optional<WallTime> passing_since;
+    std::optional<WallTime> last_success;
+    uint64_t runs = 0;
+    uint64_t failures = 0;
+    uint64_t consecutive_failures = 0;
+  };
+  nlohmann::ordered_json probe_json(const ProbeState& p, WallTime now) const;
+
+  mutable std::mutex mu_;
+  std::map<std::string, ProbeState> probes_;
+  size_t history_ = 20;
+  std::string config_file_;
+  bool last_reload_ok_ = true;
+  std::string last_reload_error_;
+};
+
+}  // namespace canaryd

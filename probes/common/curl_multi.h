@@ -1,0 +1,53 @@
+// libcurl's multi *socket* interface driven by the daemon's libuv loop: one
+// uv_poll per socket curl cares about and one uv_timer for curl's timeouts.
+// Every HTTP transfer of every probe on the loop goes through one CurlMulti.
+#pragma once
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include <functional>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace canaryd {
+
+// Thread-safety: loop thread only.
+class CurlMulti {
+ public:
+  explicit CurlMulti(uv_loop_t* loop);
+  ~CurlMulti();
+  CurlMulti(const CurlMulti&) = delete;
+  CurlMulti& operator=(const CurlMulti&) = delete;
+
+  using Completion = std::function<void(CURLcode)>;
+
+  // Starts a configured easy handle. `on_done` runs on the loop, once, when the
+  // transfer ends, after the handle has left the multi (so it may be reused).
+  void add(CURL* easy, Completion on_done);
+  // Aborts a transfer that has not completed; its completion never runs.
+  void remove(CURL* easy);
+  size_t in_flight() const { return transfers_.size(); }
+  // Aborts everything and closes the handles; run the loop afterwards so the
+  // close callbacks free them.
+  void shutdown();
+
+ private:
+  struct SocketWatch;
+
+  static int on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp);
+  static int on_timer(CURLM* multi, long timeout_ms, void* userp);
+  static void on_poll(uv_poll_t* handle, int status, int events);
+  static void on_timeout(uv_timer_t* handle);
+  void socket_action(curl_socket_t fd, int flags);
+  void drain_completions();
+  void forget_watch(SocketWatch* watch);
+
+  uv_loop_t* loop_;
+  CURLM* multi_ = nullptr;
+  uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
+  std::unordered_map<CURL*, Completion> transfers_;
+  std::unordered_set<SocketWatch*> watches_;
+};
+
+}  // namespace canaryd

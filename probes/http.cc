@@ -1,0 +1,483 @@
+#include "probes/http.h"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <re2/re2.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "probes/common/curl_multi.h"
+#include "probes/common/json_path.h"
+
+#ifndef CANARYD_VERSION
+#define CANARYD_VERSION "dev"
+#endif
+
+namespace canaryd {
+
+namespace {
+
+constexpr int64_t kDefaultMaxBodyBytes = 1024 * 1024;
+
+struct HttpOptions {
+  std::string url;          // what curl requests (host may be replaced by tls.server_name)
+  std::string display_url;  // without credentials, for target()
+  std::string connect_to;   // "name:port:host:port" when tls.server_name redirects the connection
+  std::string method = "GET";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<std::string> body;
+  bool follow_redirects = false;
+  int64_t max_body_bytes = kDefaultMaxBodyBytes;
+  bool https = false;
+  std::vector<int64_t> expect_status;  // empty: any 2xx
+  std::shared_ptr<RE2> body_regex;
+  std::string body_regex_text;
+  std::vector<std::pair<std::string, std::string>> expect_json;  // dotted path -> scalar
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+};
+
+std::string status_list(const std::vector<int64_t>& codes) {
+  std::string out;
+  for (auto c : codes) out += (out.empty() ? "" : ",") + std::to_string(c);
+  return out;
+}
+
+// RAII for curl's URL parser handle.
+struct UrlHandle {
+  CURLU* h = curl_url();
+  ~UrlHandle() { curl_url_cleanup(h); }
+  std::optional<std::string> get(CURLUPart part, unsigned flags = 0) const {
+    char* out = nullptr;
+    if (curl_url_get(h, part, &out, flags) != CURLUE_OK) return std::nullopt;
+    std::string s(out);
+    curl_free(out);
+    return s;
+  }
+};
+
+class HttpProbe : public Probe {
+ public:
+  explicit HttpProbe(HttpOptions opts) : opts_(std::move(opts)) {}
+  ~HttpProbe() override {
+    if (easy_ != nullptr) {
+      if (services_ != nullptr && in_flight_) services_->curl().remove(easy_);
+      curl_easy_cleanup(easy_);
+    }
+    curl_slist_free_all(header_list_);
+    curl_slist_free_all(connect_to_list_);
+  }
+
+  // Probe
+  void start(RunContext& ctx, Done done) override;
+  CancelInfo cancel() override;
+  std::string target() const override { return opts_.method + " " + opts_.display_url; }
+
+ private:
+  void configure_easy();
+  void on_complete(CURLcode rc);
+  Phases measured_phases() const;
+  std::string current_phase() const;
+  ProbeResult classify_transport_error(CURLcode rc, Phases phases) const;
+  ProbeResult check_response(Phases phases);
+
+  static size_t on_body(char* data, size_t size, size_t nmemb, void* userp);
+
+  HttpOptions opts_;
+  CURL* easy_ = nullptr;
+  curl_slist* header_list_ = nullptr;
+  curl_slist* connect_to_list_ = nullptr;
+  char error_buffer_[CURL_ERROR_SIZE] = {};
+  LoopServices* services_ = nullptr;
+  bool in_flight_ = false;
+  bool body_overflow_ = false;
+  std::string body_;
+  Done done_;
+};
+
+void HttpProbe::configure_easy() {
+  easy_ = curl_easy_init();
+  for (const auto& [name, value] : opts_.headers)
+    header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
+  if (!opts_.connect_to.empty())
+    connect_to_list_ = curl_slist_append(connect_to_list_, opts_.connect_to.c_str());
+}
+
+void HttpProbe::start(RunContext& ctx, Done done) {
+  services_ = ctx.services;
+  done_ = std::move(done);
+  if (easy_ == nullptr) configure_easy();
+  // Options are set on every run after a reset: a handle that carried a
+  // previous transfer must not leak state (cookies, auth) into the next.
+  curl_easy_reset(easy_);
+  body_.clear();
+  body_overflow_ = false;
+  error_buffer_[0] = '\0';
+  CURL* e = easy_;
+  curl_easy_setopt(e, CURLOPT_URL, opts_.url.c_str());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_buffer_);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  // A fresh connection per run: reusing one would hide DNS, connect and TLS
+  // failures and their latency, which are what an SRE needs to see.
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
+  if (connect_to_list_ != nullptr) curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to_list_);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpProbe::on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opts_.max_body_bytes));
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, opts_.follow_redirects ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  // The scheduler owns the deadline; curl only bounds the connect so a
+  // misbehaving resolver can't keep a socket beyond the run.
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+  if (opts_.method == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (opts_.method != "GET") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, opts_.method.c_str());
+  }
+  if (opts_.body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(opts_.body->size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts_.body->c_str());
+  }
+  if (opts_.https) {
+    curl_easy_setopt(e, CURLOPT_CERTINFO, 1L);
+    if (!opts_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opts_.ca_file.c_str());
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, opts_.insecure_skip_verify ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, opts_.insecure_skip_verify ? 0L : 2L);
+  }
+  in_flight_ = true;
+  services_->curl().add(e, [this](CURLcode rc) { on_complete(rc); });
+}
+
+size_t HttpProbe::on_body(char* data, size_t size, size_t nmemb, void* userp) {
+  auto* self = static_cast<HttpProbe*>(userp);
+  size_t n = size * nmemb;
+  if (self->body_.size() + n > static_cast<size_t>(self->opts_.max_body_bytes)) {
+    // Returning short aborts the transfer: memory stays bounded whatever the
+    // target sends.
+    self->body_overflow_ = true;
+    return 0;
+  }
+  self->body_.append(data, n);
+  return n;
+}
+
+static double info_seconds(CURL* e, CURLINFO what) {
+  curl_off_t us = 0;
+  curl_easy_getinfo(e, what, &us);
+  return static_cast<double>(us) / 1e6;
+}
+
+Phases HttpProbe::measured_phases() const {
+  // curl's timers are cumulative from the start of the transfer; the phases
+  // are the disjoint segments between them, plus the end-to-end total.
+  double dns = info_seconds(easy_, CURLINFO_NAMELOOKUP_TIME_T);
+  double connect = info_seconds(easy_, CURLINFO_CONNECT_TIME_T);
+  double tls = info_seconds(easy_, CURLINFO_APPCONNECT_TIME_T);
+  double first_byte = info_seconds(easy_, CURLINFO_STARTTRANSFER_TIME_T);
+  double total = info_seconds(easy_, CURLINFO_TOTAL_TIME_T);
+  Phases phases;
+  if (dns > 0 || connect > 0) phases.emplace_back("dns", dns);
+  if (connect > 0) phases.emplace_back("connect", std::max(0.0, connect - dns));
+  if (opts_.https && tls > 0) phases.emplace_back("tls", std::max(0.0, tls - connect));
+  double sent = opts_.https && tls > 0 ? tls : connect;
+  if (first_byte > 0) phases.emplace_back("first_byte", std::max(0.0, first_byte - sent));
+  if (total > 0) phases.emplace_back("total", total);
+  return phases;
+}
+
+std::string HttpProbe::current_phase() const {
+  if (info_seconds(easy_, CURLINFO_NAMELOOKUP_TIME_T) <= 0) return "dns";
+  if (info_seconds(easy_, CURLINFO_CONNECT_TIME_T) <= 0) return "connect";
+  if (opts_.https && info_seconds(easy_, CURLINFO_APPCONNECT_TIME_T) <= 0) return "tls";
+  if (info_seconds(easy_, CURLINFO_STARTTRANSFER_TIME_T) <= 0) return "first_byte";
+  return "body";
+}
+
+CancelInfo HttpProbe::cancel() {
+  CancelInfo info;
+  if (!in_flight_) return info;
+  info.phase = current_phase();
+  services_->curl().remove(easy_);
+  in_flight_ = false;
+  // Only phases that finished are meaningful; curl reports the rest as 0.
+  for (auto& p : measured_phases()) {
+    if (p.first != "total") info.phases.push_back(p);
+  }
+  done_ = nullptr;
+  return info;
+}
+
+ProbeResult HttpProbe::classify_transport_error(CURLcode rc, Phases phases) const {
+  std::string detail = error_buffer_[0] != '\0' ? error_buffer_ : curl_easy_strerror(rc);
+  auto fail = [&](Reason r, std::string msg) {
+    return ProbeResult::failure(r, std::move(msg), std::move(phases));
+  };
+  switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return fail(Reason::kDns, "DNS resolution failed: " + detail);
+    case CURLE_COULDNT_CONNECT: {
+      long os_errno = 0;
+      curl_easy_getinfo(easy_, CURLINFO_OS_ERRNO, &os_errno);
+      if (os_errno == ECONNREFUSED) return fail(Reason::kConnectRefused, "connection refused");
+      return fail(Reason::kConnect, "connect failed: " + detail);
+    }
+    case CURLE_OPERATION_TIMEDOUT:
+      return fail(Reason::kTimeout, detail);
+    case CURLE_PEER_FAILED_VERIFICATION: {
+      long verify = 0;
+      curl_easy_getinfo(easy_, CURLINFO_SSL_VERIFYRESULT, &verify);
+      // X509_V_ERR_CERT_HAS_EXPIRED is 10; curl checks the host name itself, so
+      // a mismatch shows only in its message.
+      if (verify == 10 || detail.find("expired") != std::string::npos)
+        return fail(Reason::kTlsExpired, "TLS certificate has expired: " + detail);
+      if (detail.find("subject name") != std::string::npos ||
+          detail.find("does not match") != std::string::npos ||
+          detail.find("host name") != std::string::npos)
+        return fail(Reason::kTlsHostname, "TLS certificate is not valid for the host: " + detail);
+      return fail(Reason::kTls, "TLS verification failed: " + detail);
+    }
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+      return fail(Reason::kTls, "TLS handshake failed: " + detail);
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+      if (body_overflow_ || rc == CURLE_FILESIZE_EXCEEDED)
+        return fail(Reason::kBodyTooLarge,
+                    fmt::format("response body exceeds the {} byte limit", opts_.max_body_bytes));
+      return fail(Reason::kInternal, detail);
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_GOT_NOTHING:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_TOO_MANY_REDIRECTS:
+      return fail(Reason::kProtocol, "invalid HTTP response: " + detail);
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+      return fail(Reason::kConnect, "connection broken: " + detail);
+    default:
+      return fail(Reason::kInternal, fmt::format("curl error {}: {}", static_cast<int>(rc), detail));
+  }
+}
+
+ProbeResult HttpProbe::check_response(Phases phases) {
+  long status = 0;
+  curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &status);
+  auto fail = [&](Reason r, std::string msg) {
+    auto result = ProbeResult::failure(r, std::move(msg), phases);
+    result.details.status_code = static_cast<int>(status);
+    return result;
+  };
+  bool status_ok =
+      opts_.expect_status.empty()
+          ? (status >= 200 && status < 300)
+          : std::find(opts_.expect_status.begin(), opts_.expect_status.end(), status) !=
+                opts_.expect_status.end();
+  if (!status_ok) {
+    return fail(Reason::kHttpStatus,
+                fmt::format("HTTP status {} (expected {})", status,
+                            opts_.expect_status.empty() ? "2xx" : status_list(opts_.expect_status)));
+  }
+  if (opts_.body_regex && !RE2::PartialMatch(body_, *opts_.body_regex)) {
+    return fail(Reason::kAssertion,
+                fmt::format("body does not match regex \"{}\"", opts_.body_regex_text));
+  }
+  if (!opts_.expect_json.empty()) {
+    auto doc = nlohmann::json::parse(body_, nullptr, false);
+    if (doc.is_discarded()) return fail(Reason::kAssertion, "body is not valid JSON");
+    for (const auto& [path, want] : opts_.expect_json) {
+      const nlohmann::json* got = json_at_path(doc, path);
+      if (got == nullptr)
+        return fail(Reason::kAssertion, fmt::format("JSON field {} is missing", path));
+      if (!json_equals_scalar(*got, want))
+        return fail(Reason::kAssertion, fmt::format("JSON field {} is {}, expected \"{}\"", path,
+                                                    json_brief(*got), want));
+    }
+  }
+  auto result = ProbeResult::ok(std::move(phases));
+  result.details.status_code = static_cast<int>(status);
+  return result;
+}
+
+void HttpProbe::on_complete(CURLcode rc) {
+  in_flight_ = false;
+  Phases phases = measured_phases();
+  ProbeResult result =
+      rc == CURLE_OK ? check_response(phases) : classify_transport_error(rc, phases);
+  if (opts_.https) {
+    curl_certinfo* certs = nullptr;
+    if (curl_easy_getinfo(easy_, CURLINFO_CERTINFO, &certs) == CURLE_OK && certs != nullptr &&
+        certs->num_of_certs > 0) {
+      // The first certificate is the leaf, the one that expires the service.
+      for (curl_slist* s = certs->certinfo[0]; s != nullptr; s = s->next) {
+        std::string_view line = s->data;
+        constexpr std::string_view kExpire = "Expire date:";
+        if (line.rfind(kExpire, 0) == 0) {
+          std::string date(line.substr(kExpire.size()));
+          time_t t = curl_getdate(date.c_str(), nullptr);
+          if (t > 0) result.details.cert_expiry_unix = static_cast<double>(t);
+        }
+      }
+    }
+  }
+  body_.clear();
+  body_.shrink_to_fit();
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(result));
+}
+
+bool valid_header_name(const std::string& name) {
+  if (name.empty()) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+}  // namespace
+
+std::vector<Reason> http_probe_reasons() {
+  return {Reason::kTimeout,    Reason::kDns,         Reason::kConnectRefused, Reason::kConnect,
+          Reason::kTls,        Reason::kTlsHostname, Reason::kTlsExpired,     Reason::kHttpStatus,
+          Reason::kAssertion,  Reason::kBodyTooLarge, Reason::kProtocol,      Reason::kInternal};
+}
+
+std::vector<std::string_view> http_probe_phases() {
+  return {"dns", "connect", "tls", "first_byte", "total"};
+}
+
+ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+  HttpOptions o;
+  size_t errors_before = s.context().errors->size();
+
+  auto url = s.get_string("url");
+  if (!url) {
+    if (!s.has("url")) s.error("", "missing required key url");
+  } else {
+    UrlHandle u;
+    if (curl_url_set(u.h, CURLUPART_URL, url->c_str(), 0) != CURLUE_OK) {
+      s.error("url", "not a valid URL");
+    } else {
+      auto scheme = u.get(CURLUPART_SCHEME);
+      if (scheme != "http" && scheme != "https") {
+        s.error("url", "scheme must be http or https");
+      } else {
+        o.https = scheme == "https";
+        o.url = *url;
+        // Credentials in the URL must never be displayed.
+        curl_url_set(u.h, CURLUPART_USER, nullptr, 0);
+        curl_url_set(u.h, CURLUPART_PASSWORD, nullptr, 0);
+        o.display_url = u.get(CURLUPART_URL).value_or("");
+      }
+    }
+  }
+  if (auto m = s.get_string("method")) {
+    bool token = !m->empty() && std::all_of(m->begin(), m->end(), [](char c) {
+      return c >= 'A' && c <= 'Z';
+    });
+    if (!token) {
+      s.error("method", fmt::format("invalid method \"{}\" (use e.g. GET, POST, HEAD)", *m));
+    } else {
+      o.method = *m;
+    }
+  }
+  if (auto h = s.get_string_map("headers")) {
+    for (auto& [name, value] : *h) {
+      if (!valid_header_name(name)) {
+        s.error("headers", fmt::format("invalid header name \"{}\"", name));
+      } else if (value.find_first_of("\r\n") != std::string::npos) {
+        s.error("headers", fmt::format("header {} contains a line break", name));
+      } else {
+        o.headers.emplace_back(name, value);
+      }
+    }
+  }
+  o.body = s.get_string("body");
+  if (auto f = s.get_bool("follow_redirects")) o.follow_redirects = *f;
+  if (auto m = s.get_int("max_body_bytes", 1, 256ll * 1024 * 1024)) o.max_body_bytes = *m;
+
+  if (auto expect = s.get_section("expect")) {
+    if (auto st = expect->get_int_list("status", 100, 599)) o.expect_status = *st;
+    if (auto re = expect->get_string("body_regex")) {
+      RE2::Options ro;
+      ro.set_log_errors(false);
+      auto compiled = std::make_shared<RE2>(*re, ro);
+      if (!compiled->ok()) {
+        expect->error("body_regex", "invalid regular expression: " + compiled->error());
+      } else {
+        o.body_regex = std::move(compiled);
+        o.body_regex_text = *re;
+      }
+    }
+    if (auto json = expect->get_node("json")) {
+      if (!json->IsMap()) {
+        expect->error("json", "expected a mapping of dotted paths to values");
+      } else {
+        for (auto it = json->begin(); it != json->end(); ++it) {
+          std::string key_path = expect->key_path("json") + "." + it->first.as<std::string>("");
+          if (!it->first.IsScalar() || it->first.Scalar().empty()) {
+            expect->error_at(it->first, expect->key_path("json"), "paths must be plain names");
+          } else if (!it->second.IsScalar() && !it->second.IsNull()) {
+            expect->error_at(it->second, key_path, "expected a string, number or boolean");
+          } else {
+            o.expect_json.emplace_back(it->first.Scalar(),
+                                       it->second.IsNull() ? "null" : it->second.Scalar());
+          }
+        }
+      }
+    }
+    expect->finish();
+  }
+
+  if (auto tls = s.get_section("tls")) {
+    if (url && !o.https && !o.url.empty())
+      tls->error("", "tls options need an https:// url");
+    if (auto ca = tls->get_string("ca_file")) {
+      if (access(ca->c_str(), R_OK) != 0) {
+        tls->error("ca_file", fmt::format("cannot read {}", *ca));
+      } else {
+        o.ca_file = *ca;
+      }
+    }
+    if (auto name = tls->get_string("server_name")) {
+      UrlHandle u;
+      if (!o.url.empty() && curl_url_set(u.h, CURLUPART_URL, o.url.c_str(), 0) == CURLUE_OK) {
+        // Connect to the URL's address but present and verify `server_name`:
+        // the request goes to the name, and curl is told where that name lives.
+        std::string host = u.get(CURLUPART_HOST).value_or("");
+        std::string port = u.get(CURLUPART_PORT, CURLU_DEFAULT_PORT).value_or("443");
+        curl_url_set(u.h, CURLUPART_HOST, name->c_str(), 0);
+        o.url = u.get(CURLUPART_URL).value_or(o.url);
+        o.connect_to = fmt::format("{}:{}:{}:{}", *name, port, host, port);
+      }
+    }
+    if (auto skip = tls->get_bool("insecure_skip_verify")) o.insecure_skip_verify = *skip;
+    tls->finish();
+  }
+  s.finish();
+  if (s.context().errors->size() != errors_before) return nullptr;
+  return std::make_unique<HttpProbe>(std::move(o));
+}
+
+}  // namespace canaryd

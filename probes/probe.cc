@@ -1,0 +1,79 @@
+#include "probes/probe.h"
+
+#include <array>
+
+#include "probes/common/curl_multi.h"
+
+namespace canaryd {
+
+namespace {
+constexpr std::array<std::pair<Reason, std::string_view>, 20> kReasonNames = {{
+    {Reason::kOk, "ok"},
+    {Reason::kTimeout, "timeout"},
+    {Reason::kDns, "dns"},
+    {Reason::kConnectRefused, "connect_refused"},
+    {Reason::kConnect, "connect"},
+    {Reason::kTls, "tls"},
+    {Reason::kTlsHostname, "tls_hostname"},
+    {Reason::kTlsExpired, "tls_expired"},
+    {Reason::kHttpStatus, "http_status"},
+    {Reason::kAssertion, "assertion"},
+    {Reason::kBodyTooLarge, "body_too_large"},
+    {Reason::kAuth, "auth"},
+    {Reason::kProtocol, "protocol"},
+    {Reason::kWsUpgradeRejected, "ws_upgrade_rejected"},
+    {Reason::kWsNoSubprotocol, "ws_no_subprotocol"},
+    {Reason::kWsWrongSubprotocol, "ws_wrong_subprotocol"},
+    {Reason::kWsAbnormalClose, "ws_abnormal_close"},
+    {Reason::kMissingEvent, "missing_event"},
+    {Reason::kSchema, "schema"},
+    {Reason::kInternal, "internal"},
+}};
+}  // namespace
+
+std::string_view reason_name(Reason reason) {
+  for (const auto& [r, name] : kReasonNames) {
+    if (r == reason) return name;
+  }
+  return "internal";
+}
+
+std::optional<Reason> reason_from_name(std::string_view name) {
+  for (const auto& [r, n] : kReasonNames) {
+    if (n == name) return r;
+  }
+  return std::nullopt;
+}
+
+ProbeResult ProbeResult::ok(Phases phases) {
+  ProbeResult r;
+  r.success = true;
+  r.reason = Reason::kOk;
+  r.message = "ok";
+  r.phases = std::move(phases);
+  return r;
+}
+
+ProbeResult ProbeResult::failure(Reason reason, std::string message, Phases phases) {
+  ProbeResult r;
+  r.success = false;
+  r.reason = reason;
+  r.message = std::move(message);
+  r.phases = std::move(phases);
+  return r;
+}
+
+LoopServices::LoopServices(uv_loop_t* loop) : loop_(loop) {}
+
+LoopServices::~LoopServices() = default;
+
+CurlMulti& LoopServices::curl() {
+  if (!curl_) curl_ = std::make_unique<CurlMulti>(loop_);
+  return *curl_;
+}
+
+void LoopServices::shutdown() {
+  if (curl_) curl_->shutdown();
+}
+
+}  // namespace canaryd

@@ -1,0 +1,145 @@
+// The probe contract: what every probe type implements and what one run returns.
+//
+// A probe is an asynchronous state machine on the daemon's single libuv loop.
+// The scheduler (daemon/engine) owns the run cycle: it starts a run, arms the
+// deadline, cancels on timeout and records the result. A probe only says what
+// one run does.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace canaryd {
+
+class CurlMulti;
+
+// Why a run failed. Each entry is a distinct signal an SRE acts on differently,
+// so they are counted apart (canary_probe_failures_total{reason}).
+enum class Reason {
+  kOk,
+  kTimeout,
+  kDns,
+  kConnectRefused,
+  kConnect,
+  kTls,
+  kTlsHostname,
+  kTlsExpired,
+  kHttpStatus,
+  kAssertion,
+  kBodyTooLarge,
+  kAuth,
+  kProtocol,
+  kWsUpgradeRejected,
+  kWsNoSubprotocol,
+  kWsWrongSubprotocol,
+  kWsAbnormalClose,
+  kMissingEvent,
+  kSchema,
+  kInternal,
+};
+
+// The wire name used in metrics labels, the state API and the CLI.
+std::string_view reason_name(Reason reason);
+std::optional<Reason> reason_from_name(std::string_view name);
+
+// Durations are measured on the monotonic clock; a run's phases are a list of
+// (name, seconds) in the order they happened.
+using Seconds = std::chrono::duration<double>;
+using Phases = std::vector<std::pair<std::string, double>>;
+
+// Typed facts a run learned, beyond pass/fail. Optional because most types fill
+// only a few of them.
+struct ProbeDetails {
+  std::optional<int> status_code;
+  std::optional<double> cert_expiry_unix;  // leaf certificate notAfter, seconds since epoch
+  std::optional<std::string> subprotocol;
+  std::optional<int> close_code;
+  std::optional<int> connections_ok;
+  std::optional<int> connections_total;
+  std::optional<std::string> timeout_phase;  // the phase a timed-out run was in
+};
+
+// A run's outcome. A value: sinks copy it freely.
+struct ProbeResult {
+  bool success = false;
+  Reason reason = Reason::kInternal;
+  std::string message;
+  Phases phases;
+  ProbeDetails details;
+
+  static ProbeResult ok(Phases phases = {});
+  static ProbeResult failure(Reason reason, std::string message, Phases phases = {});
+};
+
+// What a probe gives back when the scheduler cancels it at the deadline: the
+// phase it was in and whatever phases it had finished.
+struct CancelInfo {
+  std::string phase;
+  Phases phases;
+};
+
+// Loop-wide services shared by every probe on one loop (e.g. one libcurl multi
+// handle), so probes don't each build their own.
+class LoopServices {
+ public:
+  explicit LoopServices(uv_loop_t* loop);
+  ~LoopServices();
+  LoopServices(const LoopServices&) = delete;
+  LoopServices& operator=(const LoopServices&) = delete;
+
+  uv_loop_t* loop() const { return loop_; }
+  CurlMulti& curl();
+  // Closes every shared handle; the loop must run afterwards to finish closing.
+  void shutdown();
+
+ private:
+  uv_loop_t* loop_;
+  std::unique_ptr<CurlMulti> curl_;
+};
+
+// Everything one run may use. Time comes from the loop, never the wall clock.
+struct RunContext {
+  LoopServices* services = nullptr;
+  uv_loop_t* loop = nullptr;
+  std::string run_id;         // unique per run, for correlation with the target's logs
+  uint64_t deadline_ns = 0;   // uv_hrtime() value at which the scheduler cancels
+};
+
+using Done = std::function<void(ProbeResult)>;
+
+// One configured probe. Runs of the same probe never overlap, so a probe may
+// keep the state of its in-flight run in members.
+//
+// Thread-safety: built on any thread at config load; afterwards used only on
+// the loop thread.
+class Probe {
+ public:
+  virtual ~Probe() = default;
+
+  // Starts one run. Must call `done` exactly once, as its last action, unless
+  // cancel() is called first. Network failures are results, never exceptions.
+  virtual void start(RunContext& ctx, Done done) = 0;
+
+  // Called by the scheduler at the deadline (or on reload/shutdown) while a run
+  // is in flight. Releases every handle synchronously or hands them to their own
+  // close callbacks; `done` must not be called afterwards.
+  virtual CancelInfo cancel() = 0;
+
+  // A short description of what is probed, safe to show (no secrets, no
+  // credentials), e.g. "GET http://127.0.0.1:8080/health".
+  virtual std::string target() const = 0;
+};
+
+using ProbePtr = std::unique_ptr<Probe>;
+
+}  // namespace canaryd

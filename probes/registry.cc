@@ -1,0 +1,30 @@
+#include "probes/registry.h"
+
+#include "probes/http.h"
+
+namespace canaryd {
+
+const std::vector<ProbeType>& probe_types() {
+  static const std::vector<ProbeType> types = {
+      {"http", http_probe_reasons(), http_probe_phases(), &make_http_probe},
+  };
+  return types;
+}
+
+const ProbeType* find_probe_type(std::string_view name) {
+  for (const auto& t : probe_types()) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+std::string probe_type_names() {
+  std::string out;
+  for (const auto& t : probe_types()) {
+    if (!out.empty()) out += ", ";
+    out += t.name;
+  }
+  return out;
+}
+
+}  // namespace canaryd
