@@ -112,6 +112,7 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
   } else if ((out.type = find_probe_type(*type)) == nullptr) {
     p.error("type", fmt::format("unknown probe type \"{}\" (known: {})", *type,
                                 probe_type_names()));
+    p.get_node(*type);  // its section is not a second, unknown-key error
   } else {
     out.spec.type = *type;
   }
@@ -125,17 +126,23 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
     if (!ok) p.error("category", "use letters, digits, '_', '.', '-'");
   }
   out.spec.critical = p.get_bool("critical").value_or(false);
-  out.spec.interval = p.get_duration("interval").value_or(global.default_interval);
-  out.spec.timeout = p.get_duration("timeout").value_or(global.default_timeout);
-  if (out.spec.interval < defaults::kMinInterval) {
+  const bool has_interval = p.has("interval"), has_timeout = p.has("timeout");
+  auto interval = p.get_duration("interval");
+  auto timeout = p.get_duration("timeout");
+  out.spec.interval = interval.value_or(global.default_interval);
+  out.spec.timeout = timeout.value_or(global.default_timeout);
+  if (interval && out.spec.interval < defaults::kMinInterval) {
     p.error("interval", fmt::format("interval {} is shorter than the minimum {}",
                                     format_duration(out.spec.interval),
                                     format_duration(defaults::kMinInterval)));
   }
-  if (out.spec.timeout.count() <= 0) {
+  if (timeout && out.spec.timeout.count() <= 0) {
     p.error("timeout", "timeout must be positive");
-  } else if (out.spec.timeout > out.spec.interval) {
-    p.error(p.has("timeout") ? "timeout" : "interval",
+  } else if (out.spec.timeout > out.spec.interval &&
+             // Both inherited: the defaults' own error already says it. A value
+             // that failed to parse has its own error too.
+             (interval || timeout) && (interval || !has_interval) && (timeout || !has_timeout)) {
+    p.error(timeout ? "timeout" : "interval",
             fmt::format("timeout {} is longer than interval {}",
                         format_duration(out.spec.timeout), format_duration(out.spec.interval)));
   }

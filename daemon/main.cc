@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <iostream>
 
 #include "daemon/config.h"
@@ -28,6 +30,16 @@ int check_config(const std::string& path) {
 }
 
 }  // namespace
+
+// Each in-flight probe holds a socket; thousands of probes need more than the
+// usual soft limit of 1024 descriptors.
+static void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"canaryd: synthetic monitoring for an AI chat platform", "canaryd"};
@@ -81,6 +93,7 @@ int main(int argc, char** argv) {
     std::cerr << "canaryd: " << err << "\n";
     return 2;
   }
+  raise_fd_limit();
   if (*once) return canaryd::run_once(config_path, once_probes, once_json);
   if (*run || !config_path.empty()) return canaryd::run_service(config_path);
   std::cout << app.help();

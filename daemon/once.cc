@@ -84,7 +84,8 @@ int run_once(const std::string& config_path, const std::vector<std::string>& pro
       j["category"] = r.category;
       j["target"] = r.target;
       j["run_id"] = r.run_id;
-      for (auto& [k, v] : result_json(r.result, r.duration).items()) j[k] = v;
+      const auto fields = result_json(r.result, r.duration);
+      for (const auto& [k, v] : fields.items()) j[k] = v;
       out["results"].push_back(std::move(j));
     }
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";

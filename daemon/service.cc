@@ -86,6 +86,7 @@ class Service {
   // Reload requests from the HTTP thread wait on promises fulfilled on the loop.
   std::mutex reload_mu_;
   std::vector<std::promise<ReloadOutcome>> reload_waiters_;
+  bool refuse_reloads_ = false;  // guarded by reload_mu_
   bool reload_running_ = false;
   bool reload_again_ = false;
   std::vector<std::promise<ReloadOutcome>> reload_current_;
@@ -202,6 +203,7 @@ ReloadOutcome Service::request_reload_from_http() {
   auto future = promise.get_future();
   {
     std::lock_guard lock(reload_mu_);
+    if (refuse_reloads_) return {false, "shutting down"};
     reload_waiters_.push_back(std::move(promise));
   }
   uv_async_send(&reload_async_);
@@ -303,8 +305,10 @@ void Service::shutdown() {
                   reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }
-  // Anyone still waiting on a reload gets an answer instead of a timeout.
+  // Anyone still waiting on a reload gets an answer instead of a timeout, and
+  // no new request can wait on a loop that is going away.
   std::lock_guard lock(reload_mu_);
+  refuse_reloads_ = true;
   for (auto& p : reload_waiters_) p.set_value({false, "shutting down"});
   reload_waiters_.clear();
   for (auto& p : reload_current_) p.set_value({false, "shutting down"});

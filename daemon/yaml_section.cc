@@ -99,7 +99,7 @@ static std::optional<std::string> read_secret_file(const std::string& path, std:
 }
 
 std::optional<std::string> expand_references(std::string_view text, std::string& error,
-                                             bool& had_secret) {
+                                             Secrets* secrets) {
   std::string out;
   size_t i = 0;
   while (i < text.size()) {
@@ -127,6 +127,7 @@ std::optional<std::string> expand_references(std::string_view text, std::string&
         return std::nullopt;
       }
       out.append(value);
+      if (secrets != nullptr) secrets->add(value);
     } else if (ref.rfind("file:", 0) == 0) {
       std::string path(ref.substr(5));
       if (path.empty()) {
@@ -136,12 +137,12 @@ std::optional<std::string> expand_references(std::string_view text, std::string&
       auto value = read_secret_file(path, error);
       if (!value) return std::nullopt;
       out.append(*value);
+      if (secrets != nullptr) secrets->add(*value);
     } else {
       error = fmt::format("unknown reference ${{{}}}: use ${{env:NAME}} or ${{file:PATH}}",
                           std::string(ref.substr(0, ref.find(':'))));
       return std::nullopt;
     }
-    had_secret = true;
     i = close + 1;
   }
   return out;
@@ -228,13 +229,11 @@ std::optional<std::string> YamlSection::get_string(std::string_view key) {
   auto raw = scalar(key, *node, "a string");
   if (!raw) return std::nullopt;
   std::string err;
-  bool secret = false;
-  auto value = expand_references(*raw, err, secret);
+  auto value = expand_references(*raw, err, ctx_->secrets);
   if (!value) {
     error(key, err);
     return std::nullopt;
   }
-  if (secret && ctx_->secrets != nullptr) ctx_->secrets->add(*value);
   return value;
 }
 
@@ -306,14 +305,12 @@ std::optional<std::vector<std::string>> YamlSection::get_string_list(std::string
       continue;
     }
     std::string err;
-    bool secret = false;
-    auto value = expand_references(item.Scalar(), err, secret);
+    auto value = expand_references(item.Scalar(), err, ctx_->secrets);
     if (!value) {
       error_at(item, item_path, err);
       ok = false;
       continue;
     }
-    if (secret && ctx_->secrets != nullptr) ctx_->secrets->add(*value);
     out.push_back(std::move(*value));
   }
   if (!ok) return std::nullopt;
@@ -371,14 +368,12 @@ std::optional<std::vector<std::pair<std::string, std::string>>> YamlSection::get
       continue;
     }
     std::string err;
-    bool secret = false;
-    auto value = expand_references(it->second.Scalar(), err, secret);
+    auto value = expand_references(it->second.Scalar(), err, ctx_->secrets);
     if (!value) {
       error_at(it->second, item_path, err);
       ok = false;
       continue;
     }
-    if (secret && ctx_->secrets != nullptr) ctx_->secrets->add(*value);
     out.emplace_back(it->first.Scalar(), std::move(*value));
   }
   if (!ok) return std::nullopt;

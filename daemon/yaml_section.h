@@ -106,8 +106,9 @@ class YamlSection {
 
 // Expands ${env:NAME} and ${file:PATH} in `text`. Returns nullopt and sets
 // `error` when a reference cannot be resolved; never puts a resolved value in
-// `error`. `had_secret` tells whether anything was expanded.
+// `error`. Each resolved value is added to `secrets` (the surrounding text,
+// e.g. "Bearer ", is not secret).
 std::optional<std::string> expand_references(std::string_view text, std::string& error,
-                                             bool& had_secret);
+                                             Secrets* secrets);
 
 }  // namespace canaryd

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README command (b): install everything, build both configurations, and run
+# the whole test suite under AddressSanitizer + UBSan. ctest's summary is the
+# last thing printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh release
+bash scripts/build.sh asan
+cd build-asan
+# Leaks are errors; a UBSan report fails the test instead of scrolling by.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+exec ctest --output-on-failure --timeout 900

@@ -1,0 +1,257 @@
+// The running daemon as an SRE meets it: /metrics, /api/v1/state, the health
+// endpoints, `canaryd status`, reloads, secrets and signals.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/harness.h"
+
+using namespace canaryd::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+FakePlatform& platform() {
+  static FakePlatform fp;
+  return fp;
+}
+
+std::string base_config(const std::string& probes) {
+  return "global:\n  listen: \"{{listen}}\"\n  labels: {env: test, location: ci}\n"
+         "  defaults: {interval: 500ms, timeout: 400ms}\nprobes:\n" +
+         probes;
+}
+
+std::string http_probe(const std::string& name, const std::string& url,
+                       const std::string& extra = "") {
+  return fmt::format("  - name: {}\n    type: http\n{}    http:\n      url: \"{}\"\n", name, extra,
+                     url);
+}
+
+double value(Daemon& d, const std::string& name, const std::map<std::string, std::string>& labels) {
+  auto v = metric_value(d.metrics(), name, labels);
+  return v ? *v : -1;
+}
+
+bool has_run(Daemon& d, const std::string& probe, int runs = 1) {
+  return value(d, "canary_probe_runs_total", {{"probe", probe}}) >= runs;
+}
+
+}  // namespace
+
+TEST_CASE("metrics: every reason pre-created at 0, labels, success, and a clean exposition",
+          "[daemon]") {
+  auto& fp = platform();
+  Daemon d(base_config(
+      http_probe("up", fp.url("/health"), "    category: infrastructure\n    critical: true\n") +
+      http_probe("down", fp.url("/health?status=503"))));
+  REQUIRE(wait_until([&] { return has_run(d, "up") && has_run(d, "down"); }));
+
+  std::string m = d.metrics();
+  for (const char* reason : {"timeout", "dns", "connect_refused", "connect", "tls", "tls_hostname",
+                             "tls_expired", "http_status", "assertion", "body_too_large",
+                             "protocol", "internal"}) {
+    INFO(reason);
+    CHECK(metric_value(m, "canary_probe_failures_total", {{"probe", "up"}, {"reason", reason}}) ==
+          0.0);
+  }
+  CHECK(metric_value(m, "canary_probe_success",
+                     {{"probe", "up"}, {"type", "http"}, {"category", "infrastructure"},
+                      {"env", "test"}, {"location", "ci"}}) == 1.0);
+  CHECK(metric_value(m, "canary_probe_success", {{"probe", "down"}}) == 0.0);
+  CHECK(*metric_value(m, "canary_probe_failures_total",
+                      {{"probe", "down"}, {"reason", "http_status"}}) >= 1.0);
+  CHECK(metric_value(m, "canary_probe_info", {{"probe", "up"}, {"critical", "true"}}) == 1.0);
+  CHECK(metric_value(m, "canary_probe_last_success_timestamp_seconds", {{"probe", "up"}}) > 1e9);
+  CHECK(metric_value(m, "canary_probe_interval_seconds", {{"probe", "up"}}) == 0.5);
+  CHECK(*metric_value(m, "canary_probe_duration_seconds_count", {{"probe", "up"}}) >= 1.0);
+  CHECK(*metric_value(m, "canary_probe_phase_duration_seconds_count",
+                      {{"probe", "up"}, {"phase", "connect"}}) >= 1.0);
+  CHECK(metric_value(m, "canary_build_info", {{"version", "0.1.0"}}) == 1.0);
+  CHECK(metric_value(m, "canary_probes_configured", {{"type", "http"}}) == 2.0);
+  CHECK(metric_value(m, "canary_probes_in_flight").has_value());
+  CHECK(*metric_value(m, "canary_scheduler_lag_seconds_count") >= 2.0);
+  CHECK(metric_value(m, "canary_config_last_reload_successful") == 1.0);
+  // No URL or error text ever becomes a label value.
+  CHECK(m.find("127.0.0.1:" + std::to_string(fp.http_port())) == std::string::npos);
+  CHECK(m.find("503") == std::string::npos);
+
+  TempDir dir;
+  std::string file = dir.write_file("metrics.txt", m);
+  auto check = run_command({"sh", "-c", "promtool check metrics < " + file});
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+  CHECK(check.out + check.err == "");
+}
+
+TEST_CASE("state API: last result, reason, phases, failing duration and history", "[daemon]") {
+  auto& fp = platform();
+  Daemon d(base_config(http_probe("up", fp.url("/health")) +
+                       http_probe("down", fp.url("/health?status=500"))));
+  REQUIRE(wait_until([&] { return has_run(d, "down", 3) && has_run(d, "up", 1); }));
+
+  json all = d.state();
+  CHECK(all["summary"]["probes"] == 2);
+  CHECK(all["config"]["last_reload_successful"] == true);
+
+  json down = d.state("down");
+  CHECK(down["status"] == "failing");
+  CHECK(down["type"] == "http");
+  CHECK(down["last"]["reason"] == "http_status");
+  CHECK(down["last"]["message"] == "HTTP status 500 (expected 2xx)");
+  CHECK(down["last"]["phases"].contains("connect"));
+  CHECK(down["failing_since"].is_string());
+  CHECK(down["failing_for_seconds"].get<double>() > 0);
+  CHECK(down["history"].size() >= 3);
+  CHECK(down["history"][0].contains("time"));
+  CHECK(down["target"] == "GET " + fp.url("/health?status=500"));
+
+  json up = d.state("up");
+  CHECK(up["status"] == "passing");
+  CHECK(up["passing_since"].is_string());
+  CHECK(up["last"]["details"]["status_code"] == 200);
+
+  auto missing = http_get(d.base_url() + "/api/v1/state/nope");
+  CHECK(missing.status == 404);
+  CHECK(http_get(d.base_url() + "/-/healthy").status == 200);
+  CHECK(http_get(d.base_url() + "/-/ready").status == 200);
+  CHECK(http_get(d.base_url() + "/-/reload").status == 405);
+}
+
+TEST_CASE("canaryd status prints the state for a person, or JSON", "[daemon][cli]") {
+  auto& fp = platform();
+  Daemon d(base_config(http_probe("backend-health", fp.url("/health")) +
+                       http_probe("auth-health", fp.url("/health?mode=degraded"),
+                                  "") +
+                       "      expect: {json: {status: healthy}}\n"));
+  REQUIRE(wait_until([&] { return has_run(d, "backend-health") && has_run(d, "auth-health"); }));
+
+  auto table = run_command({canaryd_bin(), "status", "--url", d.base_url()});
+  INFO(table.out << table.err);
+  CHECK(table.exit_code == 1);  // one probe is failing
+  CHECK(table.out.find("PROBE") != std::string::npos);
+  CHECK(table.out.find("backend-health  http  PASS") != std::string::npos);
+  CHECK(table.out.find("auth-health") != std::string::npos);
+  CHECK(table.out.find("FAIL    assertion") != std::string::npos);
+  CHECK(table.out.find("2 probes: 1 passing, 1 failing, 0 pending") != std::string::npos);
+
+  auto js = run_command({canaryd_bin(), "status", "--url", d.base_url(), "--json"});
+  auto j = json::parse(js.out, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  CHECK(j["probes"].size() == 2);
+
+  auto unreachable =
+      run_command({canaryd_bin(), "status", "--url", fmt::format("http://127.0.0.1:{}", free_port())});
+  CHECK(unreachable.exit_code == 2);
+  CHECK(unreachable.err.find("cannot reach") != std::string::npos);
+}
+
+TEST_CASE("reload: unchanged probes keep counting, new ones appear, a bad config keeps the old",
+          "[daemon][reload]") {
+  auto& fp = platform();
+  std::string one = http_probe("stable", fp.url("/health"));
+  Daemon d(base_config(one));
+  REQUIRE(wait_until([&] { return has_run(d, "stable", 2); }));
+
+  d.rewrite_config(base_config(one + http_probe("added", fp.url("/health"))));
+  d.process().signal(SIGHUP);
+  REQUIRE(wait_until([&] { return has_run(d, "added"); }));
+  double runs_after_reload = value(d, "canary_probe_runs_total", {{"probe", "stable"}});
+  CHECK(runs_after_reload >= 2);  // not reset by the reload
+  CHECK(d.state("stable")["history"].size() >= 2);
+  CHECK(value(d, "canary_config_reloads_total", {{"result", "success"}}) == 1);
+
+  // A broken config: the reload fails, is exported, and the old probes run on.
+  d.rewrite_config(base_config(one + "  - name: broken\n    type: http\n    http: {}\n"));
+  auto r = http_post(d.base_url() + "/-/reload");
+  CHECK(r.status == 500);
+  CHECK(r.body.find("probes[1].http: missing required key url") != std::string::npos);
+  CHECK(value(d, "canary_config_last_reload_successful", {}) == 0);
+  CHECK(value(d, "canary_config_reloads_total", {{"result", "failure"}}) == 1);
+  CHECK(d.state()["config"]["last_reload_successful"] == false);
+  double before = value(d, "canary_probe_runs_total", {{"probe", "added"}});
+  REQUIRE(wait_until([&] {
+    return value(d, "canary_probe_runs_total", {{"probe", "added"}}) > before;
+  }));
+
+  // Removing a probe removes its series and its state.
+  d.rewrite_config(base_config(one));
+  CHECK(http_post(d.base_url() + "/-/reload").status == 200);
+  CHECK(!metric_value(d.metrics(), "canary_probe_runs_total", {{"probe", "added"}}));
+  CHECK(http_get(d.base_url() + "/api/v1/state/added").status == 404);
+}
+
+TEST_CASE("secrets never appear in metrics, state, logs or once --json", "[daemon][secrets]") {
+  auto& fp = platform();
+  TempDir secrets;
+  std::string token_file = secrets.write_file("token", "tok-FILE-secret-9f8e7d\n");
+  std::string config = base_config(
+      http_probe("with-secrets",
+                 fp.url("/health?status=401&key=${env:CANARYD_TEST_API_KEY}")) +
+      "      headers:\n        Authorization: \"Bearer ${file:" + token_file + "}\"\n");
+  std::vector<std::string> env = {"CANARYD_TEST_API_KEY=key-ENV-secret-1a2b3c"};
+  Daemon d(config, env);
+  REQUIRE(wait_until([&] { return has_run(d, "with-secrets", 2); }));
+
+  auto leaks = [](const std::string& text) {
+    return text.find("tok-FILE-secret-9f8e7d") != std::string::npos ||
+           text.find("key-ENV-secret-1a2b3c") != std::string::npos;
+  };
+  CHECK_FALSE(leaks(d.metrics()));
+  std::string state = d.state().dump();
+  CHECK_FALSE(leaks(state));
+  CHECK(state.find("<redacted>") != std::string::npos);  // the target shows where it was
+
+  auto once = run_command({canaryd_bin(), "once", "--config", d.config_path(), "--json"}, 60s, env);
+  INFO(once.err);
+  CHECK(once.exit_code == 1);
+  CHECK_FALSE(leaks(once.out));
+  CHECK_FALSE(leaks(once.err));
+  d.process().stop();
+  CHECK_FALSE(leaks(d.process().stdout_text()));
+  CHECK_FALSE(leaks(d.process().stderr_text()));
+}
+
+TEST_CASE("hung targets do not delay other probes", "[daemon][scale]") {
+  auto& fp = platform();
+  std::string probes;
+  for (int i = 0; i < 200; ++i)
+    probes += http_probe(fmt::format("hung-{:03d}", i), fp.url("/health?mode=hang"),
+                         "    interval: 1s\n    timeout: 1s\n");
+  probes += http_probe("healthy", fp.url("/health"), "    interval: 200ms\n    timeout: 200ms\n");
+  Daemon d(base_config(probes));
+  REQUIRE(wait_until([&] { return has_run(d, "hung-000", 2); }, 30s));
+  double start = value(d, "canary_probe_runs_total", {{"probe", "healthy"}});
+  REQUIRE(wait_until([&] {
+    return value(d, "canary_probe_runs_total", {{"probe", "healthy"}}) >= start + 10;
+  }, 30s));
+  std::string m = d.metrics();
+  // While 200 runs hang, the healthy probe never missed its deadline and every
+  // hung run was counted as a timeout.
+  CHECK(metric_value(m, "canary_probe_success", {{"probe", "healthy"}}) == 1.0);
+  CHECK(metric_value(m, "canary_probe_failures_total",
+                     {{"probe", "healthy"}, {"reason", "timeout"}}) == 0.0);
+  double hung_runs = *metric_value(m, "canary_probe_runs_total", {{"probe", "hung-000"}});
+  CHECK(metric_value(m, "canary_probe_failures_total",
+                     {{"probe", "hung-000"}, {"reason", "timeout"}}) == hung_runs);
+}
+
+TEST_CASE("SIGTERM stops the daemon cleanly; a busy port is a clear error", "[daemon]") {
+  auto& fp = platform();
+  Daemon d(base_config(http_probe("up", fp.url("/health"))));
+  // A second daemon on the same port must fail with a clear message.
+  TempDir dir;
+  std::string path = dir.write_file(
+      "c.yaml", fmt::format("global:\n  listen: 127.0.0.1:{}\nprobes: []\n", d.port()));
+  auto second = run_command({canaryd_bin(), "run", "--config", path}, 30s);
+  CHECK(second.exit_code == 1);
+  CHECK(second.err.find("address already in use") != std::string::npos);
+
+  d.process().signal(SIGTERM);
+  auto code = d.process().wait_exit(20s);
+  REQUIRE(code);
+  CHECK(*code == 0);
+}

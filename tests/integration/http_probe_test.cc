@@ -1,0 +1,176 @@
+// The HTTP probe against the fake platform backend over real loopback HTTP and
+// TLS, read the way a deploy pipeline reads it: `canaryd once --json`.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/harness.h"
+
+using namespace canaryd::test;
+using nlohmann::json;
+
+namespace {
+
+struct Platform {
+  TempDir dir;
+  std::string certs = make_certs(dir);
+  FakePlatform fp{options()};
+  FakePlatform::Options options() {
+    FakePlatform::Options o;
+    for (const char* name : {"good", "wronghost", "expired"})
+      o.tls.emplace_back(name, certs + "/" + name + ".pem", certs + "/" + name + ".key");
+    return o;
+  }
+  std::string https(const std::string& name, const std::string& path) {
+    return fmt::format("https://127.0.0.1:{}{}", fp.tls_port(name), path);
+  }
+};
+
+Platform& platform() {
+  static Platform p;
+  return p;
+}
+
+json once_json(const std::string& config, const std::vector<std::string>& extra = {},
+               int* exit_code = nullptr) {
+  TempDir dir;
+  std::string path = dir.write_file("canaryd.yaml", config);
+  std::vector<std::string> argv = {canaryd_bin(), "once", "--config", path, "--json"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto r = run_command(argv);
+  INFO(r.err);
+  if (exit_code) *exit_code = r.exit_code;
+  auto j = json::parse(r.out, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+json result_of(const json& once, const std::string& name) {
+  for (const auto& r : once["results"])
+    if (r["name"] == name) return r;
+  FAIL("no result for " << name);
+  return {};
+}
+
+std::string probe(const std::string& name, const std::string& body, const std::string& timeout = "5s") {
+  return fmt::format("  - name: {}\n    type: http\n    interval: 10s\n    timeout: {}\n    http:\n{}",
+                     name, timeout, body);
+}
+
+}  // namespace
+
+TEST_CASE("each HTTP failure mode is a distinct reason", "[http]") {
+  auto& p = platform();
+  std::string ca = p.certs + "/ca.pem";
+  int refused_port = free_port();
+  std::string config = "probes:\n" +
+      probe("healthy", fmt::format("      url: {}\n      expect: {{status: [200], body_regex: "
+                                   "'\"healthy\"', json: {{status: healthy}}}}\n",
+                                   p.fp.url("/health"))) +
+      probe("degraded", fmt::format("      url: {}\n      expect: {{json: {{status: healthy}}}}\n",
+                                    p.fp.url("/health?mode=degraded"))) +
+      probe("regex", fmt::format("      url: {}\n      expect: {{body_regex: 'version.: .9'}}\n",
+                                 p.fp.url("/health"))) +
+      probe("error500", fmt::format("      url: {}\n", p.fp.url("/health?mode=error"))) +
+      probe("expect500", fmt::format("      url: {}\n      expect: {{status: [500, 503]}}\n",
+                                     p.fp.url("/health?mode=error"))) +
+      probe("hang", fmt::format("      url: {}\n", p.fp.url("/health?mode=hang")), "1s") +
+      probe("refused", fmt::format("      url: http://127.0.0.1:{}/health\n", refused_port)) +
+      probe("dns", "      url: http://canaryd-test-host.invalid/health\n") +
+      probe("garbage", fmt::format("      url: {}\n", p.fp.url("/health?mode=garbage"))) +
+      probe("huge", fmt::format("      url: {}\n", p.fp.url("/health?mode=huge&bytes=3000000"))) +
+      probe("small-cap", fmt::format("      url: {}\n      max_body_bytes: 10\n",
+                                     p.fp.url("/health"))) +
+      probe("slow", fmt::format("      url: {}\n", p.fp.url("/health?mode=slow_body&delay_ms=300"))) +
+      probe("tls-good", fmt::format("      url: {}\n      tls: {{ca_file: {}}}\n",
+                                    p.https("good", "/health"), ca)) +
+      probe("tls-wronghost", fmt::format("      url: {}\n      tls: {{ca_file: {}}}\n",
+                                         p.https("wronghost", "/health"), ca)) +
+      probe("tls-expired", fmt::format("      url: {}\n      tls: {{ca_file: {}}}\n",
+                                       p.https("expired", "/health"), ca)) +
+      probe("tls-unknown-ca", fmt::format("      url: {}\n", p.https("good", "/health"))) +
+      probe("tls-skip-verify", fmt::format("      url: {}\n      tls: {{insecure_skip_verify: true}}\n",
+                                           p.https("wronghost", "/health"))) +
+      probe("tls-server-name",
+            fmt::format("      url: {}\n      tls: {{ca_file: {}, server_name: wrong.example.test}}\n",
+                        p.https("wronghost", "/health"), ca)) +
+      probe("post", fmt::format("      url: {}\n      method: POST\n      body: '{{\"ping\": 1}}'\n"
+                                "      headers: {{Content-Type: application/json}}\n"
+                                "      expect: {{status: [405]}}\n",
+                                p.fp.url("/health")));
+  int code = 0;
+  json out = once_json(config, {}, &code);
+  CHECK(code == 1);
+  CHECK(out["passed"] == false);
+
+  auto reason = [&](const std::string& name) { return result_of(out, name)["reason"]; };
+  auto healthy = result_of(out, "healthy");
+  CHECK(healthy["success"] == true);
+  CHECK(healthy["details"]["status_code"] == 200);
+  for (const char* phase : {"dns", "connect", "first_byte", "total"}) {
+    INFO(phase);
+    CHECK(healthy["phases"].contains(phase));
+  }
+  CHECK_FALSE(healthy["phases"].contains("tls"));
+
+  CHECK(reason("degraded") == "assertion");
+  CHECK(result_of(out, "degraded")["message"] ==
+        "JSON field status is \"degraded\", expected \"healthy\"");
+  CHECK(reason("regex") == "assertion");
+  CHECK(reason("error500") == "http_status");
+  CHECK(result_of(out, "error500")["details"]["status_code"] == 500);
+  CHECK(reason("expect500") == "ok");
+  CHECK(reason("hang") == "timeout");
+  CHECK(result_of(out, "hang")["details"]["timeout_phase"] == "first_byte");
+  CHECK(reason("refused") == "connect_refused");
+  CHECK(reason("dns") == "dns");
+  CHECK(reason("garbage") == "protocol");
+  CHECK(reason("huge") == "body_too_large");
+  CHECK(reason("small-cap") == "body_too_large");
+  auto slow = result_of(out, "slow");
+  CHECK(slow["success"] == true);
+  // Headers come at once and the body 300 ms later: first byte and total differ.
+  CHECK(slow["phases"]["total"].get<double>() >= 0.3);
+  CHECK(slow["phases"]["first_byte"].get<double>() < slow["phases"]["total"].get<double>());
+
+  auto good = result_of(out, "tls-good");
+  CHECK(good["success"] == true);
+  CHECK(good["phases"].contains("tls"));
+  CHECK(good["details"].contains("cert_expiry"));
+  CHECK(reason("tls-wronghost") == "tls_hostname");
+  CHECK(reason("tls-expired") == "tls_expired");
+  CHECK(reason("tls-unknown-ca") == "tls");
+  CHECK(reason("tls-skip-verify") == "ok");
+  CHECK(reason("tls-server-name") == "ok");
+  CHECK(reason("post") == "ok");
+}
+
+TEST_CASE("once is a deploy gate: exit 0 when all pass, 1 when any fails, 2 on bad config",
+          "[http][cli]") {
+  auto& p = platform();
+  std::string config = "probes:\n" +
+                       probe("up", fmt::format("      url: {}\n", p.fp.url("/health"))) +
+                       probe("down", fmt::format("      url: {}\n", p.fp.url("/health?status=503")));
+  TempDir dir;
+  std::string path = dir.write_file("c.yaml", config);
+
+  auto ok = run_command({canaryd_bin(), "once", "--config", path, "--probe", "up"});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("up") != std::string::npos);
+  CHECK(ok.out.find("PASS") != std::string::npos);
+  CHECK(ok.out.find("1 of 1 probes passed") != std::string::npos);
+
+  auto bad = run_command({canaryd_bin(), "once", "--config", path});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.out.find("FAIL") != std::string::npos);
+  CHECK(bad.out.find("http_status") != std::string::npos);
+
+  auto unknown = run_command({canaryd_bin(), "once", "--config", path, "--probe", "nope"});
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.err.find("no probe named \"nope\"") != std::string::npos);
+
+  std::string broken = dir.write_file("broken.yaml", "probes:\n  - name: x\n    type: nope\n");
+  auto invalid = run_command({canaryd_bin(), "once", "--config", broken});
+  CHECK(invalid.exit_code == 2);
+  CHECK(invalid.err.find("broken.yaml:3: probes[0].type: unknown probe type") != std::string::npos);
+}

@@ -1,0 +1,130 @@
+// The scheduling rules, driven by a fake clock: nothing here sleeps.
+#include "daemon/scheduler.h"
+
+#include <catch2/catch.hpp>
+
+using namespace std::chrono_literals;
+using canaryd::FakeClock;
+using canaryd::Nanos;
+using canaryd::Scheduler;
+
+namespace {
+// Runs the scheduler until `until`, stepping the clock to each due time the way
+// the engine's timer does, and finishing every run `run_time` after it starts.
+struct Driver {
+  FakeClock clock;
+  Scheduler sched{clock};
+};
+}  // namespace
+
+TEST_CASE("first runs are spread across the interval by a stable hash of the name") {
+  Driver d;
+  d.clock.set(Nanos(1'000'000'000'000));
+  for (int i = 0; i < 100; ++i) d.sched.add(i, "probe-" + std::to_string(i), 10s);
+  std::set<int64_t> first_dues;
+  auto start = d.clock.now();
+  d.clock.advance(10s);
+  auto due = d.sched.take_due();
+  REQUIRE(due.size() == 100);
+  for (const auto& x : due) {
+    CHECK(x.due >= start);
+    CHECK(x.due < start + 10s);
+    first_dues.insert((x.due - start).count());
+  }
+  // Not a stampede: the 100 offsets are (nearly) all different.
+  CHECK(first_dues.size() > 95);
+
+  // The same name gets the same offset on every restart.
+  Driver other;
+  other.clock.set(Nanos(1'000'000'000'000));
+  other.sched.add(7, "probe-7", 10s);
+  other.clock.advance(10s);
+  auto again = other.sched.take_due();
+  REQUIRE(again.size() == 1);
+  auto it = std::find_if(due.begin(), due.end(), [](const auto& x) { return x.id == 7; });
+  CHECK(again[0].due == it->due);
+}
+
+TEST_CASE("runs are fixed-rate: run time does not make the schedule drift") {
+  Driver d;
+  d.sched.add(1, "backend-health", 1s);
+  auto first = d.sched.next_due();
+  REQUIRE(first);
+  std::vector<Nanos> dues;
+  for (int i = 0; i < 5; ++i) {
+    d.clock.set(*d.sched.next_due() + 3ms);  // the timer fires a little late
+    auto due = d.sched.take_due();
+    REQUIRE(due.size() == 1);
+    CHECK(due[0].lag == 3ms);
+    dues.push_back(due[0].due);
+    d.clock.advance(400ms);  // the run takes 400 ms
+    d.sched.finished(1);
+  }
+  for (size_t i = 0; i < dues.size(); ++i) CHECK(dues[i] == *first + Nanos(1s) * i);
+  CHECK(d.sched.skipped_total() == 0);
+}
+
+TEST_CASE("runs of one probe never overlap; a slot that comes due mid-run is skipped") {
+  Driver d;
+  d.sched.add(1, "slow", 1s);
+  auto first = *d.sched.next_due();
+  d.clock.set(first);
+  REQUIRE(d.sched.take_due().size() == 1);
+  REQUIRE(d.sched.running(1));
+
+  // Next slot arrives while the run is still going: nothing is dispatched.
+  d.clock.set(first + 1s);
+  CHECK(d.sched.take_due().empty());
+  CHECK(d.sched.skipped_total() == 1);
+
+  // The run ends; the following slot runs on the original grid.
+  d.clock.set(first + 1500ms);
+  d.sched.finished(1);
+  CHECK(d.sched.take_due().empty());
+  d.clock.set(first + 2s);
+  auto due = d.sched.take_due();
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].due == first + 2s);
+}
+
+TEST_CASE("a stalled loop skips the missed slots instead of running them in a burst") {
+  Driver d;
+  d.sched.add(1, "p", 1s);
+  auto first = *d.sched.next_due();
+  d.clock.set(first + 3500ms);
+  auto due = d.sched.take_due();
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].due == first);
+  CHECK(due[0].lag == 3500ms);
+  CHECK(d.sched.skipped_total() == 3);
+  CHECK(*d.sched.next_due() == first + 4s);  // back on the grid
+}
+
+TEST_CASE("removed probes are not dispatched; next_due is the earliest probe") {
+  Driver d;
+  d.sched.add(1, "a", 1s);
+  d.sched.add(2, "b", 5s);
+  auto a = *d.sched.next_due();
+  d.sched.remove(1);
+  CHECK(!d.sched.contains(1));
+  d.clock.set(a);
+  for (const auto& x : d.sched.take_due()) CHECK(x.id == 2);
+  d.sched.remove(2);
+  CHECK(!d.sched.next_due());
+  CHECK(d.sched.size() == 0);
+}
+
+TEST_CASE("lag is measured as actual start minus due time") {
+  Driver d;
+  d.sched.add(1, "p", 2s);
+  auto first = *d.sched.next_due();
+  d.clock.set(first + 42ms);
+  auto due = d.sched.take_due();
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].lag == 42ms);
+}
+
+TEST_CASE("stable_hash is FNV-1a and does not depend on the process") {
+  CHECK(canaryd::stable_hash("") == 14695981039346656037ull);
+  CHECK(canaryd::stable_hash("a") == 0xaf63dc4c8601ec8cull);
+}
