@@ -37,13 +37,12 @@ bool valid_label_name(std::string_view name) {
 // silently collide.
 bool reserved_label(std::string_view name) {
   static const std::set<std::string, std::less<>> reserved = {
-      "probe", "type", "category", "critical", "reason", "phase", "le", "quantile", "job",
-      "instance", "version", "revision", "result", "event", "field", "subprotocol"};
+      "probe", "type",     "category", "critical", "reason", "phase", "le",    "quantile",
+      "job",   "instance", "version",  "revision", "result", "event", "field", "subprotocol"};
   return reserved.count(name) != 0;
 }
 
-std::vector<std::pair<std::string, std::string>> read_labels(YamlSection& s,
-                                                             std::string_view key) {
+std::vector<std::pair<std::string, std::string>> read_labels(YamlSection& s, std::string_view key) {
   std::vector<std::pair<std::string, std::string>> out;
   auto labels = s.get_string_map(key);
   if (!labels) return out;
@@ -99,8 +98,8 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
   if (!name) {
     if (!p.has("name")) p.error("", "missing required key name");
   } else if (!valid_probe_name(*name)) {
-    p.error("name", fmt::format("invalid probe name \"{}\" (use letters, digits, '_', '.', '-')",
-                                *name));
+    p.error("name",
+            fmt::format("invalid probe name \"{}\" (use letters, digits, '_', '.', '-')", *name));
   } else if (!names.insert(*name).second) {
     p.error("name", fmt::format("duplicate probe name \"{}\"", *name));
   } else {
@@ -110,8 +109,8 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
   if (!type) {
     if (!p.has("type")) p.error("", "missing required key type");
   } else if ((out.type = find_probe_type(*type)) == nullptr) {
-    p.error("type", fmt::format("unknown probe type \"{}\" (known: {})", *type,
-                                probe_type_names()));
+    p.error("type",
+            fmt::format("unknown probe type \"{}\" (known: {})", *type, probe_type_names()));
     p.get_node(*type);  // its section is not a second, unknown-key error
   } else {
     out.spec.type = *type;
@@ -143,8 +142,8 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
              // that failed to parse has its own error too.
              (interval || timeout) && (interval || !has_interval) && (timeout || !has_timeout)) {
     p.error(timeout ? "timeout" : "interval",
-            fmt::format("timeout {} is longer than interval {}",
-                        format_duration(out.spec.timeout), format_duration(out.spec.interval)));
+            fmt::format("timeout {} is longer than interval {}", format_duration(out.spec.timeout),
+                        format_duration(out.spec.interval)));
   }
   out.spec.labels = read_labels(p, "labels");
 
@@ -158,8 +157,7 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
         p.error("", fmt::format("missing required section {}", out.type->name));
     } else {
       out.probe = out.type->make(out.spec, *section);
-      if (!out.probe && ctx.errors->size() == errors_before)
-        section->error("", "invalid section");
+      if (!out.probe && ctx.errors->size() == errors_before) section->error("", "invalid section");
     }
   }
   p.finish();
@@ -263,8 +261,7 @@ ConfigLoad load_config_text(const std::string& text, const std::string& file_nam
   // The alerting section is read by the rule generator (issue 6); until then
   // it must at least be a mapping.
   if (auto alerting = top.get_node("alerting")) {
-    if (!alerting->IsMap() && !alerting->IsNull())
-      top.error("alerting", "expected a mapping");
+    if (!alerting->IsMap() && !alerting->IsNull()) top.error("alerting", "expected a mapping");
   }
   top.finish();
   if (load.errors.empty()) load.config = std::move(config);

@@ -24,7 +24,10 @@ struct Engine::Instance {
 };
 
 Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
-    : loop_(loop), services_(services), clock_(clock), scheduler_(clock),
+    : loop_(loop),
+      services_(services),
+      clock_(clock),
+      scheduler_(clock),
       rng_(std::random_device{}()) {
   tick_ = new uv_timer_t;
   uv_timer_init(loop_, tick_);
@@ -143,8 +146,9 @@ void Engine::start_run(Instance& inst) {
         inst.cfg.probe->cancel();
       } catch (...) {
       }
-      complete(id, generation,
-               ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
+      complete(
+          id, generation,
+          ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
     }
   }
 }
@@ -187,8 +191,8 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
     if (phase == "total" && seconds > 0) duration = seconds;
   }
   if (on_result_) {
-    RunRecord record{inst.cfg.spec, inst.cfg.target,           result,
-                     inst.ctx.run_id, duration, std::chrono::system_clock::now()};
+    RunRecord record{inst.cfg.spec,   inst.cfg.target, result,
+                     inst.ctx.run_id, duration,        std::chrono::system_clock::now()};
     try {
       on_result_(record);
     } catch (const std::exception& e) {

@@ -26,7 +26,7 @@ struct RunRecord {
   const std::string& target;
   const ProbeResult& result;
   std::string run_id;
-  double duration_seconds;                          // monotonic, start to result
+  double duration_seconds;                         // monotonic, start to result
   std::chrono::system_clock::time_point finished;  // wall clock, for timestamps only
 };
 

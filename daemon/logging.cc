@@ -29,11 +29,21 @@ class RedactedMessageFlag : public spdlog::custom_flag_formatter {
     escaped.reserve(text.size() + 8);
     for (unsigned char c : text) {
       switch (c) {
-        case '"': escaped += "\\\""; break;
-        case '\\': escaped += "\\\\"; break;
-        case '\n': escaped += "\\n"; break;
-        case '\r': escaped += "\\r"; break;
-        case '\t': escaped += "\\t"; break;
+        case '"':
+          escaped += "\\\"";
+          break;
+        case '\\':
+          escaped += "\\\\";
+          break;
+        case '\n':
+          escaped += "\\n";
+          break;
+        case '\r':
+          escaped += "\\r";
+          break;
+        case '\t':
+          escaped += "\\t";
+          break;
         default:
           if (c < 0x20) {
             char buf[8];
@@ -68,8 +78,8 @@ std::string setup_logging(const std::string& level, const std::string& format) {
   formatter->add_flag<RedactedMessageFlag>('*', json);
   formatter->set_pattern(json ? R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":"%*"})"
                               : "%Y-%m-%dT%H:%M:%S.%eZ %-5l %*");
-  auto logger = std::make_shared<spdlog::logger>(
-      "canaryd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("canaryd",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_formatter(std::move(formatter));
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::trace);

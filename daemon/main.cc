@@ -1,10 +1,9 @@
 // canaryd's command line. The verbs and exit codes are a contract (DESIGN.md):
 // deploy pipelines and on-call scripts depend on them.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "daemon/config.h"
@@ -66,7 +65,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> once_probes;
   bool once_json = false;
   auto* once = app.add_subcommand(
-      "once", "run probes once now, as a deploy gate (exit 0 all passed, 1 any failed, 2 bad config)");
+      "once",
+      "run probes once now, as a deploy gate (exit 0 all passed, 1 any failed, 2 bad config)");
   once->add_option("--config", config_path, "config file")->required();
   once->add_option("--probe", once_probes, "probe to run (repeatable; default: all)");
   once->add_flag("--json", once_json, "print results as JSON");

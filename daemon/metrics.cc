@@ -201,8 +201,8 @@ DaemonMetrics::DaemonMetrics()
                .Help("How late probe runs start: actual start minus scheduled time.")
                .Register(*registry_)
                .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.0025,
-                                                                0.005, 0.01, 0.025, 0.05, 0.1,
-                                                                0.25, 0.5, 1, 2.5})),
+                                                                0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                0.5, 1, 2.5})),
       in_flight_(BuildGauge()
                      .Name("canary_probes_in_flight")
                      .Help("Probe runs currently in progress.")
@@ -286,4 +286,3 @@ std::string render_metrics(const std::vector<std::shared_ptr<prometheus::Registr
 }
 
 }  // namespace canaryd
-

@@ -30,8 +30,7 @@ namespace {
 using namespace std::chrono_literals;
 
 double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 struct ReloadOutcome {
@@ -256,7 +255,8 @@ HttpResponse Service::handle(const HttpRequest& req) {
   constexpr std::string_view kStatePrefix = "/api/v1/state/";
   if (path.rfind(kStatePrefix, 0) == 0) {
     std::string name = path.substr(kStatePrefix.size());
-    if (auto p = state_.probe(name, std::chrono::system_clock::now())) return json_response(200, *p);
+    if (auto p = state_.probe(name, std::chrono::system_clock::now()))
+      return json_response(200, *p);
     return json_response(404, {{"error", "no probe named " + name}});
   }
   if (path == "/-/healthy") {
@@ -273,12 +273,11 @@ HttpResponse Service::handle(const HttpRequest& req) {
   if (path == "/") {
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
-    r.body =
-        "<html><head><title>canaryd</title></head><body><h1>canaryd " CANARYD_VERSION
-        "</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
-        "<li><a href=\"/api/v1/state\">/api/v1/state</a></li>"
-        "<li><a href=\"/-/healthy\">/-/healthy</a></li>"
-        "<li><a href=\"/-/ready\">/-/ready</a></li></ul></body></html>\n";
+    r.body = "<html><head><title>canaryd</title></head><body><h1>canaryd " CANARYD_VERSION
+             "</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
+             "<li><a href=\"/api/v1/state\">/api/v1/state</a></li>"
+             "<li><a href=\"/-/healthy\">/-/healthy</a></li>"
+             "<li><a href=\"/-/ready\">/-/ready</a></li></ul></body></html>\n";
     return r;
   }
   return text(404, "not found\n");
@@ -298,11 +297,11 @@ void Service::shutdown() {
   spdlog::info("shutting down");
   engine_->stop();
   services_->shutdown();
-  for (auto* h : {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
-                  reinterpret_cast<uv_handle_t*>(&sigint_),
-                  reinterpret_cast<uv_handle_t*>(&reload_async_),
-                  reinterpret_cast<uv_handle_t*>(&housekeeping_timer_),
-                  reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
+  for (auto* h :
+       {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
+        reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&reload_async_),
+        reinterpret_cast<uv_handle_t*>(&housekeeping_timer_),
+        reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }
   // Anyone still waiting on a reload gets an answer instead of a timeout, and
@@ -361,8 +360,8 @@ int Service::run() {
   uv_timer_init(&loop_, &housekeeping_timer_);
   housekeeping_timer_.data = this;
   uv_timer_start(
-      &housekeeping_timer_,
-      [](uv_timer_t* h) { static_cast<Service*>(h->data)->housekeeping(); }, 0, 1000);
+      &housekeeping_timer_, [](uv_timer_t* h) { static_cast<Service*>(h->data)->housekeeping(); },
+      0, 1000);
   uv_timer_init(&loop_, &watchdog_timer_);
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {

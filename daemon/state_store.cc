@@ -33,8 +33,9 @@ nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds
   nlohmann::ordered_json d = nlohmann::ordered_json::object();
   const ProbeDetails& det = r.details;
   if (det.status_code) d["status_code"] = *det.status_code;
-  if (det.cert_expiry_unix) d["cert_expiry"] = format_time(WallTime(
-      std::chrono::duration_cast<WallTime::duration>(std::chrono::duration<double>(*det.cert_expiry_unix))));
+  if (det.cert_expiry_unix)
+    d["cert_expiry"] = format_time(WallTime(std::chrono::duration_cast<WallTime::duration>(
+        std::chrono::duration<double>(*det.cert_expiry_unix))));
   if (det.subprotocol) d["subprotocol"] = *det.subprotocol;
   if (det.close_code) d["close_code"] = *det.close_code;
   if (det.connections_ok) d["connections_ok"] = *det.connections_ok;
@@ -167,10 +168,8 @@ nlohmann::ordered_json StateStore::all(WallTime now) const {
     }
     probes.push_back(probe_json(p, now));
   }
-  j["summary"] = {{"probes", probes_.size()},
-                  {"passing", passing},
-                  {"failing", failing},
-                  {"pending", pending}};
+  j["summary"] = {
+      {"probes", probes_.size()}, {"passing", passing}, {"failing", failing}, {"pending", pending}};
   j["probes"] = probes;
   return j;
 }

@@ -52,8 +52,8 @@ int run_status(const std::string& base_url, bool json) {
   }
   auto state = nlohmann::json::parse(body, nullptr, false);
   if (status != 200 || state.is_discarded() || !state.contains("probes")) {
-    std::cerr << fmt::format("canaryd status: {} answered HTTP {} without a state document\n",
-                             url, status);
+    std::cerr << fmt::format("canaryd status: {} answered HTTP {} without a state document\n", url,
+                             status);
     return 2;
   }
   bool any_failing = false;

@@ -37,12 +37,14 @@ std::string format_seconds(double s) {
   if (s < 60) return fmt::format("{:.2f}s", s);
   auto total = static_cast<int64_t>(s);
   if (total < 3600) return fmt::format("{}m{:02d}s", total / 60, static_cast<int>(total % 60));
-  if (total < 86400) return fmt::format("{}h{:02d}m", total / 3600, static_cast<int>(total % 3600 / 60));
+  if (total < 86400)
+    return fmt::format("{}h{:02d}m", total / 3600, static_cast<int>(total % 3600 / 60));
   return fmt::format("{}d{}h", total / 86400, static_cast<int>(total % 86400 / 3600));
 }
 
 std::string one_line(std::string text, size_t max) {
-  std::replace_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
+  std::replace_if(
+      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
   if (text.size() > max) text = text.substr(0, max - 3) + "...";
   return text;
 }

@@ -185,8 +185,8 @@ std::optional<YAML::Node> YamlSection::lookup(std::string_view key) {
 }
 
 void YamlSection::error(std::string_view key, std::string message) {
-  ctx_->errors->add({ctx_->file, line_of(key), key.empty() ? path_ : key_path(key),
-                     std::move(message)});
+  ctx_->errors->add(
+      {ctx_->file, line_of(key), key.empty() ? path_ : key_path(key), std::move(message)});
 }
 
 void YamlSection::error_at(const YAML::Node& node, std::string key_path, std::string message) {

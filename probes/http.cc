@@ -138,9 +138,8 @@ void HttpProbe::start(RunContext& ctx, Done done) {
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  // The scheduler owns the deadline; curl only bounds the connect so a
-  // misbehaving resolver can't keep a socket beyond the run.
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+  // No curl timeout: the scheduler owns the deadline and cancels the run, so
+  // there is one notion of "timed out" and it knows the phase.
   if (opts_.method == "HEAD") {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (opts_.method != "GET") {
@@ -277,7 +276,8 @@ ProbeResult HttpProbe::classify_transport_error(CURLcode rc, Phases phases) cons
     case CURLE_SEND_ERROR:
       return fail(Reason::kConnect, "connection broken: " + detail);
     default:
-      return fail(Reason::kInternal, fmt::format("curl error {}: {}", static_cast<int>(rc), detail));
+      return fail(Reason::kInternal,
+                  fmt::format("curl error {}: {}", static_cast<int>(rc), detail));
   }
 }
 
@@ -289,15 +289,15 @@ ProbeResult HttpProbe::check_response(Phases phases) {
     result.details.status_code = static_cast<int>(status);
     return result;
   };
-  bool status_ok =
-      opts_.expect_status.empty()
-          ? (status >= 200 && status < 300)
-          : std::find(opts_.expect_status.begin(), opts_.expect_status.end(), status) !=
-                opts_.expect_status.end();
+  bool status_ok = opts_.expect_status.empty()
+                       ? (status >= 200 && status < 300)
+                       : std::find(opts_.expect_status.begin(), opts_.expect_status.end(),
+                                   status) != opts_.expect_status.end();
   if (!status_ok) {
-    return fail(Reason::kHttpStatus,
-                fmt::format("HTTP status {} (expected {})", status,
-                            opts_.expect_status.empty() ? "2xx" : status_list(opts_.expect_status)));
+    return fail(
+        Reason::kHttpStatus,
+        fmt::format("HTTP status {} (expected {})", status,
+                    opts_.expect_status.empty() ? "2xx" : status_list(opts_.expect_status)));
   }
   if (opts_.body_regex && !RE2::PartialMatch(body_, *opts_.body_regex)) {
     return fail(Reason::kAssertion,
@@ -351,16 +351,17 @@ void HttpProbe::on_complete(CURLcode rc) {
 bool valid_header_name(const std::string& name) {
   if (name.empty()) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
   });
 }
 
 }  // namespace
 
 std::vector<Reason> http_probe_reasons() {
-  return {Reason::kTimeout,    Reason::kDns,         Reason::kConnectRefused, Reason::kConnect,
-          Reason::kTls,        Reason::kTlsHostname, Reason::kTlsExpired,     Reason::kHttpStatus,
-          Reason::kAssertion,  Reason::kBodyTooLarge, Reason::kProtocol,      Reason::kInternal};
+  return {Reason::kTimeout,   Reason::kDns,          Reason::kConnectRefused, Reason::kConnect,
+          Reason::kTls,       Reason::kTlsHostname,  Reason::kTlsExpired,     Reason::kHttpStatus,
+          Reason::kAssertion, Reason::kBodyTooLarge, Reason::kProtocol,       Reason::kInternal};
 }
 
 std::vector<std::string_view> http_probe_phases() {
@@ -393,9 +394,8 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
     }
   }
   if (auto m = s.get_string("method")) {
-    bool token = !m->empty() && std::all_of(m->begin(), m->end(), [](char c) {
-      return c >= 'A' && c <= 'Z';
-    });
+    bool token = !m->empty() &&
+                 std::all_of(m->begin(), m->end(), [](char c) { return c >= 'A' && c <= 'Z'; });
     if (!token) {
       s.error("method", fmt::format("invalid method \"{}\" (use e.g. GET, POST, HEAD)", *m));
     } else {
@@ -451,8 +451,7 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   }
 
   if (auto tls = s.get_section("tls")) {
-    if (url && !o.https && !o.url.empty())
-      tls->error("", "tls options need an https:// url");
+    if (url && !o.https && !o.url.empty()) tls->error("", "tls options need an https:// url");
     if (auto ca = tls->get_string("ca_file")) {
       if (access(ca->c_str(), R_OK) != 0) {
         tls->error("ca_file", fmt::format("cannot read {}", *ca));

@@ -111,8 +111,8 @@ class LoopServices {
 struct RunContext {
   LoopServices* services = nullptr;
   uv_loop_t* loop = nullptr;
-  std::string run_id;         // unique per run, for correlation with the target's logs
-  uint64_t deadline_ns = 0;   // uv_hrtime() value at which the scheduler cancels
+  std::string run_id;        // unique per run, for correlation with the target's logs
+  uint64_t deadline_ns = 0;  // uv_hrtime() value at which the scheduler cancels
 };
 
 using Done = std::function<void(ProbeResult)>;

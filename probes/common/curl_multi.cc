@@ -13,7 +13,6 @@ struct CurlMulti::SocketWatch {
   CurlMulti* owner;
 };
 
-
 CurlMulti::CurlMulti(uv_loop_t* loop) : loop_(loop) {
   static const CURLcode global_init = curl_global_init(CURL_GLOBAL_DEFAULT);
   (void)global_init;
@@ -54,9 +53,8 @@ void CurlMulti::shutdown() {
   for (SocketWatch* w : watches_) {
     uv_poll_stop(&w->poll);
     w->poll.data = w;
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
-      delete static_cast<SocketWatch*>(h->data);
-    });
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll),
+             [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
   }
   watches_.clear();
   uv_timer_stop(timer_);

@@ -45,7 +45,9 @@ TEST_CASE("check-config: exit 0 for the shipped configs, 1 with file:line: key f
   INFO(example.err);
   CHECK(example.exit_code == 0);
 
-  std::string bad = dir.write_file("bad.yaml", "probes:\n  - name: a\n    type: http\n    http:\n      url: http://127.0.0.1/\n      methd: GET\n");
+  std::string bad = dir.write_file("bad.yaml",
+                                   "probes:\n  - name: a\n    type: http\n    http:\n      url: "
+                                   "http://127.0.0.1/\n      methd: GET\n");
   auto r = run_command({canaryd_bin(), "check-config", bad});
   CHECK(r.exit_code == 1);
   CHECK(r.err == bad + ":6: probes[0].http.methd: unknown key\n");

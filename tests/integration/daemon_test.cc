@@ -1,9 +1,9 @@
 // The running daemon as an SRE meets it: /metrics, /api/v1/state, the health
 // endpoints, `canaryd status`, reloads, secrets and signals.
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/harness.h"
@@ -51,16 +51,19 @@ TEST_CASE("metrics: every reason pre-created at 0, labels, success, and a clean 
   REQUIRE(wait_until([&] { return has_run(d, "up") && has_run(d, "down"); }));
 
   std::string m = d.metrics();
-  for (const char* reason : {"timeout", "dns", "connect_refused", "connect", "tls", "tls_hostname",
-                             "tls_expired", "http_status", "assertion", "body_too_large",
-                             "protocol", "internal"}) {
+  for (const char* reason :
+       {"timeout", "dns", "connect_refused", "connect", "tls", "tls_hostname", "tls_expired",
+        "http_status", "assertion", "body_too_large", "protocol", "internal"}) {
     INFO(reason);
     CHECK(metric_value(m, "canary_probe_failures_total", {{"probe", "up"}, {"reason", reason}}) ==
           0.0);
   }
   CHECK(metric_value(m, "canary_probe_success",
-                     {{"probe", "up"}, {"type", "http"}, {"category", "infrastructure"},
-                      {"env", "test"}, {"location", "ci"}}) == 1.0);
+                     {{"probe", "up"},
+                      {"type", "http"},
+                      {"category", "infrastructure"},
+                      {"env", "test"},
+                      {"location", "ci"}}) == 1.0);
   CHECK(metric_value(m, "canary_probe_success", {{"probe", "down"}}) == 0.0);
   CHECK(*metric_value(m, "canary_probe_failures_total",
                       {{"probe", "down"}, {"reason", "http_status"}}) >= 1.0);
@@ -124,8 +127,7 @@ TEST_CASE("state API: last result, reason, phases, failing duration and history"
 TEST_CASE("canaryd status prints the state for a person, or JSON", "[daemon][cli]") {
   auto& fp = platform();
   Daemon d(base_config(http_probe("backend-health", fp.url("/health")) +
-                       http_probe("auth-health", fp.url("/health?mode=degraded"),
-                                  "") +
+                       http_probe("auth-health", fp.url("/health?mode=degraded"), "") +
                        "      expect: {json: {status: healthy}}\n"));
   REQUIRE(wait_until([&] { return has_run(d, "backend-health") && has_run(d, "auth-health"); }));
 
@@ -143,8 +145,8 @@ TEST_CASE("canaryd status prints the state for a person, or JSON", "[daemon][cli
   REQUIRE_FALSE(j.is_discarded());
   CHECK(j["probes"].size() == 2);
 
-  auto unreachable =
-      run_command({canaryd_bin(), "status", "--url", fmt::format("http://127.0.0.1:{}", free_port())});
+  auto unreachable = run_command(
+      {canaryd_bin(), "status", "--url", fmt::format("http://127.0.0.1:{}", free_port())});
   CHECK(unreachable.exit_code == 2);
   CHECK(unreachable.err.find("cannot reach") != std::string::npos);
 }
@@ -189,8 +191,7 @@ TEST_CASE("secrets never appear in metrics, state, logs or once --json", "[daemo
   TempDir secrets;
   std::string token_file = secrets.write_file("token", "tok-FILE-secret-9f8e7d\n");
   std::string config = base_config(
-      http_probe("with-secrets",
-                 fp.url("/health?status=401&key=${env:CANARYD_TEST_API_KEY}")) +
+      http_probe("with-secrets", fp.url("/health?status=401&key=${env:CANARYD_TEST_API_KEY}")) +
       "      headers:\n        Authorization: \"Bearer ${file:" + token_file + "}\"\n");
   std::vector<std::string> env = {"CANARYD_TEST_API_KEY=key-ENV-secret-1a2b3c"};
   Daemon d(config, env);
@@ -225,9 +226,11 @@ TEST_CASE("hung targets do not delay other probes", "[daemon][scale]") {
   Daemon d(base_config(probes));
   REQUIRE(wait_until([&] { return has_run(d, "hung-000", 2); }, 30s));
   double start = value(d, "canary_probe_runs_total", {{"probe", "healthy"}});
-  REQUIRE(wait_until([&] {
-    return value(d, "canary_probe_runs_total", {{"probe", "healthy"}}) >= start + 10;
-  }, 30s));
+  REQUIRE(wait_until(
+      [&] {
+        return value(d, "canary_probe_runs_total", {{"probe", "healthy"}}) >= start + 10;
+      },
+      30s));
   std::string m = d.metrics();
   // While 200 runs hang, the healthy probe never missed its deadline and every
   // hung run was counted as a timeout.

@@ -1,7 +1,8 @@
 // The HTTP probe against the fake platform backend over real loopback HTTP and
 // TLS, read the way a deploy pipeline reads it: `canaryd once --json`.
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/harness.h"
@@ -52,9 +53,11 @@ json result_of(const json& once, const std::string& name) {
   return {};
 }
 
-std::string probe(const std::string& name, const std::string& body, const std::string& timeout = "5s") {
-  return fmt::format("  - name: {}\n    type: http\n    interval: 10s\n    timeout: {}\n    http:\n{}",
-                     name, timeout, body);
+std::string probe(const std::string& name, const std::string& body,
+                  const std::string& timeout = "5s") {
+  return fmt::format(
+      "  - name: {}\n    type: http\n    interval: 10s\n    timeout: {}\n    http:\n{}", name,
+      timeout, body);
 }
 
 }  // namespace
@@ -63,7 +66,8 @@ TEST_CASE("each HTTP failure mode is a distinct reason", "[http]") {
   auto& p = platform();
   std::string ca = p.certs + "/ca.pem";
   int refused_port = free_port();
-  std::string config = "probes:\n" +
+  std::string config =
+      "probes:\n" +
       probe("healthy", fmt::format("      url: {}\n      expect: {{status: [200], body_regex: "
                                    "'\"healthy\"', json: {{status: healthy}}}}\n",
                                    p.fp.url("/health"))) +
@@ -79,9 +83,10 @@ TEST_CASE("each HTTP failure mode is a distinct reason", "[http]") {
       probe("dns", "      url: http://canaryd-test-host.invalid/health\n") +
       probe("garbage", fmt::format("      url: {}\n", p.fp.url("/health?mode=garbage"))) +
       probe("huge", fmt::format("      url: {}\n", p.fp.url("/health?mode=huge&bytes=3000000"))) +
-      probe("small-cap", fmt::format("      url: {}\n      max_body_bytes: 10\n",
-                                     p.fp.url("/health"))) +
-      probe("slow", fmt::format("      url: {}\n", p.fp.url("/health?mode=slow_body&delay_ms=300"))) +
+      probe("small-cap",
+            fmt::format("      url: {}\n      max_body_bytes: 10\n", p.fp.url("/health"))) +
+      probe("slow",
+            fmt::format("      url: {}\n", p.fp.url("/health?mode=slow_body&delay_ms=300"))) +
       probe("tls-good", fmt::format("      url: {}\n      tls: {{ca_file: {}}}\n",
                                     p.https("good", "/health"), ca)) +
       probe("tls-wronghost", fmt::format("      url: {}\n      tls: {{ca_file: {}}}\n",
@@ -89,11 +94,13 @@ TEST_CASE("each HTTP failure mode is a distinct reason", "[http]") {
       probe("tls-expired", fmt::format("      url: {}\n      tls: {{ca_file: {}}}\n",
                                        p.https("expired", "/health"), ca)) +
       probe("tls-unknown-ca", fmt::format("      url: {}\n", p.https("good", "/health"))) +
-      probe("tls-skip-verify", fmt::format("      url: {}\n      tls: {{insecure_skip_verify: true}}\n",
-                                           p.https("wronghost", "/health"))) +
+      probe("tls-skip-verify",
+            fmt::format("      url: {}\n      tls: {{insecure_skip_verify: true}}\n",
+                        p.https("wronghost", "/health"))) +
       probe("tls-server-name",
-            fmt::format("      url: {}\n      tls: {{ca_file: {}, server_name: wrong.example.test}}\n",
-                        p.https("wronghost", "/health"), ca)) +
+            fmt::format(
+                "      url: {}\n      tls: {{ca_file: {}, server_name: wrong.example.test}}\n",
+                p.https("wronghost", "/health"), ca)) +
       probe("post", fmt::format("      url: {}\n      method: POST\n      body: '{{\"ping\": 1}}'\n"
                                 "      headers: {{Content-Type: application/json}}\n"
                                 "      expect: {{status: [405]}}\n",
@@ -148,9 +155,9 @@ TEST_CASE("each HTTP failure mode is a distinct reason", "[http]") {
 TEST_CASE("once is a deploy gate: exit 0 when all pass, 1 when any fails, 2 on bad config",
           "[http][cli]") {
   auto& p = platform();
-  std::string config = "probes:\n" +
-                       probe("up", fmt::format("      url: {}\n", p.fp.url("/health"))) +
-                       probe("down", fmt::format("      url: {}\n", p.fp.url("/health?status=503")));
+  std::string config =
+      "probes:\n" + probe("up", fmt::format("      url: {}\n", p.fp.url("/health"))) +
+      probe("down", fmt::format("      url: {}\n", p.fp.url("/health?status=503")));
   TempDir dir;
   std::string path = dir.write_file("c.yaml", config);
 

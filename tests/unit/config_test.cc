@@ -92,7 +92,8 @@ probes:
     http:
       url: http://127.0.0.1:1/health?key=${env:CANARYD_UNIT_SECRET}
       headers:
-        Authorization: "Bearer ${file:)") + token_file + R"(}"
+        Authorization: "Bearer ${file:)") +
+              token_file + R"(}"
 )";
   auto load = load_config_text(yaml, "s.yaml");
   INFO(load.errors.str());

@@ -3,7 +3,6 @@
 #include "daemon/engine.h"
 
 #include <catch2/catch.hpp>
-
 #include <stdexcept>
 
 using namespace std::chrono_literals;
@@ -36,9 +35,9 @@ class TimerProbe : public Probe {
  public:
   explicit TimerProbe(uint64_t ms) : ms_(ms) {}
   ~TimerProbe() override {
-    if (timer_) uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) {
-      delete reinterpret_cast<uv_timer_t*>(h);
-    });
+    if (timer_)
+      uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   }
   void start(RunContext& ctx, Done done) override {
     if (!timer_) {

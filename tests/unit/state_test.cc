@@ -1,7 +1,7 @@
 // The state store: what /api/v1/state and `canaryd status` report.
-#include "daemon/state_store.h"
-
 #include <catch2/catch.hpp>
+
+#include "daemon/state_store.h"
 
 using namespace std::chrono_literals;
 using canaryd::ProbeResult;
@@ -17,7 +17,7 @@ probes:
     critical: true
     http: {url: "http://127.0.0.1:1/health"}
 )",
-                                                         "t.yaml");
+                                                       "t.yaml");
   canaryd::StateStore store;
   canaryd::WallTime t0 = canaryd::WallTime(std::chrono::seconds(1'800'000'000));
   std::string target = "GET http://127.0.0.1:1/health";
