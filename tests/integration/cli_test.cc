@@ -7,7 +7,7 @@
 
 using namespace canaryd::test;
 
-TEST_CASE("--version and --help", "[cli]") {
+TEST_CASE("version and help flags", "[cli]") {
   auto v = run_command({canaryd_bin(), "--version"});
   CHECK(v.exit_code == 0);
   CHECK(v.out == "canaryd 0.1.0\n");

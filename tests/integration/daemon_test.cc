@@ -242,7 +242,7 @@ TEST_CASE("hung targets do not delay other probes", "[daemon][scale]") {
                      {{"probe", "hung-000"}, {"reason", "timeout"}}) == hung_runs);
 }
 
-TEST_CASE("SIGTERM stops the daemon cleanly; a busy port is a clear error", "[daemon]") {
+TEST_CASE("SIGTERM stops the daemon cleanly and a busy port is a clear error", "[daemon]") {
   auto& fp = platform();
   Daemon d(base_config(http_probe("up", fp.url("/health"))));
   // A second daemon on the same port must fail with a clear message.

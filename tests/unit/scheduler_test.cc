@@ -64,7 +64,7 @@ TEST_CASE("runs are fixed-rate: run time does not make the schedule drift") {
   CHECK(d.sched.skipped_total() == 0);
 }
 
-TEST_CASE("runs of one probe never overlap; a slot that comes due mid-run is skipped") {
+TEST_CASE("runs of one probe never overlap: a slot that comes due mid-run is skipped") {
   Driver d;
   d.sched.add(1, "slow", 1s);
   auto first = *d.sched.next_due();
@@ -100,7 +100,7 @@ TEST_CASE("a stalled loop skips the missed slots instead of running them in a bu
   CHECK(*d.sched.next_due() == first + 4s);  // back on the grid
 }
 
-TEST_CASE("removed probes are not dispatched; next_due is the earliest probe") {
+TEST_CASE("removed probes are not dispatched and next_due is the earliest probe") {
   Driver d;
   d.sched.add(1, "a", 1s);
   d.sched.add(2, "b", 5s);
