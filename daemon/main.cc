@@ -1,6 +1,7 @@
 // canaryd's command line. The verbs and exit codes are a contract (DESIGN.md):
 // deploy pipelines and on-call scripts depend on them.
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -94,6 +95,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   raise_fd_limit();
+  // A peer that closes early must cost one failed write, never the process.
+  signal(SIGPIPE, SIG_IGN);
   if (*once) return canaryd::run_once(config_path, once_probes, once_json);
   if (*run || !config_path.empty()) return canaryd::run_service(config_path);
   std::cout << app.help();
