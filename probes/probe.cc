@@ -7,7 +7,7 @@
 namespace canaryd {
 
 namespace {
-constexpr std::array<std::pair<Reason, std::string_view>, 20> kReasonNames = {{
+constexpr std::array<std::pair<Reason, std::string_view>, 21> kReasonNames = {{
     {Reason::kOk, "ok"},
     {Reason::kTimeout, "timeout"},
     {Reason::kDns, "dns"},
@@ -27,6 +27,7 @@ constexpr std::array<std::pair<Reason, std::string_view>, 20> kReasonNames = {{
     {Reason::kWsAbnormalClose, "ws_abnormal_close"},
     {Reason::kMissingEvent, "missing_event"},
     {Reason::kSchema, "schema"},
+    {Reason::kQuery, "query"},
     {Reason::kInternal, "internal"},
 }};
 }  // namespace

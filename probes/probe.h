@@ -45,6 +45,7 @@ enum class Reason {
   kWsAbnormalClose,
   kMissingEvent,
   kSchema,
+  kQuery,
   kInternal,
 };
 

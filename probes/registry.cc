@@ -1,12 +1,14 @@
 #include "probes/registry.h"
 
 #include "probes/http.h"
+#include "probes/redis.h"
 
 namespace canaryd {
 
 const std::vector<ProbeType>& probe_types() {
   static const std::vector<ProbeType> types = {
       {"http", http_probe_reasons(), http_probe_phases(), &make_http_probe},
+      {"redis", redis_probe_reasons(), redis_probe_phases(), &make_redis_probe},
   };
   return types;
 }
