@@ -108,8 +108,7 @@ void RedisProbe::start(RunContext& ctx, Done done) {
                    end_phase("dns");
                    if (!addr) {
                      finish(ProbeResult::failure(
-                         Reason::kDns,
-                         fmt::format("cannot resolve {}: {}", opts_.host, error)));
+                         Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error)));
                      return;
                    }
                    step_ = Step::kConnect;
@@ -124,9 +123,9 @@ void RedisProbe::connect_to(const ResolvedAddress& addr) {
 void RedisProbe::on_connect(int status) {
   if (status != 0) {
     Reason r = status == UV_ECONNREFUSED ? Reason::kConnectRefused : Reason::kConnect;
-    finish(ProbeResult::failure(
-        r, status == UV_ECONNREFUSED ? "connection refused"
-                                     : fmt::format("connect failed: {}", uv_strerror(status))));
+    finish(ProbeResult::failure(r, status == UV_ECONNREFUSED
+                                       ? "connection refused"
+                                       : fmt::format("connect failed: {}", uv_strerror(status))));
     return;
   }
   end_phase("connect");
@@ -193,9 +192,8 @@ void RedisProbe::on_reply(const RespValue& reply) {
   // config lacks (NOAUTH), or the one given is wrong (WRONGPASS, invalid).
   if (is_error && (reply.text.rfind("NOAUTH", 0) == 0 || reply.text.rfind("WRONGPASS", 0) == 0 ||
                    (step_ == Step::kAuth))) {
-    finish(ProbeResult::failure(Reason::kAuth,
-                                fmt::format("authentication failed: {}", resp_brief(reply)),
-                                phases_));
+    finish(ProbeResult::failure(
+        Reason::kAuth, fmt::format("authentication failed: {}", resp_brief(reply)), phases_));
     return;
   }
   switch (step_) {
@@ -250,11 +248,11 @@ void RedisProbe::on_reply(const RespValue& reply) {
 }
 
 void RedisProbe::on_closed(int status) {
-  finish(ProbeResult::failure(
-      Reason::kProtocol,
-      status == UV_EOF ? "server closed the connection before replying"
-                       : fmt::format("connection broken: {}", uv_strerror(status)),
-      phases_));
+  finish(ProbeResult::failure(Reason::kProtocol,
+                              status == UV_EOF
+                                  ? "server closed the connection before replying"
+                                  : fmt::format("connection broken: {}", uv_strerror(status)),
+                              phases_));
 }
 
 void RedisProbe::release() {
@@ -283,8 +281,8 @@ CancelInfo RedisProbe::cancel() {
 }  // namespace
 
 std::vector<Reason> redis_probe_reasons() {
-  return {Reason::kTimeout,  Reason::kDns,      Reason::kConnectRefused, Reason::kConnect,
-          Reason::kAuth,     Reason::kProtocol, Reason::kAssertion,      Reason::kInternal};
+  return {Reason::kTimeout, Reason::kDns,      Reason::kConnectRefused, Reason::kConnect,
+          Reason::kAuth,    Reason::kProtocol, Reason::kAssertion,      Reason::kInternal};
 }
 
 std::vector<std::string_view> redis_probe_phases() {
@@ -307,8 +305,7 @@ ProbePtr make_redis_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   }
   o.username = s.get_string("username").value_or("");
   o.password = s.get_string("password").value_or("");
-  if (!o.username.empty() && o.password.empty())
-    s.error("username", "username needs a password");
+  if (!o.username.empty() && o.password.empty()) s.error("username", "username needs a password");
   // Even written inline (not recommended), a password is a secret.
   if (!o.password.empty()) s.context().secrets->add(o.password);
   o.db = s.get_int("db", 0, 1'000'000);

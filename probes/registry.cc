@@ -1,6 +1,7 @@
 #include "probes/registry.h"
 
 #include "probes/http.h"
+#include "probes/postgres.h"
 #include "probes/redis.h"
 
 namespace canaryd {
@@ -9,6 +10,7 @@ const std::vector<ProbeType>& probe_types() {
   static const std::vector<ProbeType> types = {
       {"http", http_probe_reasons(), http_probe_phases(), &make_http_probe},
       {"redis", redis_probe_reasons(), redis_probe_phases(), &make_redis_probe},
+      {"postgres", postgres_probe_reasons(), postgres_probe_phases(), &make_postgres_probe},
   };
   return types;
 }

@@ -1,0 +1,456 @@
+#include "probes/postgres.h"
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "probes/common/resolve.h"
+
+namespace canaryd {
+
+namespace {
+
+struct PostgresOptions {
+  // Every connection parameter from the DSN except those canaryd sets itself.
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string host;  // empty or starting with '/' means a Unix socket: no DNS
+  bool has_hostaddr = false;
+  int port = 5432;
+  std::string user;
+  std::string dbname;
+  std::string query = "SELECT 1";
+  std::optional<std::string> expect;
+  std::string password;  // redacted from every libpq message
+};
+
+double seconds_between(uint64_t from, uint64_t to) { return static_cast<double>(to - from) / 1e9; }
+
+// A uv_poll on one of libpq's sockets. libpq may close a socket and open a new
+// one (often with the same number) inside PQconnectPoll, which libuv cannot
+// notice; so each connect step gets a fresh watcher, closed before libpq can
+// reuse the number.
+struct SocketWatch {
+  uv_poll_t poll;
+  void* owner;
+  static void close(SocketWatch* w) {
+    uv_poll_stop(&w->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll),
+             [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
+  }
+};
+
+class PostgresProbe : public Probe {
+ public:
+  explicit PostgresProbe(PostgresOptions opts) : opts_(std::move(opts)) {}
+  ~PostgresProbe() override { release(false); }
+
+  // Probe
+  void start(RunContext& ctx, Done done) override;
+  CancelInfo cancel() override;
+  std::string target() const override {
+    std::string where = opts_.host.empty() ? "local socket" : opts_.host;
+    return fmt::format("postgresql://{}@{}:{}/{}: {}", opts_.user, where, opts_.port, opts_.dbname,
+                       opts_.query);
+  }
+
+ private:
+  enum class Phase { kDns, kConnect, kQuery };
+
+  void connect(const std::string& hostaddr);
+  void watch(int events, void (*cb)(uv_poll_t*, int, int));
+  void connect_step();
+  void send_query();
+  void query_step(int events);
+  void on_result(PGresult* res);
+  ProbeResult connect_failure() const;
+  std::string scrub(std::string text) const;
+  void finish(ProbeResult result);
+  void release(bool cancel_query);
+
+  PostgresOptions opts_;
+  Done done_;
+  uv_loop_t* loop_ = nullptr;
+  uint64_t timeout_ms_ = 0;
+  AsyncResolve resolve_;
+  PGconn* conn_ = nullptr;
+  SocketWatch* watch_ = nullptr;
+  Phase phase_ = Phase::kDns;
+  Phases phases_;
+  uint64_t run_start_ns_ = 0;
+  uint64_t phase_start_ns_ = 0;
+  std::optional<ProbeResult> result_;  // first result of the query, kept until libpq is done
+};
+
+void PostgresProbe::start(RunContext& ctx, Done done) {
+  done_ = std::move(done);
+  loop_ = ctx.loop;
+  uint64_t now = uv_hrtime();
+  timeout_ms_ = ctx.deadline_ns > now ? (ctx.deadline_ns - now) / 1'000'000 : 1;
+  phases_.clear();
+  result_.reset();
+  run_start_ns_ = phase_start_ns_ = now;
+  bool unix_socket = opts_.host.empty() || opts_.host.front() == '/';
+  if (unix_socket || opts_.has_hostaddr) {
+    connect("");
+    return;
+  }
+  if (auto addr = numeric_address(opts_.host, opts_.port)) {
+    connect(addr->ip);
+    return;
+  }
+  // libpq resolves a host name by blocking; resolve off the loop and hand it
+  // the address.
+  phase_ = Phase::kDns;
+  resolve_.start(
+      loop_, opts_.host, opts_.port,
+      [this](std::optional<ResolvedAddress> addr, std::string error) {
+        uint64_t t = uv_hrtime();
+        phases_.emplace_back("dns", seconds_between(phase_start_ns_, t));
+        phase_start_ns_ = t;
+        if (!addr) {
+          finish(ProbeResult::failure(
+              Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error), phases_));
+          return;
+        }
+        connect(addr->ip);
+      });
+}
+
+void PostgresProbe::connect(const std::string& hostaddr) {
+  phase_ = Phase::kConnect;
+  std::vector<const char*> keys, values;
+  std::string options;
+  for (const auto& [k, v] : opts_.params) {
+    if (k == "options") {
+      options = v;
+      continue;
+    }
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  // The server cancels the query itself if the probe's deadline passes, so a
+  // timed-out run never leaves a busy session behind.
+  if (!options.empty()) options += " ";
+  options += fmt::format("-c statement_timeout={}", timeout_ms_);
+  keys.push_back("options");
+  values.push_back(options.c_str());
+  if (!hostaddr.empty()) {
+    keys.push_back("hostaddr");
+    values.push_back(hostaddr.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectStartParams(keys.data(), values.data(), 0);
+  if (conn_ == nullptr) {
+    finish(ProbeResult::failure(Reason::kInternal, "libpq could not allocate a connection"));
+    return;
+  }
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    finish(connect_failure());
+    return;
+  }
+  // PQconnectStart has begun connecting: wait until the socket is writable.
+  watch(UV_WRITABLE, [](uv_poll_t* h, int, int) {
+    static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
+  });
+}
+
+void PostgresProbe::watch(int events, void (*cb)(uv_poll_t*, int, int)) {
+  if (watch_ != nullptr) {
+    SocketWatch::close(watch_);
+    watch_ = nullptr;
+  }
+  int fd = PQsocket(conn_);
+  if (fd < 0) {
+    finish(ProbeResult::failure(Reason::kConnect, "libpq has no socket", phases_));
+    return;
+  }
+  auto* w = new SocketWatch{{}, this};
+  if (uv_poll_init_socket(loop_, &w->poll, fd) != 0) {
+    delete w;
+    finish(ProbeResult::failure(Reason::kInternal, "cannot watch libpq's socket", phases_));
+    return;
+  }
+  w->poll.data = w;
+  watch_ = w;
+  uv_poll_start(&w->poll, events, cb);
+}
+
+void PostgresProbe::connect_step() {
+  // Close this step's watcher before libpq may close and reopen its socket.
+  if (watch_ != nullptr) {
+    SocketWatch::close(watch_);
+    watch_ = nullptr;
+  }
+  switch (PQconnectPoll(conn_)) {
+    case PGRES_POLLING_READING:
+      watch(UV_READABLE, [](uv_poll_t* h, int, int) {
+        static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
+      });
+      return;
+    case PGRES_POLLING_WRITING:
+      watch(UV_WRITABLE, [](uv_poll_t* h, int, int) {
+        static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
+      });
+      return;
+    case PGRES_POLLING_OK: {
+      uint64_t t = uv_hrtime();
+      phases_.emplace_back("connect", seconds_between(phase_start_ns_, t));
+      phase_start_ns_ = t;
+      send_query();
+      return;
+    }
+    default:
+      finish(connect_failure());
+      return;
+  }
+}
+
+void PostgresProbe::send_query() {
+  phase_ = Phase::kQuery;
+  PQsetnonblocking(conn_, 1);
+  if (!PQsendQuery(conn_, opts_.query.c_str())) {
+    finish(ProbeResult::failure(
+        Reason::kConnect, scrub("cannot send the query: " + std::string(PQerrorMessage(conn_))),
+        phases_));
+    return;
+  }
+  watch(UV_READABLE | UV_WRITABLE, [](uv_poll_t* h, int status, int events) {
+    auto* self = static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner);
+    self->query_step(status < 0 ? UV_READABLE : events);
+  });
+}
+
+void PostgresProbe::query_step(int events) {
+  if (events & UV_WRITABLE) {
+    int f = PQflush(conn_);
+    if (f < 0) {
+      finish(ProbeResult::failure(Reason::kConnect, scrub(PQerrorMessage(conn_)), phases_));
+      return;
+    }
+    if (f == 0) uv_poll_start(&watch_->poll, UV_READABLE, watch_->poll.poll_cb);
+  }
+  if (!(events & UV_READABLE)) return;
+  if (!PQconsumeInput(conn_)) {
+    finish(ProbeResult::failure(Reason::kConnect,
+                                scrub("connection lost: " + std::string(PQerrorMessage(conn_))),
+                                phases_));
+    return;
+  }
+  while (!PQisBusy(conn_)) {
+    PGresult* res = PQgetResult(conn_);
+    if (res == nullptr) {
+      // Every result has arrived.
+      ProbeResult r = result_ ? std::move(*result_)
+                              : ProbeResult::failure(Reason::kQuery, "the query returned nothing");
+      r.phases = phases_;
+      finish(std::move(r));
+      return;
+    }
+    on_result(res);
+    PQclear(res);
+  }
+}
+
+void PostgresProbe::on_result(PGresult* res) {
+  if (result_ && !result_->success) return;  // the first failure is the one that matters
+  uint64_t t = uv_hrtime();
+  auto status = PQresultStatus(res);
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+    if (result_) return;  // the first statement's rows are what `expect` checks
+    phases_.emplace_back("query", seconds_between(phase_start_ns_, t));
+    phases_.emplace_back("total", seconds_between(run_start_ns_, t));
+    if (opts_.expect) {
+      if (status != PGRES_TUPLES_OK || PQntuples(res) == 0 || PQnfields(res) == 0) {
+        result_ = ProbeResult::failure(
+            Reason::kAssertion,
+            fmt::format("the query returned no rows, expected \"{}\"", *opts_.expect));
+        return;
+      }
+      std::string got = PQgetisnull(res, 0, 0) ? "null" : PQgetvalue(res, 0, 0);
+      if (got != *opts_.expect) {
+        if (got.size() > 80) got = got.substr(0, 77) + "...";
+        result_ = ProbeResult::failure(
+            Reason::kAssertion,
+            scrub(fmt::format("the query returned \"{}\", expected \"{}\"", got, *opts_.expect)));
+        return;
+      }
+    }
+    result_ = ProbeResult::ok();
+    return;
+  }
+  const char* sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  const char* primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+  std::string message = primary ? primary : PQresultErrorMessage(res);
+  std::string code = sqlstate ? sqlstate : "";
+  if (code == "57014") {
+    // The server's statement_timeout (set to the probe's timeout) fired just
+    // before our own deadline: it is the same timeout.
+    ProbeResult r =
+        ProbeResult::failure(Reason::kTimeout, "the query timed out (statement_timeout)");
+    r.details.timeout_phase = "query";
+    result_ = std::move(r);
+    return;
+  }
+  Reason reason = code.rfind("28", 0) == 0 ? Reason::kAuth : Reason::kQuery;
+  result_ = ProbeResult::failure(
+      reason, scrub(fmt::format("query failed: {}{}", message,
+                                code.empty() ? "" : " (SQLSTATE " + code + ")")));
+}
+
+ProbeResult PostgresProbe::connect_failure() const {
+  std::string msg = conn_ != nullptr ? PQerrorMessage(conn_) : "unknown error";
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  // libpq (in the C locale canaryd runs in) says what went wrong only in text.
+  auto has = [&](const char* s) { return msg.find(s) != std::string::npos; };
+  Reason reason = Reason::kConnect;
+  if (has("Connection refused")) {
+    reason = Reason::kConnectRefused;
+  } else if (has("password authentication failed") || has("no pg_hba.conf entry") ||
+             (has("role \"") && has("does not exist")) || has("authentication failed") ||
+             has("no password supplied") || has("password is required")) {
+    reason = Reason::kAuth;
+  }
+  std::string text = reason == Reason::kConnectRefused ? "connection refused" : scrub(msg);
+  // libpq repeats the address in front of the error; keep the message short.
+  return ProbeResult::failure(reason, text, phases_);
+}
+
+std::string PostgresProbe::scrub(std::string text) const {
+  if (!opts_.password.empty()) {
+    for (size_t pos; (pos = text.find(opts_.password)) != std::string::npos;)
+      text.replace(pos, opts_.password.size(), "<redacted>");
+  }
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
+}
+
+void PostgresProbe::release(bool cancel_query) {
+  resolve_.cancel();
+  if (watch_ != nullptr) {
+    SocketWatch::close(watch_);
+    watch_ = nullptr;
+  }
+  if (conn_ == nullptr) return;
+  if (cancel_query && phase_ == Phase::kQuery) {
+    // Ask the server to cancel the running query. PQcancel opens a connection
+    // and blocks, so it runs on libuv's pool, never on the loop.
+    if (PGcancel* c = PQgetCancel(conn_)) {
+      auto* work = new uv_work_t;
+      work->data = c;
+      uv_queue_work(
+          loop_, work,
+          [](uv_work_t* w) {
+            char err[256];
+            PQcancel(static_cast<PGcancel*>(w->data), err, sizeof err);
+          },
+          [](uv_work_t* w, int) {
+            PQfreeCancel(static_cast<PGcancel*>(w->data));
+            delete w;
+          });
+    }
+  }
+  PQfinish(conn_);
+  conn_ = nullptr;
+}
+
+void PostgresProbe::finish(ProbeResult result) {
+  release(false);
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(result));
+}
+
+CancelInfo PostgresProbe::cancel() {
+  static constexpr const char* kNames[] = {"dns", "connect", "query"};
+  CancelInfo info{kNames[static_cast<int>(phase_)], phases_};
+  release(true);
+  done_ = nullptr;
+  return info;
+}
+
+}  // namespace
+
+std::vector<Reason> postgres_probe_reasons() {
+  return {Reason::kTimeout, Reason::kDns,   Reason::kConnectRefused, Reason::kConnect,
+          Reason::kAuth,    Reason::kQuery, Reason::kAssertion,      Reason::kInternal};
+}
+
+std::vector<std::string_view> postgres_probe_phases() {
+  return {"dns", "connect", "query", "total"};
+}
+
+ProbePtr make_postgres_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+  PostgresOptions o;
+  size_t errors_before = s.context().errors->size();
+  auto dsn = s.get_string("dsn");
+  if (!dsn) {
+    if (!s.has("dsn")) s.error("", "missing required key dsn");
+  } else {
+    char* err = nullptr;
+    PQconninfoOption* opts = PQconninfoParse(dsn->c_str(), &err);
+    if (opts == nullptr) {
+      // libpq's message quotes the text around the problem, which may be the
+      // password: say what is wrong without it.
+      PQfreemem(err);
+      s.error("dsn",
+              "not a valid libpq connection string (key=value pairs or a postgresql:// URI)");
+    } else {
+      for (PQconninfoOption* o2 = opts; o2->keyword != nullptr; ++o2) {
+        if (o2->val == nullptr || o2->val[0] == '\0') continue;
+        std::string k = o2->keyword, v = o2->val;
+        if (k == "host") o.host = v;
+        if (k == "hostaddr") o.has_hostaddr = true;
+        if (k == "user") o.user = v;
+        if (k == "dbname") o.dbname = v;
+        if (k == "password") o.password = v;
+        if (k == "port") {
+          try {
+            o.port = std::stoi(v);
+          } catch (...) {
+            s.error("dsn", "the port in the DSN is not a number");
+          }
+        }
+        o.params.emplace_back(k, v);
+      }
+      PQconninfoFree(opts);
+      if (o.host.find(',') != std::string::npos)
+        s.error("dsn", "the DSN names several hosts; use one probe per host");
+      if (o.user.empty()) s.error("dsn", "the DSN must name a user");
+      if (o.dbname.empty()) o.dbname = o.user;
+      // The password is a secret even when the DSN was written inline.
+      if (!o.password.empty()) s.context().secrets->add(o.password);
+      o.params.emplace_back("fallback_application_name", "canaryd");
+    }
+  }
+  if (auto q = s.get_string("query")) {
+    if (q->empty()) {
+      s.error("query", "the query is empty");
+    } else {
+      o.query = *q;
+    }
+  }
+  o.expect = s.get_string("expect");
+  if (auto mode = s.get_string("sslmode")) {
+    static const std::vector<std::string> modes = {"disable", "allow",     "prefer",
+                                                   "require", "verify-ca", "verify-full"};
+    if (std::find(modes.begin(), modes.end(), *mode) == modes.end()) {
+      s.error("sslmode", fmt::format("unknown sslmode \"{}\" (use disable, allow, prefer, "
+                                     "require, verify-ca or verify-full)",
+                                     *mode));
+    } else {
+      std::erase_if(o.params, [](const auto& p) { return p.first == "sslmode"; });
+      o.params.emplace_back("sslmode", *mode);
+    }
+  }
+  s.finish();
+  if (s.context().errors->size() != errors_before) return nullptr;
+  return std::make_unique<PostgresProbe>(std::move(o));
+}
+
+}  // namespace canaryd
