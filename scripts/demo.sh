@@ -36,9 +36,42 @@ if [ ! -s "$demo/platform.ready" ]; then
   exit 1
 fi
 
+# A local redis-server with a password and a throwaway PostgreSQL cluster, so
+# the demo shows the data-store probes too. Secrets reach canaryd the way they
+# should in production: from the environment and from files.
+export CANARYD_DEMO_REDIS_PASSWORD=demo-redis-secret
+redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no \
+  --requirepass "$CANARYD_DEMO_REDIS_PASSWORD" >"$demo/redis.log" 2>&1 &
+pids+=($!)
+
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+rm -rf "$demo/pgdata" "$demo/pgsock"
+mkdir -p "$demo/pgdata" "$demo/pgsock"
+chmod 0755 "$demo"
+echo demo-postgres-superuser >"$demo/pg.superpw"
+chown postgres "$demo/pgdata" "$demo/pgsock" "$demo/pg.superpw"
+as_postgres() { setpriv --reuid=postgres --regid=postgres --clear-groups "$@"; }
+as_postgres "$pgbin/initdb" -D "$demo/pgdata" -U postgres --auth=scram-sha-256 \
+  --pwfile="$demo/pg.superpw" -E UTF8 --no-sync >"$demo/initdb.log" 2>&1
+as_postgres "$pgbin/postgres" -D "$demo/pgdata" -p 15432 -c listen_addresses=127.0.0.1 \
+  -k "$demo/pgsock" -c fsync=off >"$demo/postgres.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  PGPASSWORD=demo-postgres-superuser psql -h 127.0.0.1 -p 15432 -U postgres -AtXqc \
+    "SELECT 1" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+PGPASSWORD=demo-postgres-superuser psql -h 127.0.0.1 -p 15432 -U postgres -AtXqc \
+  "CREATE ROLE canary LOGIN PASSWORD 'demo-canary-secret'" >/dev/null
+umask 077
+echo "host=127.0.0.1 port=15432 user=canary password=demo-canary-secret dbname=postgres" >"$demo/pg.dsn"
+echo "host=127.0.0.1 port=15432 user=canary password=not-the-password dbname=postgres" >"$demo/pg-wrong.dsn"
+umask 022
+
 cat <<MSG
 
-canaryd demo: the fake platform backend is on 127.0.0.1:18080 (TLS on 18443-18445).
+canaryd demo: the fake platform backend is on 127.0.0.1:18080 (TLS on 18443-18445),
+redis-server on 16379 and PostgreSQL on 15432.
 canaryd is starting on http://127.0.0.1:9464 with config/demo.yaml. Look at:
   curl -s http://127.0.0.1:9464/metrics | grep ^canary_
   curl -s http://127.0.0.1:9464/api/v1/state

@@ -24,24 +24,37 @@ TEST_CASE("version and help flags", "[cli]") {
 TEST_CASE("check-config: exit 0 for the shipped configs, 1 with file:line: key for a bad one",
           "[cli]") {
   TempDir dir;
-  // The demo config points at certificates the demo script generates; give it
-  // some so the check can read them.
-  std::string certs = make_certs(dir);
+  // The demo config points at files the demo script creates (certificates,
+  // DSN files) and an environment variable it sets; give it those.
+  make_certs(dir);
+  dir.write_file("pg.dsn", "host=127.0.0.1 port=15432 user=canary password=x dbname=postgres\n");
+  dir.write_file("pg-wrong.dsn", "host=127.0.0.1 port=15432 user=canary password=y\n");
   std::ifstream in(source_dir() + "/config/demo.yaml");
   std::stringstream ss;
   ss << in.rdbuf();
   std::string demo = ss.str();
-  for (size_t pos; (pos = demo.find("/tmp/canaryd-demo/certs")) != std::string::npos;)
-    demo.replace(pos, std::string("/tmp/canaryd-demo/certs").size(), certs);
+  const std::string demo_dir = "/tmp/canaryd-demo";
+  for (size_t pos; (pos = demo.find(demo_dir)) != std::string::npos;)
+    demo.replace(pos, demo_dir.size(), dir.path());
   std::string demo_path = dir.write_file("demo.yaml", demo);
-  auto ok = run_command({canaryd_bin(), "check-config", demo_path});
+  auto ok = run_command({canaryd_bin(), "check-config", demo_path}, std::chrono::seconds(30),
+                        {"CANARYD_DEMO_REDIS_PASSWORD=demo"});
   INFO(ok.err);
   CHECK(ok.exit_code == 0);
   CHECK(ok.out.find("OK") != std::string::npos);
 
-  auto example = run_command({canaryd_bin(), "check-config", source_dir() + "/config/example.yaml"},
-                             std::chrono::seconds(30),
-                             {"REDIS_PASSWORD=example", "CANARYD_API_TOKEN=example-token"});
+  // The example reads its DSN from /etc/canaryd; point it at a file we own.
+  std::ifstream ein(source_dir() + "/config/example.yaml");
+  std::stringstream es;
+  es << ein.rdbuf();
+  std::string example_text = es.str();
+  const std::string etc = "/etc/canaryd";
+  for (size_t pos; (pos = example_text.find(etc)) != std::string::npos;)
+    example_text.replace(pos, etc.size(), dir.path());
+  std::string example_path = dir.write_file("example.yaml", example_text);
+  auto example =
+      run_command({canaryd_bin(), "check-config", example_path}, std::chrono::seconds(30),
+                  {"REDIS_PASSWORD=example-redis", "CANARYD_API_TOKEN=example-token"});
   INFO(example.err);
   CHECK(example.exit_code == 0);
 
