@@ -5,7 +5,6 @@
 
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -196,7 +196,8 @@ TEST_CASE("RedisServer replica of a password-protected master reports role slave
       kGenerous));
 }
 
-TEST_CASE("RedisServer connected_clients counts connections; stop() closes the port", "[servers]") {
+TEST_CASE("RedisServer connected_clients counts connections and stop() closes the port",
+          "[servers]") {
   RedisServer redis({.password = "pw"});
   CHECK(redis.connected_clients() == 0);  // the asking redis-cli is not counted
 
@@ -222,7 +223,8 @@ TEST_CASE("RedisServer reports a server that exits before it is ready", "[server
 
 // ---- PostgreSQL --------------------------------------------------------------------------
 
-TEST_CASE("PostgresServer runs SQL, creates roles, and checks passwords", "[servers]") {
+TEST_CASE("PostgresServer runs SQL and creates roles that log in only with their password",
+          "[servers]") {
   PostgresServer pg;
   CHECK(pg.psql("SELECT 1") == "1");
   CHECK(pg.psql("SHOW max_connections") == "200");
