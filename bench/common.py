@@ -1,0 +1,417 @@
+"""Shared helpers for canaryd's benchmarks (bench/README.md).
+
+Every server is started here, on 127.0.0.1 and a free port, in a temp dir, and
+stopped by its PID when the benchmark ends, however it ends (normal exit, an
+exception, SIGINT/SIGTERM/SIGHUP). Children also get PR_SET_PDEATHSIG, so a
+benchmark killed outright does not leave servers behind.
+"""
+
+import atexit
+import ctypes
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+BUILD = os.environ.get("CANARYD_BUILD_DIR", os.path.join(REPO, "build-release"))
+CANARYD = os.environ.get("CANARYD_BIN", os.path.join(BUILD, "canaryd"))
+LOADGEN = os.path.join(BUILD, "bench", "loadgen")
+BLACKHOLE = os.path.join(BUILD, "bench", "blackhole")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# urllib must never go through a proxy from the environment: loopback only.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def env_seconds(name, default):
+    """A duration knob, e.g. BENCH_WINDOW=20 for quicker runs."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return float(default)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Processes and cleanup
+
+_procs = []  # (name, Popen), in start order
+_tmpdirs = []
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM to this child if we die.
+    _libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+    except (ValueError, OSError):
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def start(name, argv, log_path=None, **kw):
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", out),
+                         stderr=kw.pop("stderr", out), preexec_fn=_die_with_parent, **kw)
+    _procs.append((name, p))
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, timeout=10.0):
+    """Stops one child by its PID: `sig`, then SIGKILL if it lingers."""
+    if p.poll() is not None:
+        return p.returncode
+    try:
+        os.kill(p.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        return p.wait(timeout=5)
+
+
+def stop_all():
+    while _procs:
+        name, p = _procs.pop()
+        try:
+            stop(p)
+        except Exception as e:  # keep stopping the others
+            print(f"warning: stopping {name} (pid {p.pid}): {e}", file=sys.stderr)
+    if os.environ.get("BENCH_KEEP_TMP") != "1":
+        while _tmpdirs:
+            shutil.rmtree(_tmpdirs.pop(), ignore_errors=True)
+
+
+def forget(p):
+    for i, (_, q) in enumerate(_procs):
+        if q is p:
+            del _procs[i]
+            return
+
+
+def _on_signal(signum, frame):
+    # Once: a second signal must not interrupt the cleanup the first started.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    raise SystemExit(f"interrupted by signal {signum}")
+
+
+atexit.register(stop_all)
+for _s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_s, _on_signal)
+
+
+def tmpdir(tag):
+    d = tempfile.mkdtemp(prefix=f"canaryd-bench-{tag}-")
+    _tmpdirs.append(d)
+    return d
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# HTTP
+
+def http_get(url, timeout=30.0):
+    assert url.startswith("http://127.0.0.1:"), url
+    try:
+        with _opener.open(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_http(url, proc=None, timeout=30.0, want=200):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} while starting")
+        try:
+            status, _ = http_get(url, timeout=2)
+            if status == want:
+                return
+            last = f"HTTP {status}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s ({last})")
+
+
+# --------------------------------------------------------------------------
+# Servers
+
+def start_nginx(tag, echo=False):
+    """nginx in a temp prefix: one process (master_process off), one event loop.
+
+    Returns (proc, port), port serving /health: 200 {"status":"healthy"}. With
+    echo, returns (proc, port, sleep_port): a second listener of the same
+    process whose /sleep answers "ok" after echo_sleep 0.05 (a known 50 ms)."""
+    d = tmpdir(f"nginx-{tag}")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    port = free_port()
+    sleep_port = free_port() if echo else None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    echo_module = ""
+    echo_location = ""
+    if echo:
+        if not os.path.exists(ECHO_MODULE):
+            raise RuntimeError(f"{ECHO_MODULE} missing: apt-get install libnginx-mod-http-echo")
+        echo_module = f"load_module {ECHO_MODULE};"
+        # A listener of its own, so a packet capture can take just its traffic.
+        echo_location = (f"server {{ listen 127.0.0.1:{sleep_port} backlog=4096; "
+                         "location = /sleep { echo_sleep 0.05; echo ok; } }")
+    conf = f"""
+{echo_module}
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile {soft};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections {min(soft - 64, 16384)}; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /health {{ default_type application/json; return 200 '{{"status":"healthy"}}'; }}
+  }}
+  {echo_location}
+}}
+"""
+    conf_path = os.path.join(d, "nginx.conf")
+    with open(conf_path, "w") as f:
+        f.write(conf)
+    p = start("nginx", [NGINX, "-p", d, "-c", conf_path, "-e", os.path.join(d, "error.log")],
+              log_path=os.path.join(d, "stdout.log"))
+    wait_http(f"http://127.0.0.1:{port}/health", proc=p)
+    if echo:
+        wait_http(f"http://127.0.0.1:{sleep_port}/sleep", proc=p)
+        return p, port, sleep_port
+    return p, port
+
+
+def canaryd_config(listen_port, probes, state_history=None):
+    """probes: list of (name, url, interval, timeout)."""
+    lines = ["global:", f"  listen: 127.0.0.1:{listen_port}", "  labels: {env: bench}",
+             "  defaults: {interval: 1s, timeout: 1s}"]
+    if state_history:
+        lines.append(f"  state_history: {state_history}")
+    lines.append("probes:")
+    for name, url, interval, timeout in probes:
+        lines += [f"  - name: {name}", "    type: http", f"    interval: {interval}",
+                  f"    timeout: {timeout}", "    http:", f"      url: {url}",
+                  "      expect: {status: [200]}"]
+    return "\n".join(lines) + "\n"
+
+
+class Canaryd:
+    def __init__(self, tag, config_text, ready_timeout=120.0):
+        d = tmpdir(f"canaryd-{tag}")
+        self.dir = d
+        self.port = int(re.search(r"listen: 127\.0\.0\.1:(\d+)", config_text).group(1))
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.config = os.path.join(d, "canaryd.yaml")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.proc = start("canaryd", [CANARYD, "run", "--config", self.config,
+                                      "--log-level", "warn"],
+                          log_path=os.path.join(d, "canaryd.log"))
+        self.pid = self.proc.pid
+        wait_http(self.base + "/-/ready", proc=self.proc, timeout=ready_timeout)
+
+    def stop(self):
+        rc = stop(self.proc)
+        forget(self.proc)
+        return rc
+
+    def log_tail(self, n=20):
+        try:
+            with open(os.path.join(self.dir, "canaryd.log"), "rb") as f:
+                return b"".join(f.readlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+
+# --------------------------------------------------------------------------
+# Prometheus text format
+
+_sample_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(base, names, timeout=120.0):
+    """Fetches /metrics and returns (samples, seconds_taken, bytes, t_mid).
+
+    samples: list of (name, labels dict, value) for metric names starting with
+    one of `names` (so histogram _bucket/_sum/_count come along). t_mid is the
+    monotonic midpoint of the request."""
+    t0 = time.monotonic()
+    status, body = http_get(base + "/metrics", timeout=timeout)
+    t1 = time.monotonic()
+    if status != 200:
+        raise RuntimeError(f"/metrics returned {status}")
+    prefixes = tuple(names)
+    out = []
+    for line in body.decode().splitlines():
+        if not line.startswith(prefixes):
+            continue
+        m = _sample_re.match(line)
+        if not m:
+            continue
+        labels = dict(_label_re.findall(m.group(2) or ""))
+        out.append((m.group(1), labels, float(m.group(3))))
+    return out, t1 - t0, len(body), (t0 + t1) / 2
+
+
+def sum_samples(samples, name, pred=None):
+    return sum(v for n, l, v in samples if n == name and (pred is None or pred(l)))
+
+
+def histogram(samples, name, pred=None):
+    """Cumulative buckets {le: count} summed over matching series."""
+    b = {}
+    for n, l, v in samples:
+        if n == name + "_bucket" and (pred is None or pred(l)):
+            le = math.inf if l["le"] == "+Inf" else float(l["le"])
+            b[le] = b.get(le, 0.0) + v
+    return b
+
+
+def histogram_delta(after, before):
+    return {le: after[le] - before.get(le, 0.0) for le in after}
+
+
+def histogram_quantile(q, buckets):
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket
+    holding rank q*count; the lowest bucket starts at 0, and a rank in +Inf
+    returns the highest finite bound."""
+    les = sorted(buckets)
+    total = buckets[les[-1]]
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    prev_le, prev_count = 0.0, 0.0
+    for le in les:
+        count = buckets[le]
+        if count >= rank:
+            if math.isinf(le):
+                return prev_le
+            if count == prev_count:
+                return le
+            return prev_le + (le - prev_le) * (rank - prev_count) / (count - prev_count)
+        prev_le, prev_count = le, count
+    return les[-2] if len(les) > 1 else math.nan
+
+
+# --------------------------------------------------------------------------
+# /proc
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        line = f.read()
+    fields = line[line.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024  # kB -> bytes
+            elif k == "Threads":
+                out[k] = int(v)
+    return out
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+# --------------------------------------------------------------------------
+# Numbers
+
+def percentile(values, q):
+    """Nearest-rank percentile (the same definition loadgen uses)."""
+    if not values:
+        return math.nan
+    v = sorted(values)
+    rank = max(1, math.ceil(q * len(v)))
+    return v[min(rank, len(v)) - 1]
+
+
+def ms(x, digits=2):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 1e3:.{digits}f} ms"
+
+
+def signed_ms(x, digits=2):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 1e3:+.{digits}f} ms"
+
+
+def mib(x):
+    return f"{x / (1 << 20):.0f} MiB"
+
+
+def save_result(name, data):
+    d = os.environ.get("BENCH_RESULTS")
+    if not d:
+        return
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"{name}.json"), "w") as f:
+        json.dump(data, f, indent=2, default=lambda o: None)
+
+
+def run_loadgen(args, timeout):
+    """Runs bench/loadgen to completion and returns its JSON result."""
+    p = start("loadgen", [LOADGEN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            stop(p)
+        forget(p)
+    if p.returncode != 0:
+        raise RuntimeError(f"loadgen failed ({p.returncode}): {err.decode(errors='replace')}")
+    return json.loads(out)
