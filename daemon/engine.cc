@@ -21,6 +21,7 @@ struct Engine::Instance {
   bool once = false;  // started by run_now()
   uint64_t generation = 0;
   uint64_t started_ns = 0;
+  uint64_t deadline_ns = 0;
 };
 
 Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
@@ -32,6 +33,21 @@ Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
   tick_ = new uv_timer_t;
   uv_timer_init(loop_, tick_);
   tick_->data = this;
+  check_ = new uv_check_t;
+  uv_check_init(loop_, check_);
+  check_->data = this;
+  idle_ = new uv_idle_t;
+  uv_idle_init(loop_, idle_);
+  idle_->data = this;
+  scheduler_.on_overlap([this](ProbeId id) {
+    auto it = instances_.find(id);
+    if (it == instances_.end() || !it->second->running) return true;
+    // libuv timers have millisecond resolution: a deadline within the next
+    // millisecond is this one.
+    if (uv_hrtime() + 1'000'000 < it->second->deadline_ns) return false;
+    expire(*it->second);
+    return true;
+  });
 }
 
 Engine::~Engine() { stop(); }
@@ -119,21 +135,31 @@ void Engine::on_tick(uv_timer_t* timer) {
     auto it = self->instances_.find(d.id);
     if (it == self->instances_.end()) continue;
     if (self->on_lag_) self->on_lag_(std::chrono::duration<double>(d.lag).count());
-    self->start_run(*it->second);
+    self->start_run(*it->second, d.due);
   }
   self->arm_tick();
 }
 
-void Engine::start_run(Instance& inst) {
+void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
   if (inst.running) return;
   inst.running = true;
   ++in_flight_;
   const uint64_t generation = ++inst.generation;
   inst.started_ns = uv_hrtime();
-  const uint64_t timeout_ms = static_cast<uint64_t>(inst.cfg.spec.timeout.count());
-  inst.ctx = RunContext{&services_, loop_, next_run_id(), inst.started_ns + timeout_ms * 1'000'000};
+  const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
+  inst.deadline_ns = inst.started_ns + timeout_ns;
+  if (due) {
+    // A run never reaches into its next slot: when the loop is late, the run
+    // gets what is left until then, so the next run still starts on time.
+    const auto interval_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.interval).count());
+    const auto next_due_ns = static_cast<uint64_t>(due->count()) + interval_ns;
+    if (next_due_ns < inst.deadline_ns)
+      inst.deadline_ns = std::max(next_due_ns, inst.started_ns + 1'000'000);
+  }
+  inst.ctx = RunContext{&services_, loop_, next_run_id(), inst.deadline_ns};
   uv_update_time(loop_);
-  uv_timer_start(inst.deadline, &Engine::on_deadline, timeout_ms, 0);
+  const uint64_t wait_ns = inst.deadline_ns - inst.started_ns;
+  uv_timer_start(inst.deadline, &Engine::on_deadline, (wait_ns + 999'999) / 1'000'000, 0);
   const ProbeId id = inst.id;
   try {
     inst.cfg.probe->start(inst.ctx, [this, id, generation](ProbeResult r) {
@@ -146,9 +172,8 @@ void Engine::start_run(Instance& inst) {
         inst.cfg.probe->cancel();
       } catch (...) {
       }
-      complete(
-          id, generation,
-          ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
+      complete(id, generation,
+               ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
     }
   }
 }
@@ -156,19 +181,50 @@ void Engine::start_run(Instance& inst) {
 void Engine::on_deadline(uv_timer_t* timer) {
   auto* inst = static_cast<Instance*>(timer->data);
   if (!inst->running) return;
+  // libuv runs timers before it polls for I/O: after a long loop iteration a
+  // response may already be waiting on the socket. Expire the run only after
+  // this iteration's poll, so a reply that made it in time counts. The idle
+  // handle keeps that poll from blocking.
+  Engine* self = inst->engine;
+  if (self->expiring_.empty()) {
+    uv_check_start(self->check_, &Engine::on_check);
+    uv_idle_start(self->idle_, [](uv_idle_t*) {});
+  }
+  self->expiring_.emplace_back(inst->id, inst->generation);
+}
+
+void Engine::on_check(uv_check_t* check) {
+  auto* self = static_cast<Engine*>(check->data);
+  auto expiring = std::move(self->expiring_);
+  self->expiring_.clear();
+  uv_check_stop(self->check_);
+  uv_idle_stop(self->idle_);
+  for (auto [id, generation] : expiring) {
+    auto it = self->instances_.find(id);
+    if (it == self->instances_.end()) continue;
+    Instance& inst = *it->second;
+    if (inst.running && inst.generation == generation) self->expire(inst);
+  }
+}
+
+void Engine::expire(Instance& inst) {
   CancelInfo info;
   try {
-    info = inst->cfg.probe->cancel();
+    info = inst.cfg.probe->cancel();
   } catch (const std::exception& e) {
-    spdlog::error("probe {}: cancel failed: {}", inst->cfg.spec.name, e.what());
+    spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
   }
   std::string phase = info.phase.empty() ? "run" : info.phase;
+  double allowed = static_cast<double>(inst.deadline_ns - inst.started_ns) / 1e9;
   auto result = ProbeResult::failure(
       Reason::kTimeout,
-      fmt::format("timed out after {} during {}", format_duration(inst->cfg.spec.timeout), phase),
+      fmt::format("timed out after {} during {}",
+                  format_duration(std::chrono::duration_cast<Duration>(
+                      std::chrono::duration<double>(allowed) + std::chrono::microseconds(500))),
+                  phase),
       std::move(info.phases));
   result.details.timeout_phase = phase;
-  inst->engine->complete(inst->id, inst->generation, std::move(result));
+  complete(inst.id, inst.generation, std::move(result));
 }
 
 void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
@@ -239,6 +295,13 @@ void Engine::stop() {
   tick_->data = tick_;
   uv_close(reinterpret_cast<uv_handle_t*>(tick_),
            [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
+  expiring_.clear();
+  check_->data = check_;
+  uv_close(reinterpret_cast<uv_handle_t*>(check_),
+           [](uv_handle_t* h) { delete static_cast<uv_check_t*>(h->data); });
+  idle_->data = idle_;
+  uv_close(reinterpret_cast<uv_handle_t*>(idle_),
+           [](uv_handle_t* h) { delete static_cast<uv_idle_t*>(h->data); });
 }
 
 }  // namespace canaryd

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -66,7 +67,9 @@ class Engine {
   void arm_tick();
   static void on_tick(uv_timer_t* timer);
   static void on_deadline(uv_timer_t* timer);
-  void start_run(Instance& inst);
+  static void on_check(uv_check_t* check);
+  void start_run(Instance& inst, std::optional<Nanos> due = std::nullopt);
+  void expire(Instance& inst);
   void complete(ProbeId id, uint64_t generation, ProbeResult result);
   void discard(Instance& inst);
   std::string next_run_id();
@@ -76,6 +79,11 @@ class Engine {
   const Clock& clock_;
   Scheduler scheduler_;
   uv_timer_t* tick_;  // heap: freed in its close callback
+  // Deadlines that fired this loop iteration, expired only after the I/O poll
+  // (see on_deadline): (probe, generation).
+  std::vector<std::pair<ProbeId, uint64_t>> expiring_;
+  uv_check_t* check_;  // heap
+  uv_idle_t* idle_;    // heap
   std::unordered_map<ProbeId, std::unique_ptr<Instance>> instances_;
   std::unordered_map<std::string, ProbeId> by_name_;
   ProbeId next_id_ = 1;

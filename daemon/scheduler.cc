@@ -50,6 +50,7 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due() {
   while (!queue_.empty() && queue_.begin()->first <= now) {
     auto [due, id] = *queue_.begin();
     Entry& e = entries_.at(id);
+    if (e.running && on_overlap_ && on_overlap_(id)) e.running = false;
     if (e.running) {
       // The previous run is still going: this slot is lost, never doubled up.
       ++skipped_;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -52,6 +53,11 @@ class Scheduler {
   void finished(ProbeId id);
   bool running(ProbeId id) const;
 
+  // Asked when a probe comes due while its previous run is still going: the
+  // owner may end that run (its deadline is now) and return true, and the new
+  // run starts on time; false skips the slot.
+  void on_overlap(std::function<bool(ProbeId)> handler) { on_overlap_ = std::move(handler); }
+
   uint64_t skipped_total() const { return skipped_; }
   size_t size() const { return entries_.size(); }
 
@@ -67,6 +73,7 @@ class Scheduler {
   std::unordered_map<ProbeId, Entry> entries_;
   std::set<std::pair<Nanos, ProbeId>> queue_;  // (next_due, id)
   uint64_t skipped_ = 0;
+  std::function<bool(ProbeId)> on_overlap_;
 };
 
 }  // namespace canaryd

@@ -46,15 +46,17 @@ nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds
 }
 
 void StateStore::sync_probes(const std::vector<const ConfiguredProbe*>& probes, int history) {
-  std::lock_guard lock(mu_);
-  history_ = static_cast<size_t>(history);
+  std::unique_lock lock(map_mu_);
   std::set<std::string> wanted;
   for (const auto* p : probes) {
     wanted.insert(p->spec.name);
-    auto& state = probes_[p->spec.name];
-    state.spec = p->spec;
-    state.target = p->target;
-    while (state.history.size() > history_) state.history.pop_back();
+    auto& slot = probes_[p->spec.name];
+    if (!slot) slot = std::make_unique<ProbeState>();
+    std::lock_guard entry_lock(slot->mu);
+    slot->spec = p->spec;
+    slot->target = p->target;
+    slot->history_limit = static_cast<size_t>(history);
+    while (slot->history.size() > slot->history_limit) slot->history.pop_back();
   }
   for (auto it = probes_.begin(); it != probes_.end();) {
     it = wanted.count(it->first) ? std::next(it) : probes_.erase(it);
@@ -62,15 +64,22 @@ void StateStore::sync_probes(const std::vector<const ConfiguredProbe*>& probes, 
 }
 
 StateStore::Transition StateStore::record(const RunRecord& rec) {
-  std::lock_guard lock(mu_);
+  std::shared_lock map_lock(map_mu_);
   auto it = probes_.find(rec.spec.name);
   if (it == probes_.end()) return Transition::kNone;
-  ProbeState& p = it->second;
-  p.history.push_front({rec.finished, rec.run_id, rec.result, rec.duration_seconds});
-  while (p.history.size() > history_) p.history.pop_back();
+  ProbeState& p = *it->second;
+  std::lock_guard lock(p.mu);
+  const ProbeResult& r = rec.result;
+  p.last = r;
+  p.last_time = rec.finished;
+  p.last_run_id = rec.run_id;
+  p.last_duration = rec.duration_seconds;
+  p.history.push_front(
+      {rec.finished, r.success, r.reason, r.success ? std::string() : r.message, rec.duration_seconds});
+  while (p.history.size() > p.history_limit) p.history.pop_back();
   ++p.runs;
   Transition t = Transition::kNone;
-  if (rec.result.success) {
+  if (r.success) {
     if (p.failing_since) t = Transition::kRecovered;
     if (!p.passing_since) p.passing_since = rec.finished;
     p.failing_since.reset();
@@ -89,7 +98,7 @@ StateStore::Transition StateStore::record(const RunRecord& rec) {
 }
 
 void StateStore::set_config_status(std::string file, bool last_reload_ok, std::string last_error) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(config_mu_);
   config_file_ = std::move(file);
   last_reload_ok_ = last_reload_ok;
   last_reload_error_ = std::move(last_error);
@@ -107,29 +116,27 @@ nlohmann::ordered_json StateStore::probe_json(const ProbeState& p, WallTime now)
   nlohmann::ordered_json labels = nlohmann::ordered_json::object();
   for (const auto& [k, v] : p.spec.labels) labels[k] = v;
   j["labels"] = labels;
-  if (p.history.empty()) {
+  if (!p.last) {
     j["status"] = "pending";
     j["last"] = nullptr;
   } else {
-    const Entry& last = p.history.front();
-    j["status"] = last.result.success ? "passing" : "failing";
-    auto lj = result_json(last.result, last.duration_seconds);
-    lj["time"] = format_time(last.time);
-    lj["run_id"] = last.run_id;
+    j["status"] = p.last->success ? "passing" : "failing";
+    auto lj = result_json(*p.last, p.last_duration);
+    lj["time"] = format_time(p.last_time);
+    lj["run_id"] = p.last_run_id;
     j["last"] = lj;
   }
-  j["failing_since"] = p.failing_since ? nlohmann::ordered_json(format_time(*p.failing_since))
-                                       : nlohmann::ordered_json(nullptr);
-  j["failing_for_seconds"] = p.failing_since
-                                 ? nlohmann::ordered_json(seconds_between(*p.failing_since, now))
-                                 : nlohmann::ordered_json(nullptr);
-  j["passing_since"] = p.passing_since ? nlohmann::ordered_json(format_time(*p.passing_since))
-                                       : nlohmann::ordered_json(nullptr);
-  j["passing_for_seconds"] = p.passing_since
-                                 ? nlohmann::ordered_json(seconds_between(*p.passing_since, now))
-                                 : nlohmann::ordered_json(nullptr);
-  j["last_success"] = p.last_success ? nlohmann::ordered_json(format_time(*p.last_success))
-                                     : nlohmann::ordered_json(nullptr);
+  auto time_or_null = [](const std::optional<WallTime>& t) {
+    return t ? nlohmann::ordered_json(format_time(*t)) : nlohmann::ordered_json(nullptr);
+  };
+  auto age_or_null = [&](const std::optional<WallTime>& t) {
+    return t ? nlohmann::ordered_json(seconds_between(*t, now)) : nlohmann::ordered_json(nullptr);
+  };
+  j["failing_since"] = time_or_null(p.failing_since);
+  j["failing_for_seconds"] = age_or_null(p.failing_since);
+  j["passing_since"] = time_or_null(p.passing_since);
+  j["passing_for_seconds"] = age_or_null(p.passing_since);
+  j["last_success"] = time_or_null(p.last_success);
   j["consecutive_failures"] = p.consecutive_failures;
   j["runs_total"] = p.runs;
   j["failures_total"] = p.failures;
@@ -137,10 +144,10 @@ nlohmann::ordered_json StateStore::probe_json(const ProbeState& p, WallTime now)
   for (const auto& e : p.history) {
     nlohmann::ordered_json h;
     h["time"] = format_time(e.time);
-    h["success"] = e.result.success;
-    h["reason"] = std::string(reason_name(e.result.reason));
+    h["success"] = e.success;
+    h["reason"] = std::string(reason_name(e.reason));
     h["duration_seconds"] = e.duration_seconds;
-    if (!e.result.success) h["message"] = e.result.message;
+    if (!e.success) h["message"] = e.message;
     history.push_back(std::move(h));
   }
   j["history"] = history;
@@ -148,38 +155,45 @@ nlohmann::ordered_json StateStore::probe_json(const ProbeState& p, WallTime now)
 }
 
 nlohmann::ordered_json StateStore::all(WallTime now) const {
-  std::lock_guard lock(mu_);
   nlohmann::ordered_json j;
   j["generated_at"] = format_time(now);
   nlohmann::ordered_json config;
-  config["file"] = config_file_;
-  config["last_reload_successful"] = last_reload_ok_;
-  if (!last_reload_error_.empty()) config["last_reload_error"] = last_reload_error_;
+  {
+    std::lock_guard lock(config_mu_);
+    config["file"] = config_file_;
+    config["last_reload_successful"] = last_reload_ok_;
+    if (!last_reload_error_.empty()) config["last_reload_error"] = last_reload_error_;
+  }
   j["config"] = config;
   int passing = 0, failing = 0, pending = 0;
   nlohmann::ordered_json probes = nlohmann::ordered_json::array();
+  std::shared_lock map_lock(map_mu_);
   for (const auto& [name, p] : probes_) {
-    if (p.history.empty()) {
+    std::lock_guard lock(p->mu);
+    if (!p->last) {
       ++pending;
-    } else if (p.history.front().result.success) {
+    } else if (p->last->success) {
       ++passing;
     } else {
       ++failing;
     }
-    probes.push_back(probe_json(p, now));
+    probes.push_back(probe_json(*p, now));
   }
-  j["summary"] = {
-      {"probes", probes_.size()}, {"passing", passing}, {"failing", failing}, {"pending", pending}};
-  j["probes"] = probes;
+  j["summary"] = {{"probes", probes_.size()},
+                  {"passing", passing},
+                  {"failing", failing},
+                  {"pending", pending}};
+  j["probes"] = std::move(probes);
   return j;
 }
 
 std::optional<nlohmann::ordered_json> StateStore::probe(const std::string& name,
                                                         WallTime now) const {
-  std::lock_guard lock(mu_);
+  std::shared_lock map_lock(map_mu_);
   auto it = probes_.find(name);
   if (it == probes_.end()) return std::nullopt;
-  return probe_json(it->second, now);
+  std::lock_guard lock(it->second->mu);
+  return probe_json(*it->second, now);
 }
 
 }  // namespace canaryd

@@ -2,14 +2,18 @@
 // ring of recent results, and how long it has been failing or passing. Served
 // as JSON at /api/v1/state and read by `canaryd status`.
 //
-// Thread-safety: every method locks; record() runs on the loop thread and the
-// JSON renderers on the HTTP server thread.
+// Thread-safety: every method may be called from any thread. record() runs on
+// the loop thread and the renderers on the HTTP server thread; each probe has
+// its own lock, so rendering ten thousand probes never holds up a result for
+// longer than one probe's rendering.
 #pragma once
 
 #include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -43,16 +47,24 @@ class StateStore {
   std::optional<nlohmann::ordered_json> probe(const std::string& name, WallTime now) const;
 
  private:
+  // A past run: only what the history shows, so a long history stays cheap.
   struct Entry {
     WallTime time;
-    std::string run_id;
-    ProbeResult result;
+    bool success;
+    Reason reason;
+    std::string message;  // empty for successes
     double duration_seconds;
   };
   struct ProbeState {
+    std::mutex mu;
     ProbeSpec spec;
     std::string target;
+    std::optional<ProbeResult> last;
+    WallTime last_time;
+    std::string last_run_id;
+    double last_duration = 0;
     std::deque<Entry> history;  // newest first, bounded
+    size_t history_limit = 20;
     std::optional<WallTime> failing_since;
     std::optional<WallTime> passing_since;
     std::optional<WallTime> last_success;
@@ -60,11 +72,12 @@ class StateStore {
     uint64_t failures = 0;
     uint64_t consecutive_failures = 0;
   };
+  // Caller holds p.mu.
   nlohmann::ordered_json probe_json(const ProbeState& p, WallTime now) const;
 
-  mutable std::mutex mu_;
-  std::map<std::string, ProbeState> probes_;
-  size_t history_ = 20;
+  mutable std::shared_mutex map_mu_;  // the set of probes; entries lock themselves
+  std::map<std::string, std::unique_ptr<ProbeState>> probes_;
+  mutable std::mutex config_mu_;
   std::string config_file_;
   bool last_reload_ok_ = true;
   std::string last_reload_error_;
