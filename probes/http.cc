@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -45,7 +46,10 @@ struct HttpOptions {
 
 std::string status_list(const std::vector<int64_t>& codes) {
   std::string out;
-  for (auto c : codes) out += (out.empty() ? "" : ",") + std::to_string(c);
+  for (auto c : codes) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(c);
+  }
   return out;
 }
 
@@ -64,10 +68,13 @@ struct UrlHandle {
 
 class HttpProbe : public Probe {
  public:
-  explicit HttpProbe(HttpOptions opts) : opts_(std::move(opts)) {}
+  explicit HttpProbe(HttpOptions opts) : opts_(std::move(opts)) {
+    static std::atomic<size_t> next_shard{0};
+    shard_ = next_shard++;
+  }
   ~HttpProbe() override {
     if (easy_ != nullptr) {
-      if (services_ != nullptr && in_flight_) services_->curl().remove(easy_);
+      if (services_ != nullptr && in_flight_) services_->curl(shard_).remove(easy_);
       curl_easy_cleanup(easy_);
     }
     curl_slist_free_all(header_list_);
@@ -95,6 +102,7 @@ class HttpProbe : public Probe {
   curl_slist* connect_to_list_ = nullptr;
   char error_buffer_[CURL_ERROR_SIZE] = {};
   LoopServices* services_ = nullptr;
+  size_t shard_ = 0;
   bool in_flight_ = false;
   bool body_overflow_ = false;
   std::string body_;
@@ -161,7 +169,7 @@ void HttpProbe::start(RunContext& ctx, Done done) {
   body_overflow_ = false;
   error_buffer_[0] = '\0';
   in_flight_ = true;
-  services_->curl().add(easy_, [this](CURLcode rc) { on_complete(rc); });
+  services_->curl(shard_).add(easy_, [this](CURLcode rc) { on_complete(rc); });
 }
 
 size_t HttpProbe::on_body(char* data, size_t size, size_t nmemb, void* userp) {
@@ -213,7 +221,7 @@ CancelInfo HttpProbe::cancel() {
   CancelInfo info;
   if (!in_flight_) return info;
   info.phase = current_phase();
-  services_->curl().remove(easy_);
+  services_->curl(shard_).remove(easy_);
   in_flight_ = false;
   // Only phases that finished are meaningful; curl reports the rest as 0.
   for (auto& p : measured_phases()) {

@@ -68,13 +68,15 @@ LoopServices::LoopServices(uv_loop_t* loop) : loop_(loop) {}
 
 LoopServices::~LoopServices() = default;
 
-CurlMulti& LoopServices::curl() {
-  if (!curl_) curl_ = std::make_unique<CurlMulti>(loop_);
-  return *curl_;
+CurlMulti& LoopServices::curl(size_t shard) {
+  auto& multi = curl_[shard % kCurlShards];
+  if (!multi) multi = std::make_unique<CurlMulti>(loop_);
+  return *multi;
 }
 
 void LoopServices::shutdown() {
-  if (curl_) curl_->shutdown();
+  for (auto& multi : curl_)
+    if (multi) multi->shutdown();
 }
 
 }  // namespace canaryd

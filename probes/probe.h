@@ -99,13 +99,18 @@ class LoopServices {
   LoopServices& operator=(const LoopServices&) = delete;
 
   uv_loop_t* loop() const { return loop_; }
-  CurlMulti& curl();
+  // libcurl keeps the connections of a multi handle to one host in a list it
+  // scans linearly on every close; thousands of in-flight probes to one
+  // target would make each run cost O(n). Probes are spread over a few
+  // multi handles instead, by `shard` (any stable number per probe).
+  CurlMulti& curl(size_t shard = 0);
   // Closes every shared handle; the loop must run afterwards to finish closing.
   void shutdown();
 
  private:
+  static constexpr size_t kCurlShards = 32;
   uv_loop_t* loop_;
-  std::unique_ptr<CurlMulti> curl_;
+  std::unique_ptr<CurlMulti> curl_[kCurlShards];
 };
 
 // Everything one run may use. Time comes from the loop, never the wall clock.
