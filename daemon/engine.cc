@@ -149,12 +149,17 @@ void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
   const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
   inst.deadline_ns = inst.started_ns + timeout_ns;
   if (due) {
-    // A run never reaches into its next slot: when the loop is late, the run
-    // gets what is left until then, so the next run still starts on time.
+    // A run that starts a little late would otherwise still be going when its
+    // next slot comes (timeout == interval is common), and every other slot
+    // would be skipped. So a run gives up at its next slot, but loses at most
+    // a tenth of its timeout (100 ms at most) that way: when the loop is
+    // further behind, the run keeps its time and the next slot is skipped,
+    // which sheds load instead of turning lateness into timeouts.
     const auto interval_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.interval).count());
     const auto next_due_ns = static_cast<uint64_t>(due->count()) + interval_ns;
+    const uint64_t grace_ns = std::min<uint64_t>(timeout_ns / 10, 100'000'000);
     if (next_due_ns < inst.deadline_ns)
-      inst.deadline_ns = std::max(next_due_ns, inst.started_ns + 1'000'000);
+      inst.deadline_ns = std::max(next_due_ns, inst.deadline_ns - grace_ns);
   }
   inst.ctx = RunContext{&services_, loop_, next_run_id(), inst.deadline_ns};
   uv_update_time(loop_);

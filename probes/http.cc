@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <re2/re2.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -95,6 +96,7 @@ class HttpProbe : public Probe {
   ProbeResult check_response(Phases phases);
 
   static size_t on_body(char* data, size_t size, size_t nmemb, void* userp);
+  static int on_close_socket(void* clientp, curl_socket_t fd);
 
   HttpOptions opts_;
   CURL* easy_ = nullptr;
@@ -105,6 +107,7 @@ class HttpProbe : public Probe {
   size_t shard_ = 0;
   bool in_flight_ = false;
   bool body_overflow_ = false;
+  bool aborting_ = false;
   std::string body_;
   Done done_;
 };
@@ -132,6 +135,8 @@ void HttpProbe::configure_easy() {
   curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
   if (connect_to_list_ != nullptr) curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to_list_);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &HttpProbe::on_close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpProbe::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opts_.max_body_bytes));
@@ -170,6 +175,17 @@ void HttpProbe::start(RunContext& ctx, Done done) {
   error_buffer_[0] = '\0';
   in_flight_ = true;
   services_->curl(shard_).add(easy_, [this](CURLcode rc) { on_complete(rc); });
+}
+
+int HttpProbe::on_close_socket(void* clientp, curl_socket_t fd) {
+  if (static_cast<HttpProbe*>(clientp)->aborting_) {
+    // An aborted run resets its connection: a graceful close would leave a
+    // TIME_WAIT socket behind for a minute, and thousands of probes timing
+    // out every second would fill the port range and slow every connect().
+    linger l{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  return close(fd);
 }
 
 size_t HttpProbe::on_body(char* data, size_t size, size_t nmemb, void* userp) {
@@ -221,7 +237,9 @@ CancelInfo HttpProbe::cancel() {
   CancelInfo info;
   if (!in_flight_) return info;
   info.phase = current_phase();
+  aborting_ = true;
   services_->curl(shard_).remove(easy_);
+  aborting_ = false;
   in_flight_ = false;
   // Only phases that finished are meaningful; curl reports the rest as 0.
   for (auto& p : measured_phases()) {
