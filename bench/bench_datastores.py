@@ -97,9 +97,18 @@ def psql(port, sql):
     return r.stdout.strip()
 
 
-def pg_sessions(port):
-    return int(psql(port, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
-                          "'client backend' AND pid <> pg_backend_pid()"))
+def pg_sessions(port, attempts=10):
+    # Under 500 logins a second, one monitoring login can lose a race for a
+    # slot or time out; ask again rather than abort the benchmark.
+    for i in range(attempts):
+        try:
+            return int(psql(port, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                                  "'client backend' AND pid <> pg_backend_pid()"))
+        except subprocess.CalledProcessError as e:
+            if i == attempts - 1:
+                c.log(f"  psql failed: {e.stderr.strip()}")
+                return -1
+            time.sleep(0.2)
 
 
 def main():
@@ -154,6 +163,17 @@ def main():
     runs_p = total(after, "canary_probe_runs_total", "pg-") - total(before, "canary_probe_runs_total", "pg-")
     fail_r = total(after, "canary_probe_failures_total", "redis-") - total(before, "canary_probe_failures_total", "redis-")
     fail_p = total(after, "canary_probe_failures_total", "pg-") - total(before, "canary_probe_failures_total", "pg-")
+    def reasons(prefix):
+        out = {}
+        for n, l, v in after:
+            if n == "canary_probe_failures_total" and l.get("probe", "").startswith(prefix):
+                out[l["reason"]] = out.get(l["reason"], 0) + v
+        for n, l, v in before:
+            if n == "canary_probe_failures_total" and l.get("probe", "").startswith(prefix):
+                out[l["reason"]] = out.get(l["reason"], 0) - v
+        return {k: int(v) for k, v in out.items() if v}
+
+    reasons_r, reasons_p = reasons("redis-"), reasons("pg-")
     lag = c.histogram_delta(c.histogram(after, "canary_scheduler_lag_seconds"),
                             c.histogram(before, "canary_scheduler_lag_seconds"))
     cpu_pct = 100.0 * (cpu1 - cpu0) / c.CLK_TCK / (t1 - t0)
@@ -164,7 +184,8 @@ def main():
     rows = [
         ("runs in window (redis / postgres)", f"{runs_r:.0f} / {runs_p:.0f}",
          f"expected ~{n_redis * window:.0f} / ~{n_pg * window:.0f}"),
-        ("failures (redis / postgres)", f"{fail_r:.0f} / {fail_p:.0f}", "0 / 0"),
+        ("failures (redis / postgres)", f"{fail_r:.0f} / {fail_p:.0f}",
+         f"0 / 0; by reason: redis {reasons_r or '{}'}, postgres {reasons_p or '{}'}"),
         ("canaryd CPU", f"{cpu_pct:.1f} %", "of one core"),
         ("canaryd RSS (end / peak in window)", f"{c.mib(status['VmRSS'])} / {c.mib(peak_rss)}", ""),
         ("canaryd threads", str(status["Threads"]), ""),
