@@ -8,7 +8,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake pkg-config git ca-certificates
   # libraries (DESIGN.md)
-  libuv1-dev libcurl4-openssl-dev libwebsockets-dev prometheus-cpp-dev
+  libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev catch2 libpq-dev libsystemd-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev
   # test and demo peers
