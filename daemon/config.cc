@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "daemon/defaults.h"
+#include "probes/common/resolve.h"
 
 namespace canaryd {
 
@@ -183,33 +184,16 @@ std::string ListenAddress::str() const {
 }
 
 std::optional<ListenAddress> parse_listen_address(std::string_view text) {
-  std::string host;
-  std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return std::nullopt;
-    host = std::string(text.substr(1, close - 1));
-    port_text = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    host = std::string(text.substr(0, colon));
-    port_text = text.substr(colon + 1);
-  }
+  // ":9464" means every interface; otherwise the same host:port form probes use.
+  std::string full =
+      !text.empty() && text.front() == ':' ? "0.0.0.0" + std::string(text) : std::string(text);
+  auto host_port = split_host_port(full);
+  if (!host_port) return std::nullopt;
+  auto [host, port] = *host_port;
   if (host == "localhost") host = "127.0.0.1";
-  if (host.empty()) host = "0.0.0.0";
   unsigned char buf[16];
-  bool v4 = inet_pton(AF_INET, host.c_str(), buf) == 1;
-  bool v6 = inet_pton(AF_INET6, host.c_str(), buf) == 1;
-  if (!v4 && !v6) return std::nullopt;
-  if (port_text.empty() || port_text.size() > 5) return std::nullopt;
-  int port = 0;
-  for (char c : port_text) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-    port = port * 10 + (c - '0');
-  }
-  if (port > 65535) return std::nullopt;
+  if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1)
+    return std::nullopt;
   return ListenAddress{host, port};
 }
 

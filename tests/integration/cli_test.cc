@@ -7,6 +7,21 @@
 
 using namespace canaryd::test;
 
+namespace {
+// A shipped config with every occurrence of `from` (a path it expects to
+// exist on a real host) pointed at `to`.
+std::string shipped_config(const std::string& name, const std::string& from,
+                           const std::string& to) {
+  std::ifstream in(source_dir() + "/config/" + name);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  for (size_t pos; (pos = text.find(from)) != std::string::npos;)
+    text.replace(pos, from.size(), to);
+  return text;
+}
+}  // namespace
+
 TEST_CASE("version and help flags", "[cli]") {
   auto v = run_command({canaryd_bin(), "--version"});
   CHECK(v.exit_code == 0);
@@ -29,13 +44,7 @@ TEST_CASE("check-config: exit 0 for the shipped configs, 1 with file:line: key f
   make_certs(dir);
   dir.write_file("pg.dsn", "host=127.0.0.1 port=15432 user=canary password=x dbname=postgres\n");
   dir.write_file("pg-wrong.dsn", "host=127.0.0.1 port=15432 user=canary password=y\n");
-  std::ifstream in(source_dir() + "/config/demo.yaml");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string demo = ss.str();
-  const std::string demo_dir = "/tmp/canaryd-demo";
-  for (size_t pos; (pos = demo.find(demo_dir)) != std::string::npos;)
-    demo.replace(pos, demo_dir.size(), dir.path());
+  std::string demo = shipped_config("demo.yaml", "/tmp/canaryd-demo", dir.path());
   std::string demo_path = dir.write_file("demo.yaml", demo);
   auto ok = run_command({canaryd_bin(), "check-config", demo_path}, std::chrono::seconds(30),
                         {"CANARYD_DEMO_REDIS_PASSWORD=demo"});
@@ -44,13 +53,7 @@ TEST_CASE("check-config: exit 0 for the shipped configs, 1 with file:line: key f
   CHECK(ok.out.find("OK") != std::string::npos);
 
   // The example reads its DSN from /etc/canaryd; point it at a file we own.
-  std::ifstream ein(source_dir() + "/config/example.yaml");
-  std::stringstream es;
-  es << ein.rdbuf();
-  std::string example_text = es.str();
-  const std::string etc = "/etc/canaryd";
-  for (size_t pos; (pos = example_text.find(etc)) != std::string::npos;)
-    example_text.replace(pos, etc.size(), dir.path());
+  std::string example_text = shipped_config("example.yaml", "/etc/canaryd", dir.path());
   std::string example_path = dir.write_file("example.yaml", example_text);
   auto example =
       run_command({canaryd_bin(), "check-config", example_path}, std::chrono::seconds(30),
