@@ -39,6 +39,9 @@ Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
   idle_ = new uv_idle_t;
   uv_idle_init(loop_, idle_);
   idle_->data = this;
+  once_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, once_timer_);
+  once_timer_->data = this;
   scheduler_.on_overlap([this](ProbeId id) {
     auto it = instances_.find(id);
     if (it == instances_.end() || !it->second->running) return true;
@@ -177,8 +180,9 @@ void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
         inst.cfg.probe->cancel();
       } catch (...) {
       }
-      complete(id, generation,
-               ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
+      complete(
+          id, generation,
+          ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
     }
   }
 }
@@ -262,11 +266,10 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
   }
   if (inst.once) {
     inst.once = false;
-    if (once_pending_ > 0 && --once_pending_ == 0 && once_done_) {
-      auto done = std::move(once_done_);
-      once_done_ = nullptr;
-      done();
-    }
+    // We are inside the probe's own callback: whoever waits may tear the
+    // engine down, so tell them on the next loop turn.
+    if (once_pending_ > 0 && --once_pending_ == 0 && once_done_)
+      uv_timer_start(once_timer_, &Engine::on_once_done, 0, 0);
   }
 }
 
@@ -279,15 +282,20 @@ void Engine::run_now(const std::vector<std::string>& names, std::function<void()
   once_done_ = std::move(all_done);
   once_pending_ = targets.size();
   if (targets.empty()) {
-    auto done = std::move(once_done_);
-    once_done_ = nullptr;
-    if (done) done();
+    uv_timer_start(once_timer_, &Engine::on_once_done, 0, 0);
     return;
   }
   for (Instance* inst : targets) {
     inst->once = true;
     start_run(*inst);
   }
+}
+
+void Engine::on_once_done(uv_timer_t* timer) {
+  auto* self = static_cast<Engine*>(timer->data);
+  auto done = std::move(self->once_done_);
+  self->once_done_ = nullptr;
+  if (done) done();
 }
 
 void Engine::stop() {
@@ -307,6 +315,10 @@ void Engine::stop() {
   idle_->data = idle_;
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
            [](uv_handle_t* h) { delete static_cast<uv_idle_t*>(h->data); });
+  uv_timer_stop(once_timer_);
+  once_timer_->data = once_timer_;
+  uv_close(reinterpret_cast<uv_handle_t*>(once_timer_),
+           [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
 }
 
 }  // namespace canaryd

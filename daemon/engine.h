@@ -51,7 +51,8 @@ class Engine {
   void apply(std::vector<ConfiguredProbe> probes, bool schedule = true);
 
   // Starts the given probes immediately, outside the schedule; `all_done` runs
-  // once every one of them has a result.
+  // once every one of them has a result, on a later loop turn (never inside a
+  // probe's callback, so it may stop the engine and destroy the probes).
   void run_now(const std::vector<std::string>& names, std::function<void()> all_done);
 
   // Cancels every in-flight run without recording it and closes all handles.
@@ -68,6 +69,7 @@ class Engine {
   static void on_tick(uv_timer_t* timer);
   static void on_deadline(uv_timer_t* timer);
   static void on_check(uv_check_t* check);
+  static void on_once_done(uv_timer_t* timer);
   void start_run(Instance& inst, std::optional<Nanos> due = std::nullopt);
   void expire(Instance& inst);
   void complete(ProbeId id, uint64_t generation, ProbeResult result);
@@ -82,8 +84,9 @@ class Engine {
   // Deadlines that fired this loop iteration, expired only after the I/O poll
   // (see on_deadline): (probe, generation).
   std::vector<std::pair<ProbeId, uint64_t>> expiring_;
-  uv_check_t* check_;  // heap
-  uv_idle_t* idle_;    // heap
+  uv_check_t* check_;       // heap
+  uv_timer_t* once_timer_;  // heap: runs run_now()'s all_done on a fresh loop turn
+  uv_idle_t* idle_;         // heap
   std::unordered_map<ProbeId, std::unique_ptr<Instance>> instances_;
   std::unordered_map<std::string, ProbeId> by_name_;
   ProbeId next_id_ = 1;
