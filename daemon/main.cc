@@ -2,6 +2,7 @@
 // deploy pipelines and on-call scripts depend on them.
 #include <fmt/format.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -42,6 +43,10 @@ static void raise_fd_limit() {
 }
 
 int main(int argc, char** argv) {
+  // libuv's pool runs name lookups, PostgreSQL connect steps, query cancels
+  // and config parsing; its default of 4 threads is too few for hundreds of
+  // database probes a second. A fixed size: threads never grow with probes.
+  setenv("UV_THREADPOOL_SIZE", "8", /*overwrite=*/0);
   CLI::App app{"canaryd: synthetic monitoring for an AI chat platform", "canaryd"};
   app.set_version_flag("--version", "canaryd " CANARYD_VERSION);
   app.require_subcommand(0, 1);

@@ -64,6 +64,7 @@ class PostgresProbe : public Probe {
   void connect(const std::string& hostaddr);
   void watch(int events, void (*cb)(uv_poll_t*, int, int));
   void connect_step();
+  void on_connect_poll(PostgresPollingStatusType status);
   void send_query();
   void query_step(int events);
   void on_result(PGresult* res);
@@ -78,6 +79,8 @@ class PostgresProbe : public Probe {
   uint64_t timeout_ms_ = 0;
   AsyncResolve resolve_;
   PGconn* conn_ = nullptr;
+  struct PollJob;
+  PollJob* job_ = nullptr;  // a PQconnectPoll running on libuv's pool
   SocketWatch* watch_ = nullptr;
   Phase phase_ = Phase::kDns;
   Phases phases_;
@@ -181,13 +184,49 @@ void PostgresProbe::watch(int events, void (*cb)(uv_poll_t*, int, int)) {
   uv_poll_start(&w->poll, events, cb);
 }
 
+// One PQconnectPoll step on libuv's thread pool. A step can be pure CPU for
+// milliseconds (the client's SCRAM proof is 4,096 rounds of PBKDF2), which on
+// the loop would delay every other probe. libpq allows a connection to be used
+// from another thread as long as only one thread uses it at a time.
+struct PostgresProbe::PollJob {
+  uv_work_t work;
+  PGconn* conn;
+  PostgresPollingStatusType status = PGRES_POLLING_FAILED;
+  PostgresProbe* owner;  // null once the probe gave the connection up
+};
+
 void PostgresProbe::connect_step() {
   // Close this step's watcher before libpq may close and reopen its socket.
   if (watch_ != nullptr) {
     SocketWatch::close(watch_);
     watch_ = nullptr;
   }
-  switch (PQconnectPoll(conn_)) {
+  job_ = new PollJob{{}, conn_, PGRES_POLLING_FAILED, this};
+  job_->work.data = job_;
+  uv_queue_work(
+      loop_, &job_->work,
+      [](uv_work_t* w) {
+        auto* job = static_cast<PollJob*>(w->data);
+        job->status = PQconnectPoll(job->conn);
+      },
+      [](uv_work_t* w, int) {
+        auto* job = static_cast<PollJob*>(w->data);
+        PostgresProbe* owner = job->owner;
+        auto status = job->status;
+        if (owner == nullptr) {
+          // The run was cancelled meanwhile; the connection is ours to close.
+          PQfinish(job->conn);
+          delete job;
+          return;
+        }
+        delete job;
+        owner->job_ = nullptr;
+        owner->on_connect_poll(status);
+      });
+}
+
+void PostgresProbe::on_connect_poll(PostgresPollingStatusType status) {
+  switch (status) {
     case PGRES_POLLING_READING:
       watch(UV_READABLE, [](uv_poll_t* h, int, int) {
         static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
@@ -335,6 +374,13 @@ void PostgresProbe::release(bool cancel_query) {
   if (watch_ != nullptr) {
     SocketWatch::close(watch_);
     watch_ = nullptr;
+  }
+  if (job_ != nullptr) {
+    // A connect step is running on the pool: it closes the connection when
+    // it returns.
+    job_->owner = nullptr;
+    job_ = nullptr;
+    conn_ = nullptr;
   }
   if (conn_ == nullptr) return;
   if (cancel_query && phase_ == Phase::kQuery) {
