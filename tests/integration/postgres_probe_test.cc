@@ -1,7 +1,8 @@
 // The PostgreSQL probe against a real, throwaway PostgreSQL cluster, read
 // through /metrics, /api/v1/state and `canaryd once`.
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/harness.h"
@@ -90,11 +91,11 @@ TEST_CASE("postgres: success, auth, query error, assertion and timeout with no l
 TEST_CASE("postgres: the daemon exports connect and query time and counts reasons",
           "[postgres][daemon]") {
   auto& pg = postgres();
-  Daemon d("global:\n  listen: \"{{listen}}\"\nprobes:\n" +
-               pg_probe("db", "${env:CANARY_PG_DSN}", "", "2s") +
-               pg_probe("db-bad", "${env:CANARY_PG_DSN}", "      query: \"SELECT * FROM nope\"\n",
-                        "2s"),
-           {"CANARY_PG_DSN=" + pg.dsn("canary", kPassword)});
+  Daemon d(
+      "global:\n  listen: \"{{listen}}\"\nprobes:\n" +
+          pg_probe("db", "${env:CANARY_PG_DSN}", "", "2s") +
+          pg_probe("db-bad", "${env:CANARY_PG_DSN}", "      query: \"SELECT * FROM nope\"\n", "2s"),
+      {"CANARY_PG_DSN=" + pg.dsn("canary", kPassword)});
   auto runs = [&](const std::string& p) {
     auto v = metric_value(d.metrics(), "canary_probe_runs_total", {{"probe", p}});
     return v ? *v : 0.0;
@@ -106,8 +107,8 @@ TEST_CASE("postgres: the daemon exports connect and query time and counts reason
                       {{"probe", "db"}, {"phase", "connect"}}) >= 1);
   CHECK(*metric_value(m, "canary_probe_phase_duration_seconds_count",
                       {{"probe", "db"}, {"phase", "query"}}) >= 1);
-  CHECK(*metric_value(m, "canary_probe_failures_total", {{"probe", "db-bad"}, {"reason", "query"}}) >=
-        1);
+  CHECK(*metric_value(m, "canary_probe_failures_total",
+                      {{"probe", "db-bad"}, {"reason", "query"}}) >= 1);
   for (const char* reason : {"dns", "connect_refused", "connect", "timeout", "auth", "assertion"}) {
     INFO(reason);
     CHECK(metric_value(m, "canary_probe_failures_total", {{"probe", "db"}, {"reason", reason}}) ==
@@ -126,8 +127,7 @@ TEST_CASE("postgres: a stopped server is connect_refused", "[postgres]") {
   std::string dsn = pg.dsn("canary", kPassword);
   pg.stop();
   TempDir dir;
-  std::string path = dir.write_file(
-      "c.yaml", "probes:\n" + pg_probe("db", "${env:CANARY_PG_DSN}"));
+  std::string path = dir.write_file("c.yaml", "probes:\n" + pg_probe("db", "${env:CANARY_PG_DSN}"));
   auto r = run_command({canaryd_bin(), "once", "--config", path, "--json"}, 60s,
                        {"CANARY_PG_DSN=" + dsn});
   CHECK(r.exit_code == 1);
