@@ -42,7 +42,6 @@ struct ProbeMetrics::Series {
   prometheus::Gauge* info = nullptr;
   prometheus::Gauge* interval = nullptr;
   prometheus::Gauge* timeout = nullptr;
-  std::vector<Reason> reasons;
 };
 
 ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> global_labels)
@@ -145,7 +144,6 @@ void ProbeMetrics::sync_probes(const std::vector<const ConfiguredProbe*>& probes
     s->info_labels["critical"] = p->spec.critical ? "true" : "false";
     for (const auto& [k, v] : p->spec.labels) s->info_labels[k] = v;
     s->runs = &runs_.Add(s->labels);
-    s->reasons = p->type->reasons;
     for (Reason r : p->type->reasons) {
       auto labels = s->labels;
       labels["reason"] = std::string(reason_name(r));

@@ -1,15 +1,13 @@
 #include "daemon/service.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <future>
 #include <memory>
 #include <mutex>

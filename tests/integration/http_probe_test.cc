@@ -32,25 +32,18 @@ Platform& platform() {
   return p;
 }
 
-json once_json(const std::string& config, const std::vector<std::string>& extra = {},
-               int* exit_code = nullptr) {
-  TempDir dir;
-  std::string path = dir.write_file("canaryd.yaml", config);
-  std::vector<std::string> argv = {canaryd_bin(), "once", "--config", path, "--json"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto r = run_command(argv);
+json once_json(const std::string& config, int* exit_code) {
+  auto r = run_once_json(config);
   INFO(r.err);
-  if (exit_code) *exit_code = r.exit_code;
-  auto j = json::parse(r.out, nullptr, false);
-  REQUIRE_FALSE(j.is_discarded());
-  return j;
+  *exit_code = r.exit_code;
+  REQUIRE_FALSE(r.out.is_discarded());
+  return r.out;
 }
 
 json result_of(const json& once, const std::string& name) {
-  for (const auto& r : once["results"])
-    if (r["name"] == name) return r;
-  FAIL("no result for " << name);
-  return {};
+  json r = once_result(once, name);
+  if (r.empty()) FAIL("no result for " << name);
+  return r;
 }
 
 std::string probe(const std::string& name, const std::string& body,
@@ -106,7 +99,7 @@ TEST_CASE("each HTTP failure mode is a distinct reason", "[http]") {
                                 "      expect: {{status: [405]}}\n",
                                 p.fp.url("/health")));
   int code = 0;
-  json out = once_json(config, {}, &code);
+  json out = once_json(config, &code);
   CHECK(code == 1);
   CHECK(out["passed"] == false);
 

@@ -34,12 +34,6 @@ std::string pg_probe(const std::string& name, const std::string& dsn_ref,
       name, timeout, dsn_ref, extra);
 }
 
-std::string reason_of(const json& out, const std::string& name) {
-  for (const auto& r : out["results"])
-    if (r["name"] == name) return r["reason"];
-  return "(missing)";
-}
-
 }  // namespace
 
 TEST_CASE("postgres: success, auth, query error, assertion and timeout with no leaked session",
@@ -58,19 +52,18 @@ TEST_CASE("postgres: success, auth, query error, assertion and timeout with no l
       pg_probe("bad-sql", ref(good), "      query: \"SELEC 1\"\n") +
       pg_probe("wrong-password", ref(wrong)) + pg_probe("unknown-role", ref(norole)) +
       pg_probe("slow", ref(good), "      query: \"SELECT pg_sleep(30)\"\n", "1s");
-  std::string path = dir.write_file("c.yaml", config);
-  auto r = run_command({canaryd_bin(), "once", "--config", path, "--json"});
-  INFO(r.err);
-  CHECK(r.exit_code == 1);
-  json out = json::parse(r.out, nullptr, false);
+  auto run = run_once_json(config);
+  INFO(run.err);
+  CHECK(run.exit_code == 1);
+  const json& out = run.out;
   REQUIRE_FALSE(out.is_discarded());
-  CHECK(reason_of(out, "ok") == "ok");
-  CHECK(reason_of(out, "expect-ok") == "ok");
-  CHECK(reason_of(out, "expect-mismatch") == "assertion");
-  CHECK(reason_of(out, "bad-sql") == "query");
-  CHECK(reason_of(out, "wrong-password") == "auth");
-  CHECK(reason_of(out, "unknown-role") == "auth");
-  CHECK(reason_of(out, "slow") == "timeout");
+  CHECK(once_reason(out, "ok") == "ok");
+  CHECK(once_reason(out, "expect-ok") == "ok");
+  CHECK(once_reason(out, "expect-mismatch") == "assertion");
+  CHECK(once_reason(out, "bad-sql") == "query");
+  CHECK(once_reason(out, "wrong-password") == "auth");
+  CHECK(once_reason(out, "unknown-role") == "auth");
+  CHECK(once_reason(out, "slow") == "timeout");
   for (const auto& res : out["results"]) {
     if (res["name"] == "ok") {
       CHECK(res["phases"].contains("connect"));
@@ -79,7 +72,7 @@ TEST_CASE("postgres: success, auth, query error, assertion and timeout with no l
     if (res["name"] == "slow") CHECK(res["details"]["timeout_phase"] == "query");
   }
   // Neither the DSN nor its password shows anywhere, libpq's messages included.
-  for (const std::string& text : {r.out, r.err}) {
+  for (const std::string& text : {out.dump(), run.err}) {
     CHECK(text.find(kPassword) == std::string::npos);
     CHECK(text.find("wrong-pw-9999") == std::string::npos);
     CHECK(text.find(pg.dsn("canary", kPassword)) == std::string::npos);
@@ -126,12 +119,9 @@ TEST_CASE("postgres: a stopped server is connect_refused", "[postgres]") {
   pg.create_role("canary", kPassword);
   std::string dsn = pg.dsn("canary", kPassword);
   pg.stop();
-  TempDir dir;
-  std::string path = dir.write_file("c.yaml", "probes:\n" + pg_probe("db", "${env:CANARY_PG_DSN}"));
-  auto r = run_command({canaryd_bin(), "once", "--config", path, "--json"}, 60s,
-                       {"CANARY_PG_DSN=" + dsn});
+  auto r =
+      run_once_json("probes:\n" + pg_probe("db", "${env:CANARY_PG_DSN}"), {"CANARY_PG_DSN=" + dsn});
   CHECK(r.exit_code == 1);
-  json out = json::parse(r.out, nullptr, false);
-  REQUIRE_FALSE(out.is_discarded());
-  CHECK(reason_of(out, "db") == "connect_refused");
+  REQUIRE_FALSE(r.out.is_discarded());
+  CHECK(once_reason(r.out, "db") == "connect_refused");
 }

@@ -21,22 +21,12 @@ std::string redis_probe(const std::string& name, const std::string& body,
   return fmt::format("  - name: {}\n    type: redis\n{}    redis:\n{}", name, timing, body);
 }
 
-json once(const std::string& config, int& exit_code, std::vector<std::string> env = {}) {
-  TempDir dir;
-  auto r =
-      run_command({canaryd_bin(), "once", "--config", dir.write_file("c.yaml", config), "--json"},
-                  60s, std::move(env));
+json once(const std::string& config, int& exit_code) {
+  auto r = run_once_json(config);
   INFO(r.err);
   exit_code = r.exit_code;
-  auto j = json::parse(r.out, nullptr, false);
-  REQUIRE_FALSE(j.is_discarded());
-  return j;
-}
-
-std::string reason_of(const json& out, const std::string& name) {
-  for (const auto& r : out["results"])
-    if (r["name"] == name) return r["reason"];
-  return "(missing)";
+  REQUIRE_FALSE(r.out.is_discarded());
+  return r.out;
 }
 
 }  // namespace
@@ -56,12 +46,12 @@ TEST_CASE("redis: success, wrong password, no password, garbage, role and refuse
   int code = 0;
   json out = once(config, code);
   CHECK(code == 1);
-  CHECK(reason_of(out, "ok") == "ok");
-  CHECK(reason_of(out, "ok-db-role") == "ok");
-  CHECK(reason_of(out, "wrong-password") == "auth");
-  CHECK(reason_of(out, "no-password") == "auth");
-  CHECK(reason_of(out, "replica-expected") == "assertion");
-  CHECK(reason_of(out, "garbage") == "protocol");
+  CHECK(once_reason(out, "ok") == "ok");
+  CHECK(once_reason(out, "ok-db-role") == "ok");
+  CHECK(once_reason(out, "wrong-password") == "auth");
+  CHECK(once_reason(out, "no-password") == "auth");
+  CHECK(once_reason(out, "replica-expected") == "assertion");
+  CHECK(once_reason(out, "garbage") == "protocol");
   for (const auto& r : out["results"]) {
     if (r["name"] == "ok") {
       CHECK(r["phases"].contains("connect"));
@@ -82,7 +72,7 @@ TEST_CASE("redis: success, wrong password, no password, garbage, role and refuse
   int stopped_code = 0;
   json stopped = once("probes:\n" + redis_probe("ok", addr + pw), stopped_code);
   CHECK(stopped_code == 1);
-  CHECK(reason_of(stopped, "ok") == "connect_refused");
+  CHECK(once_reason(stopped, "ok") == "connect_refused");
 }
 
 TEST_CASE("redis: a silent server times out while other probes stay on schedule",

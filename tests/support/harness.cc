@@ -856,6 +856,27 @@ std::string FakePlatform::url(std::string_view path_and_query) const {
   return url + std::string(path_and_query);
 }
 
+OnceRun run_once_json(const std::string& config_yaml, const std::vector<std::string>& extra_env) {
+  TempDir dir;
+  auto r = run_command(
+      {canaryd_bin(), "once", "--config", dir.write_file("canaryd.yaml", config_yaml), "--json"},
+      std::chrono::seconds(60), extra_env);
+  return {r.exit_code, nlohmann::json::parse(r.out, nullptr, false), r.err};
+}
+
+nlohmann::json once_result(const nlohmann::json& out, const std::string& name) {
+  if (out.is_object() && out.contains("results")) {
+    for (const auto& r : out["results"])
+      if (r.value("name", "") == name) return r;
+  }
+  return nlohmann::json::object();
+}
+
+std::string once_reason(const nlohmann::json& out, const std::string& name) {
+  auto r = once_result(out, name);
+  return r.contains("reason") ? r["reason"].get<std::string>() : "(missing)";
+}
+
 std::string make_certs(const TempDir& dir) {
   const std::string certs = dir.file("certs");
   fs::create_directories(certs);

@@ -196,6 +196,21 @@ class FakePlatform {
   std::map<std::string, int> tls_ports_;
 };
 
+// `canaryd once --config <config_yaml written to a temp file> --json`, the deploy gate as a
+// pipeline runs it. `out` is the parsed JSON (discarded, i.e. out.is_discarded(), if stdout
+// was not JSON).
+struct OnceRun {
+  int exit_code = 0;
+  nlohmann::json out;
+  std::string err;
+};
+OnceRun run_once_json(const std::string& config_yaml,
+                      const std::vector<std::string>& extra_env = {});
+// The result of probe `name` in `once --json` output; an empty object if it is not there.
+nlohmann::json once_result(const nlohmann::json& out, const std::string& name);
+// Its reason, or "(missing)".
+std::string once_reason(const nlohmann::json& out, const std::string& name);
+
 // Runs tests/fixtures/make_certs.sh on dir.path() + "/certs" (ca.pem, good.pem/key,
 // wronghost.pem/key, expired.pem/key) and returns that directory. Throws std::runtime_error
 // with the script's output if it fails.
