@@ -47,14 +47,14 @@ struct ProbeMetrics::Series {
 ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> global_labels)
     : global_labels_(std::move(global_labels)),
       registry_(std::make_shared<prometheus::Registry>()),
-      runs_(BuildCounter()
-                .Name("canary_probe_runs_total")
-                .Help("Probe runs completed, whatever their result.")
-                .Register(*registry_)),
       failures_(BuildCounter()
                     .Name("canary_probe_failures_total")
                     .Help("Failed probe runs by failure reason.")
                     .Register(*registry_)),
+      runs_(BuildCounter()
+                .Name("canary_probe_runs_total")
+                .Help("Probe runs completed, whatever their result.")
+                .Register(*registry_)),
       success_(BuildGauge()
                    .Name("canary_probe_success")
                    .Help("1 if the probe's last run succeeded, 0 if it failed.")

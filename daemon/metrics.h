@@ -50,8 +50,11 @@ class ProbeMetrics {
 
   std::vector<std::pair<std::string, std::string>> global_labels_;
   std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Family<prometheus::Counter>& runs_;
+  // failures_ is registered before runs_: a scrape collects families in that
+  // order, so a run finishing mid-scrape can make runs_total one ahead of the
+  // failures, never behind, and a failure ratio never exceeds 1.
   prometheus::Family<prometheus::Counter>& failures_;
+  prometheus::Family<prometheus::Counter>& runs_;
   prometheus::Family<prometheus::Gauge>& success_;
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Family<prometheus::Histogram>& phase_duration_;
