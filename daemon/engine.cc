@@ -227,11 +227,12 @@ void Engine::expire(Instance& inst) {
   double allowed = static_cast<double>(inst.deadline_ns - inst.started_ns) / 1e9;
   auto result = ProbeResult::failure(
       Reason::kTimeout,
-      fmt::format("timed out after {} during {}",
+      fmt::format("timed out after {} during {}{}",
                   format_duration(std::chrono::duration_cast<Duration>(
                       std::chrono::duration<double>(allowed) + std::chrono::microseconds(500))),
-                  phase),
+                  phase, info.note.empty() ? "" : " (" + info.note + ")"),
       std::move(info.phases));
+  result.details = std::move(info.details);
   result.details.timeout_phase = phase;
   complete(inst.id, inst.generation, std::move(result));
 }

@@ -42,6 +42,12 @@ struct ProbeMetrics::Series {
   prometheus::Gauge* info = nullptr;
   prometheus::Gauge* interval = nullptr;
   prometheus::Gauge* timeout = nullptr;
+  // Created at the first result that carries them (WebSocket types).
+  prometheus::Gauge* subprotocol = nullptr;
+  std::string subprotocol_value;
+  prometheus::Gauge* close_code = nullptr;
+  prometheus::Gauge* connections_ok = nullptr;
+  prometheus::Gauge* connections = nullptr;
 };
 
 ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> global_labels)
@@ -86,7 +92,25 @@ ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> glob
       timeout_(BuildGauge()
                    .Name("canary_probe_timeout_seconds")
                    .Help("Configured timeout of one run of the probe.")
-                   .Register(*registry_)) {}
+                   .Register(*registry_)),
+      ws_subprotocol_(BuildGauge()
+                          .Name("canary_ws_subprotocol_info")
+                          .Help("The subprotocol the server last selected (a configured value, "
+                                "secrets redacted; \"none\" if it selected none); always 1.")
+                          .Register(*registry_)),
+      ws_close_code_(BuildGauge()
+                         .Name("canary_ws_close_code")
+                         .Help("The last WebSocket close code seen (1000 normal, 1006 dropped "
+                               "without a close frame, 1011 server error, ...).")
+                         .Register(*registry_)),
+      ws_connections_ok_(BuildGauge()
+                             .Name("canary_ws_connections_ok")
+                             .Help("Connections of the last run that succeeded.")
+                             .Register(*registry_)),
+      ws_connections_(BuildGauge()
+                          .Name("canary_ws_connections_configured")
+                          .Help("Connections each run opens at once.")
+                          .Register(*registry_)) {}
 
 ProbeMetrics::~ProbeMetrics() = default;
 
@@ -110,6 +134,10 @@ void ProbeMetrics::remove(Series& s) {
   info_.Remove(s.info);
   interval_.Remove(s.interval);
   timeout_.Remove(s.timeout);
+  if (s.subprotocol) ws_subprotocol_.Remove(s.subprotocol);
+  if (s.close_code) ws_close_code_.Remove(s.close_code);
+  if (s.connections_ok) ws_connections_ok_.Remove(s.connections_ok);
+  if (s.connections) ws_connections_.Remove(s.connections);
 }
 
 void ProbeMetrics::sync_probes(const std::vector<const ConfiguredProbe*>& probes) {
@@ -185,6 +213,26 @@ void ProbeMetrics::record(const RunRecord& rec) {
     auto f = s.failures.find(rec.result.reason);
     if (f == s.failures.end()) f = s.failures.find(Reason::kInternal);
     if (f != s.failures.end()) f->second->Increment();
+  }
+  const ProbeDetails& d = rec.result.details;
+  if (d.subprotocol && *d.subprotocol != s.subprotocol_value) {
+    // One series per probe: the value is a label, so a change replaces it.
+    if (s.subprotocol) ws_subprotocol_.Remove(s.subprotocol);
+    auto labels = s.labels;
+    labels["subprotocol"] = *d.subprotocol;
+    s.subprotocol = &ws_subprotocol_.Add(labels);
+    s.subprotocol->Set(1);
+    s.subprotocol_value = *d.subprotocol;
+  }
+  if (d.close_code) {
+    if (!s.close_code) s.close_code = &ws_close_code_.Add(s.labels);
+    s.close_code->Set(*d.close_code);
+  }
+  if (d.connections_total) {
+    if (!s.connections) s.connections = &ws_connections_.Add(s.labels);
+    if (!s.connections_ok) s.connections_ok = &ws_connections_ok_.Add(s.labels);
+    s.connections->Set(*d.connections_total);
+    s.connections_ok->Set(d.connections_ok.value_or(0));
   }
   if (rec.result.details.cert_expiry_unix) {
     if (!s.cert_expiry) s.cert_expiry = &cert_expiry_.Add(s.labels);

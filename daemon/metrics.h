@@ -63,6 +63,10 @@ class ProbeMetrics {
   prometheus::Family<prometheus::Gauge>& info_;
   prometheus::Family<prometheus::Gauge>& interval_;
   prometheus::Family<prometheus::Gauge>& timeout_;
+  prometheus::Family<prometheus::Gauge>& ws_subprotocol_;
+  prometheus::Family<prometheus::Gauge>& ws_close_code_;
+  prometheus::Family<prometheus::Gauge>& ws_connections_ok_;
+  prometheus::Family<prometheus::Gauge>& ws_connections_;
   std::unordered_map<std::string, std::unique_ptr<Series>> series_;  // by probe name
 };
 

@@ -414,7 +414,9 @@ void PostgresProbe::finish(ProbeResult result) {
 
 CancelInfo PostgresProbe::cancel() {
   static constexpr const char* kNames[] = {"dns", "connect", "query"};
-  CancelInfo info{kNames[static_cast<int>(phase_)], phases_};
+  CancelInfo info;
+  info.phase = kNames[static_cast<int>(phase_)];
+  info.phases = phases_;
   release(true);
   done_ = nullptr;
   return info;

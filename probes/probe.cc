@@ -3,6 +3,7 @@
 #include <array>
 
 #include "probes/common/curl_multi.h"
+#include "probes/common/ws_client.h"
 
 namespace canaryd {
 
@@ -74,9 +75,15 @@ CurlMulti& LoopServices::curl(size_t shard) {
   return *multi;
 }
 
+WsService& LoopServices::ws() {
+  if (!ws_) ws_ = std::make_unique<WsService>(loop_);
+  return *ws_;
+}
+
 void LoopServices::shutdown() {
   for (auto& multi : curl_)
     if (multi) multi->shutdown();
+  if (ws_) ws_->shutdown();
 }
 
 }  // namespace canaryd

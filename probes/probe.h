@@ -22,6 +22,7 @@
 namespace canaryd {
 
 class CurlMulti;
+class WsService;
 
 // Why a run failed. Each entry is a distinct signal an SRE acts on differently,
 // so they are counted apart (canary_probe_failures_total{reason}).
@@ -87,6 +88,8 @@ struct ProbeResult {
 struct CancelInfo {
   std::string phase;
   Phases phases;
+  ProbeDetails details;  // what the run had learned, e.g. connections_ok so far
+  std::string note;      // added to the timeout message, e.g. "3 of 7 connections open"
 };
 
 // Loop-wide services shared by every probe on one loop (e.g. one libcurl multi
@@ -104,6 +107,8 @@ class LoopServices {
   // target would make each run cost O(n). Probes are spread over a few
   // multi handles instead, by `shard` (any stable number per probe).
   CurlMulti& curl(size_t shard = 0);
+  // The libwebsockets context, made on first use.
+  WsService& ws();
   // Closes every shared handle; the loop must run afterwards to finish closing.
   void shutdown();
 
@@ -111,6 +116,7 @@ class LoopServices {
   static constexpr size_t kCurlShards = 32;
   uv_loop_t* loop_;
   std::unique_ptr<CurlMulti> curl_[kCurlShards];
+  std::unique_ptr<WsService> ws_;
 };
 
 // Everything one run may use. Time comes from the loop, never the wall clock.

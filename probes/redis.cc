@@ -272,7 +272,9 @@ void RedisProbe::finish(ProbeResult result) {
 }
 
 CancelInfo RedisProbe::cancel() {
-  CancelInfo info{phase_name(), phases_};
+  CancelInfo info;
+  info.phase = phase_name();
+  info.phases = phases_;
   release();
   done_ = nullptr;
   return info;

@@ -3,6 +3,7 @@
 #include "probes/http.h"
 #include "probes/postgres.h"
 #include "probes/redis.h"
+#include "probes/websocket.h"
 
 namespace canaryd {
 
@@ -11,6 +12,7 @@ const std::vector<ProbeType>& probe_types() {
       {"http", http_probe_reasons(), http_probe_phases(), &make_http_probe},
       {"redis", redis_probe_reasons(), redis_probe_phases(), &make_redis_probe},
       {"postgres", postgres_probe_reasons(), postgres_probe_phases(), &make_postgres_probe},
+      {"websocket", websocket_probe_reasons(), websocket_probe_phases(), &make_websocket_probe},
   };
   return types;
 }

@@ -1,0 +1,678 @@
+#include "probes/common/ws_client.h"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <libwebsockets.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+#include <vector>
+
+#include "daemon/secrets.h"
+
+namespace canaryd {
+
+namespace {
+
+constexpr const char* kProtocolName = "canaryd-ws";
+// Subprotocol entries can carry a JWT, echoed back by the server: header data
+// and the handshake buffer must hold a few kilobytes, not lws's 1 KiB default.
+constexpr unsigned short kMaxHeaderData = 16 * 1024;
+constexpr unsigned int kServiceBufferBytes = 32 * 1024;
+// lws's own timeouts must never fire before the scheduler's deadline.
+constexpr unsigned int kLwsTimeoutSecs = 24 * 3600;
+constexpr size_t kMaxShownValue = 64;
+
+int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in,
+                 size_t len);
+
+const lws_protocols kProtocols[] = {
+    {kProtocolName, &lws_callback, 0, 4096, 0, nullptr, 0},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
+
+double seconds_between(uint64_t from_ns, uint64_t to_ns) {
+  return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
+}
+
+// What the server sent, safe to quote in a message: short, and redacted.
+std::string shown(std::string_view value) {
+  std::string v(value.substr(0, kMaxShownValue));
+  if (value.size() > kMaxShownValue) v += "...";
+  return global_secrets().redact(v);
+}
+
+void lws_log(int level, const char* line) {
+  std::string_view text(line);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  // lws reports every refused upgrade and failed certificate as an error;
+  // for a monitor those are results, already reported as such.
+  if (level & LLL_ERR)
+    spdlog::debug("libwebsockets: {}", text);
+  else
+    spdlog::trace("libwebsockets: {}", text);
+}
+
+bool valid_subprotocol(std::string_view p) {
+  // RFC 6455: a token (RFC 2616), so no separators, spaces or controls.
+  return !p.empty() && std::all_of(p.begin(), p.end(), [](char c) {
+    return c > 32 && c < 127 &&
+           std::string_view("()<>@,;:\\\"/[]?={}").find(c) == std::string_view::npos;
+  });
+}
+
+bool valid_header_name(const std::string& name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+struct UrlParts {
+  CURLU* h = curl_url();
+  ~UrlParts() { curl_url_cleanup(h); }
+  std::optional<std::string> get(CURLUPart part, unsigned flags = 0) const {
+    char* out = nullptr;
+    if (curl_url_get(h, part, &out, flags) != CURLUE_OK) return std::nullopt;
+    std::string s(out);
+    curl_free(out);
+    return s;
+  }
+};
+
+}  // namespace
+
+std::string WsEndpoint::describe() const {
+  std::string out = display_url;
+  if (!subprotocol_labels.empty()) out += fmt::format(" [{}]", fmt::join(subprotocol_labels, ", "));
+  return out;
+}
+
+void read_ws_endpoint(YamlSection& s, WsEndpoint& o) {
+  auto url = s.get_string("url");
+  if (!url) {
+    if (!s.has("url")) s.error("", "missing required key url");
+  } else {
+    UrlParts u;
+    if (curl_url_set(u.h, CURLUPART_URL, url->c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+      s.error("url", "not a valid URL");
+    } else {
+      auto scheme = u.get(CURLUPART_SCHEME);
+      auto host = u.get(CURLUPART_HOST);
+      if (scheme != "ws" && scheme != "wss") {
+        s.error("url", "scheme must be ws or wss");
+      } else if (!host || host->empty()) {
+        s.error("url", "the URL has no host");
+      } else if (u.get(CURLUPART_USER)) {
+        s.error("url", "credentials in the URL are not supported; use headers");
+      } else {
+        o.tls = scheme == "wss";
+        o.host = *host;
+        if (o.host.size() > 2 && o.host.front() == '[')
+          o.host = o.host.substr(1, o.host.size() - 2);
+        auto port = u.get(CURLUPART_PORT);
+        o.port = port ? std::atoi(port->c_str()) : (o.tls ? 443 : 80);
+        o.path = u.get(CURLUPART_PATH).value_or("/");
+        if (auto q = u.get(CURLUPART_QUERY)) o.path += "?" + *q;
+        o.host_header = *host;
+        if (port) o.host_header += ":" + *port;
+        o.display_url = fmt::format("{}://{}{}{}", *scheme, *host, port ? ":" + *port : "",
+                                    u.get(CURLUPART_PATH).value_or("/"));
+      }
+    }
+  }
+
+  if (auto list = s.get_string_list("subprotocols")) {
+    for (const auto& p : *list) {
+      if (!valid_subprotocol(p)) {
+        s.error("subprotocols", fmt::format("\"{}\" is not a valid subprotocol name (a token: no "
+                                            "spaces, commas or separators)",
+                                            s.context().secrets ? s.context().secrets->redact(p)
+                                                                : std::string(kRedacted)));
+        continue;
+      }
+      o.subprotocols.push_back(p);
+      o.subprotocol_labels.push_back(s.context().secrets ? s.context().secrets->redact(p) : p);
+    }
+  }
+  if (auto want = s.get_string("expect_subprotocol")) {
+    if (o.subprotocols.empty()) {
+      if (!s.has("subprotocols") || !s.context().errors->empty())
+        s.error("expect_subprotocol", "needs a subprotocols list to choose from");
+    } else if (*want != "any_offered") {
+      auto it = std::find(o.subprotocols.begin(), o.subprotocols.end(), *want);
+      if (it == o.subprotocols.end()) {
+        s.error("expect_subprotocol",
+                fmt::format("\"{}\" is not in subprotocols (or use any_offered)", *want));
+      } else {
+        o.expect_subprotocol = static_cast<size_t>(it - o.subprotocols.begin());
+      }
+    }
+  }
+  if (auto h = s.get_string_map("headers")) {
+    for (auto& [name, value] : *h) {
+      if (!valid_header_name(name)) {
+        s.error("headers", fmt::format("invalid header name \"{}\"", name));
+      } else if (value.find_first_of("\r\n") != std::string::npos) {
+        s.error("headers", fmt::format("header {} contains a line break", name));
+      } else {
+        o.headers.emplace_back(name, value);
+      }
+    }
+  }
+  if (auto origin = s.get_string("origin")) o.origin = *origin;
+  if (auto m = s.get_int("max_message_bytes", 1, 256ll * 1024 * 1024))
+    o.max_message_bytes = static_cast<size_t>(*m);
+
+  if (auto tls = s.get_section("tls")) {
+    if (url && !o.tls && !o.host.empty()) tls->error("", "tls options need a wss:// url");
+    if (auto ca = tls->get_string("ca_file")) {
+      if (access(ca->c_str(), R_OK) != 0) {
+        tls->error("ca_file", fmt::format("cannot read {}", *ca));
+      } else {
+        o.ca_file = *ca;
+      }
+    }
+    if (auto name = tls->get_string("server_name")) {
+      if (name->empty() || name->find_first_of(" /:\r\n") != std::string::npos) {
+        tls->error("server_name", "expected a host name");
+      } else {
+        o.host_header = *name;
+      }
+    }
+    if (auto skip = tls->get_bool("insecure_skip_verify")) o.insecure_skip_verify = *skip;
+    tls->finish();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// WsService
+
+WsService::WsService(uv_loop_t* loop) : loop_(loop) {
+  lws_set_log_level(LLL_ERR | LLL_WARN, &lws_log);
+  void* loops[1] = {loop_};
+  lws_context_creation_info info{};
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  // A foreign loop: lws adds its handles to ours and installs no signal
+  // handlers of its own.
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.foreign_loops = loops;
+  info.protocols = kProtocols;
+  info.vhost_name = "canaryd";
+  info.gid = static_cast<gid_t>(-1);
+  info.uid = static_cast<uid_t>(-1);
+  info.timeout_secs = kLwsTimeoutSecs;
+  info.connect_timeout_secs = kLwsTimeoutSecs;
+  info.max_http_header_data = kMaxHeaderData;
+  // Every handshake in flight holds a header table; a small pool would queue
+  // handshakes behind hung ones.
+  info.max_http_header_pool = 65535;
+  info.pt_serv_buf_size = kServiceBufferBytes;
+  context_ = lws_create_context(&info);
+  if (context_ == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
+  vhosts_[""] = lws_get_vhost_by_name(context_, "canaryd");
+}
+
+WsService::~WsService() { shutdown(); }
+
+void WsService::shutdown() {
+  if (context_ == nullptr) return;
+  lws_context_destroy(context_);
+  context_ = nullptr;
+  vhosts_.clear();
+}
+
+lws_vhost* WsService::vhost_for(const std::string& ca_file) {
+  if (ca_file.empty()) return vhosts_[""];
+  // lws loads the trust store when the vhost is made: a replaced CA file
+  // (rotation) gets a new vhost.
+  struct stat st {};
+  std::string key = ca_file;
+  if (stat(ca_file.c_str(), &st) == 0)
+    key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
+  auto it = vhosts_.find(key);
+  if (it != vhosts_.end()) return it->second;
+  lws_context_creation_info info{};
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.protocols = kProtocols;
+  std::string name = fmt::format("canaryd-ca-{}", vhosts_.size());
+  info.vhost_name = name.c_str();
+  info.client_ssl_ca_filepath = ca_file.c_str();
+  info.timeout_secs = kLwsTimeoutSecs;
+  info.connect_timeout_secs = kLwsTimeoutSecs;
+  lws_vhost* vh = lws_create_vhost(context_, &info);
+  if (vh != nullptr) vhosts_.emplace(key, vh);
+  return vh;
+}
+
+// ---------------------------------------------------------------------------
+// WsConnection
+
+WsConnection::WsConnection(std::shared_ptr<const WsEndpoint> endpoint, Handler* handler)
+    : endpoint_(std::move(endpoint)), handler_(handler) {}
+
+WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEndpoint> endpoint,
+                                 const ResolvedAddress& addr, Handler* handler) {
+  auto* c = new WsConnection(std::move(endpoint), handler);
+  const WsEndpoint& ep = *c->endpoint_;
+  lws_vhost* vhost = service.context_ ? service.vhost_for(ep.ca_file) : nullptr;
+  c->start_ns_ = uv_hrtime();  // after the vhost: loading a trust store is not connect time
+  std::string offered;
+  for (const auto& p : ep.subprotocols) {
+    if (!offered.empty()) offered += ", ";
+    offered += p;
+  }
+  if (vhost != nullptr) {
+    lws_client_connect_info ci{};
+    ci.context = service.context_;
+    ci.vhost = vhost;
+    ci.address = addr.ip.c_str();
+    ci.port = ep.port;
+    ci.path = ep.path.c_str();
+    ci.host = ep.host_header.c_str();
+    ci.origin = ep.origin.empty() ? nullptr : ep.origin.c_str();
+    ci.protocol = offered.empty() ? nullptr : offered.c_str();
+    ci.local_protocol_name = kProtocolName;
+    ci.opaque_user_data = c;
+    if (ep.tls) {
+      ci.ssl_connection = LCCSCF_USE_SSL;
+      if (ep.insecure_skip_verify)
+        ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                             LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    }
+    c->opening_ = true;
+    c->wsi_ = lws_client_connect_via_info(&ci);
+    c->opening_ = false;
+  }
+  if (c->wsi_ == nullptr && !c->ended_) {
+    c->ended_ = true;
+    c->pending_end_ = WsEnd{false, Reason::kConnect, "cannot start the connection", {}, {}};
+  }
+  if (c->ended_) {
+    // Whatever ended inside connect_via_info is reported on the next loop
+    // turn: the handler is never called back from inside open().
+    c->deferred_ = new uv_timer_t;
+    uv_timer_init(service.loop_, c->deferred_);
+    c->deferred_->data = c;
+    uv_timer_start(
+        c->deferred_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<WsConnection*>(t->data);
+          if (self->handler_ != nullptr && self->pending_end_) {
+            Handler* h = self->handler_;
+            self->handler_ = nullptr;
+            h->on_ws_end(self, *self->pending_end_);
+          }
+          uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) {
+            auto* self = static_cast<WsConnection*>(h->data);
+            delete reinterpret_cast<uv_timer_t*>(h);
+            self->deferred_ = nullptr;
+            if (self->wsi_ == nullptr) delete self;
+          });
+        },
+        0, 0);
+  }
+  return c;
+}
+
+void WsConnection::send_text(std::string text) {
+  if (wsi_ == nullptr || ended_) return;
+  outbox_.push_back(std::move(text));
+  lws_callback_on_writable(wsi_);
+}
+
+void WsConnection::close() {
+  if (wsi_ == nullptr || ended_ || close_requested_) return;
+  close_requested_ = true;
+  lws_callback_on_writable(wsi_);
+}
+
+void WsConnection::abort() {
+  handler_ = nullptr;
+  if (deferred_ != nullptr) return;  // its close callback frees the connection
+  if (wsi_ == nullptr) {
+    delete this;
+    return;
+  }
+  ended_ = true;
+  int fd = lws_get_socket_fd(wsi_);
+  if (fd >= 0) {
+    // Reset rather than close gracefully: thousands of runs timing out each
+    // second must not leave a TIME_WAIT socket each.
+    linger l{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+WsConnection::Phase WsConnection::phase() const {
+  if (ended_) return Phase::kEnded;
+  if (handshake_end_ns_ != 0) return close_requested_ ? Phase::kClosing : Phase::kOpen;
+  if (tls_end_ns_ != 0 || (!endpoint_->tls && connect_end_ns_ != 0)) return Phase::kHandshake;
+  if (connect_end_ns_ != 0) return Phase::kTls;
+  if (wsi_ != nullptr) {
+    // The TCP connect has no callback of its own; ask the socket.
+    int fd = lws_get_socket_fd(wsi_);
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (fd >= 0 && getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0)
+      return endpoint_->tls ? Phase::kTls : Phase::kHandshake;
+  }
+  return Phase::kConnect;
+}
+
+const char* WsConnection::phase_name(Phase p) {
+  switch (p) {
+    case Phase::kConnect:
+      return "connect";
+    case Phase::kTls:
+      return "tls";
+    case Phase::kHandshake:
+      return "handshake";
+    case Phase::kOpen:
+      return "open";
+    case Phase::kClosing:
+      return "close";
+    case Phase::kEnded:
+      return "ended";
+  }
+  return "connect";
+}
+
+Phases WsConnection::phases() const {
+  Phases out;
+  if (connect_end_ns_ == 0) return out;
+  out.emplace_back("connect", seconds_between(start_ns_, connect_end_ns_));
+  uint64_t handshake_start = connect_end_ns_;
+  if (endpoint_->tls && tls_end_ns_ != 0) {
+    out.emplace_back("tls", seconds_between(connect_end_ns_, tls_end_ns_));
+    handshake_start = tls_end_ns_;
+  }
+  if (handshake_end_ns_ != 0)
+    out.emplace_back("handshake", seconds_between(handshake_start, handshake_end_ns_));
+  return out;
+}
+
+void WsConnection::mark_connected(uint64_t now) {
+  if (connect_end_ns_ == 0) connect_end_ns_ = now;
+}
+
+void WsConnection::end(WsEnd e) {
+  if (ended_) return;
+  ended_ = true;
+  if (handler_ == nullptr) return;
+  Handler* h = handler_;
+  handler_ = nullptr;
+  h->on_ws_end(this, e);
+}
+
+void WsConnection::check_negotiation(struct lws* wsi) {
+  const WsEndpoint& ep = *endpoint_;
+  negotiated_ = true;
+  std::string got;
+  int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+  if (n > 0) {
+    got.resize(static_cast<size_t>(n) + 1);
+    n = lws_hdr_copy(wsi, got.data(), n + 1, WSI_TOKEN_PROTOCOL);
+    got.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  }
+  if (got.empty()) {
+    if (!ep.subprotocols.empty())
+      pending_end_ = WsEnd{false,
+                           Reason::kWsNoSubprotocol,
+                           fmt::format("the server selected none of the offered subprotocols ({})",
+                                       fmt::join(ep.subprotocol_labels, ", ")),
+                           101,
+                           {}};
+    return;
+  }
+  auto it = std::find(ep.subprotocols.begin(), ep.subprotocols.end(), got);
+  if (it == ep.subprotocols.end()) {
+    // lws refuses this itself ("HS: PROTOCOL malformed"); kept for safety.
+    pending_end_ =
+        WsEnd{false,
+              Reason::kWsWrongSubprotocol,
+              fmt::format("the server selected \"{}\", which was not offered", shown(got)),
+              101,
+              {}};
+    return;
+  }
+  selected_ = static_cast<size_t>(it - ep.subprotocols.begin());
+  if (ep.expect_subprotocol && *selected_ != *ep.expect_subprotocol)
+    pending_end_ = WsEnd{false,
+                         Reason::kWsWrongSubprotocol,
+                         fmt::format("the server selected \"{}\", expected \"{}\"",
+                                     ep.subprotocol_labels[*selected_],
+                                     ep.subprotocol_labels[*ep.expect_subprotocol]),
+                         101,
+                         {}};
+}
+
+WsEnd WsConnection::classify_error(struct lws* wsi, std::string_view lws_message) {
+  auto fail = [](Reason r, std::string msg, std::optional<int> status = {}) {
+    return WsEnd{false, r, std::move(msg), status, {}};
+  };
+  if (tls_verify_error_ != 0) {
+    std::string why = X509_verify_cert_error_string(tls_verify_error_);
+    if (tls_verify_error_ == X509_V_ERR_HOSTNAME_MISMATCH)
+      return fail(Reason::kTlsHostname, "TLS certificate is not valid for the host: " + why);
+    if (tls_verify_error_ == X509_V_ERR_CERT_HAS_EXPIRED)
+      return fail(Reason::kTlsExpired, "TLS certificate has expired: " + why);
+    return fail(Reason::kTls, "TLS verification failed: " + why);
+  }
+  if (lws_message == "HS: PROTOCOL malformed") {
+    std::string got;
+    char buf[256] = {};
+    if (lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_PROTOCOL) > 0) got = buf;
+    return fail(Reason::kWsWrongSubprotocol,
+                got.empty()
+                    ? "the server selected a subprotocol that was not offered"
+                    : fmt::format("the server selected \"{}\", which was not offered", shown(got)),
+                101);
+  }
+  unsigned int status = lws_http_client_http_response(wsi);
+  if (status != 0 && status != 101)
+    return fail(Reason::kWsUpgradeRejected,
+                fmt::format("the server rejected the upgrade with HTTP {}", status),
+                static_cast<int>(status));
+  Phase p = phase();
+  if (p == Phase::kConnect) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    int fd = lws_get_socket_fd(wsi);
+    if (fd >= 0) getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err == ECONNREFUSED) return fail(Reason::kConnectRefused, "connection refused");
+    if (err != 0) return fail(Reason::kConnect, fmt::format("connect failed: {}", strerror(err)));
+    return fail(Reason::kConnect, fmt::format("connect failed: {}", shown(lws_message)));
+  }
+  if (p == Phase::kTls || lws_message.find("SSL") != std::string_view::npos)
+    return fail(Reason::kTls, fmt::format("TLS handshake failed: {}", shown(lws_message)));
+  return fail(Reason::kProtocol, fmt::format("WebSocket handshake failed: {}", shown(lws_message)));
+}
+
+int WsConnection::callback(struct lws* wsi, int reason, void* user, void* in, size_t len) {
+  auto* c = static_cast<WsConnection*>(lws_get_opaque_user_data(wsi));
+  if (c == nullptr) return 0;
+  if (reason == LWS_CALLBACK_WSI_DESTROY) {
+    c->wsi_ = nullptr;
+    if (c->opening_) {
+      if (!c->ended_) c->pending_end_ = WsEnd{false, Reason::kConnect, "cannot connect", {}, {}};
+      c->ended_ = true;
+      return 0;
+    }
+    if (!c->ended_) c->end(WsEnd{false, Reason::kConnect, "the connection was closed", {}, {}});
+    // A connection that failed inside open() waits for its deferred report.
+    if (c->deferred_ == nullptr && !c->opening_) delete c;
+    return 0;
+  }
+  return c->on_callback(reason, user, in, len);
+}
+
+int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
+  struct lws* wsi = wsi_;
+  const WsEndpoint& ep = *endpoint_;
+  uint64_t now = uv_hrtime();
+  switch (reason) {
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION: {
+      // The server's certificate has arrived, so TCP is up and TLS is under way.
+      mark_connected(now);
+      auto* store = static_cast<X509_STORE_CTX*>(user);
+      if (store != nullptr) {
+        if (len == 0 && tls_verify_error_ == 0) tls_verify_error_ = X509_STORE_CTX_get_error(store);
+        if (X509_STORE_CTX_get_error_depth(store) == 0) {
+          X509* cert = X509_STORE_CTX_get_current_cert(store);
+          std::tm tm{};
+          if (cert != nullptr && ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+            cert_expiry_ = static_cast<double>(timegm(&tm));
+        }
+      }
+      return 0;
+    }
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+      mark_connected(now);
+      if (ep.tls && tls_end_ns_ == 0) tls_end_ns_ = now;
+      if (handler_ == nullptr) return -1;
+      auto** p = static_cast<unsigned char**>(in);
+      unsigned char* end = *p + len;
+      for (const auto& [name, value] : ep.headers) {
+        std::string field = name + ":";
+        if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(field.c_str()),
+                                        reinterpret_cast<const unsigned char*>(value.data()),
+                                        static_cast<int>(value.size()), p, end) != 0) {
+          pending_end_ =
+              WsEnd{false, Reason::kInternal, "the request headers are too large", {}, {}};
+          return -1;
+        }
+      }
+      return 0;
+    }
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+      // The negotiated subprotocol is readable here and gone by ESTABLISHED.
+      check_negotiation(wsi);
+      return pending_end_ ? -1 : 0;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      handshake_end_ns_ = now;
+      if (handler_ != nullptr) handler_->on_ws_open(this);
+      return 0;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+      WsEnd e = pending_end_ ? *pending_end_
+                             : classify_error(wsi, in != nullptr ? static_cast<const char*>(in)
+                                                                 : std::string_view());
+      if (opening_) {
+        ended_ = true;
+        pending_end_ = std::move(e);
+        return 0;
+      }
+      end(std::move(e));
+      return 0;
+    }
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+      if (handler_ == nullptr) return -1;
+      if (lws_is_first_fragment(wsi)) {
+        message_.clear();
+        message_oversize_ = false;
+        message_binary_ = lws_frame_is_binary(wsi) != 0;
+      }
+      if (message_.size() + len > ep.max_message_bytes) {
+        // Refuse, don't grow: a hostile server must not cost memory.
+        pending_end_ =
+            WsEnd{false,
+                  Reason::kProtocol,
+                  fmt::format("a message exceeds the {} byte limit", ep.max_message_bytes),
+                  {},
+                  {}};
+        message_.clear();
+        message_.shrink_to_fit();
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
+        return -1;
+      }
+      message_.append(static_cast<const char*>(in), len);
+      if (lws_is_final_fragment(wsi)) {
+        std::string msg = std::move(message_);
+        message_.clear();
+        if (!message_binary_) handler_->on_ws_message(this, msg);
+      }
+      return 0;
+    }
+    case LWS_CALLBACK_CLIENT_WRITEABLE: {
+      if (handler_ == nullptr) return -1;
+      if (!outbox_.empty()) {
+        std::string& text = outbox_.front();
+        std::vector<unsigned char> buf(LWS_PRE + text.size());
+        std::memcpy(buf.data() + LWS_PRE, text.data(), text.size());
+        int n = lws_write(wsi, buf.data() + LWS_PRE, text.size(), LWS_WRITE_TEXT);
+        outbox_.erase(outbox_.begin());
+        if (n < 0) {
+          pending_end_ = WsEnd{false, Reason::kConnect, "sending a message failed", {}, {}};
+          return -1;
+        }
+        if (!outbox_.empty() || close_requested_) lws_callback_on_writable(wsi);
+        return 0;
+      }
+      if (close_requested_ && !close_sent_) {
+        close_sent_ = true;
+        // lws 4.1.6 drops a client's socket without a close frame when a
+        // callback sets lws_close_reason() and returns -1, so the frame is
+        // written here (opcode 4 is lws's internal LWS_WRITE_CLOSE) and the
+        // server's answering close ends the connection.
+        unsigned char frame[LWS_PRE + 2];
+        frame[LWS_PRE] = LWS_CLOSE_STATUS_NORMAL >> 8;
+        frame[LWS_PRE + 1] = LWS_CLOSE_STATUS_NORMAL & 0xff;
+        if (lws_write(wsi, frame + LWS_PRE, 2, static_cast<lws_write_protocol>(4)) < 0) {
+          pending_end_ = WsEnd{false, Reason::kConnect, "sending the close frame failed", {}, {}};
+          return -1;
+        }
+      }
+      return 0;
+    }
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+      const auto* b = static_cast<const unsigned char*>(in);
+      peer_close_code_ = len >= 2 ? (b[0] << 8) | b[1] : 1005;
+      // After our own close frame this is the answer: close without echoing.
+      return close_sent_ ? 1 : 0;
+    }
+    case LWS_CALLBACK_CLIENT_CLOSED: {
+      if (pending_end_) {
+        end(*pending_end_);
+      } else if (close_sent_) {
+        end(WsEnd{true, Reason::kOk, "closed normally", {}, peer_close_code_.value_or(1000)});
+      } else if (peer_close_code_ && *peer_close_code_ == 1000) {
+        end(WsEnd{true, Reason::kOk, "the server closed the connection normally", {}, 1000});
+      } else if (peer_close_code_) {
+        end(WsEnd{false,
+                  Reason::kWsAbnormalClose,
+                  fmt::format("the server closed the connection with code {}", *peer_close_code_),
+                  {},
+                  peer_close_code_});
+      } else {
+        end(WsEnd{false,
+                  Reason::kWsAbnormalClose,
+                  "the connection dropped without a close frame (1006)",
+                  {},
+                  1006});
+      }
+      return 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+namespace {
+int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in,
+                 size_t len) {
+  return WsConnection::callback(wsi, static_cast<int>(reason), user, in, len);
+}
+}  // namespace
+
+}  // namespace canaryd

@@ -1,0 +1,175 @@
+// The WebSocket client shared by the `websocket` and `agent_pipeline` probes:
+// libwebsockets on the daemon's libuv loop (a foreign loop to lws), the
+// endpoint settings both probes read from YAML, and the RFC 6455 subprotocol
+// negotiation checks.
+//
+// lws does not resolve names asynchronously in Debian's build, so a
+// connection is always opened to an address the probe resolved off the loop
+// (AsyncResolve); the URL's host still goes out as Host, SNI and the name the
+// certificate is checked against.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "daemon/yaml_section.h"
+#include "probes/common/resolve.h"
+#include "probes/probe.h"
+
+struct lws;
+struct lws_context;
+struct lws_vhost;
+
+namespace canaryd {
+
+struct WsEndpoint {
+  bool tls = false;
+  std::string host;  // from the URL: a name or an address literal
+  int port = 0;
+  std::string path;                       // path and query, as requested
+  std::string host_header;                // Host, SNI and certificate name (tls.server_name if set)
+  std::string display_url;                // safe to show
+  std::vector<std::string> subprotocols;  // offered, in order, as sent
+  std::vector<std::string> subprotocol_labels;  // the same with secret parts redacted
+  std::optional<size_t> expect_subprotocol;     // index into subprotocols; nullopt: any offered
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string origin;
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  size_t max_message_bytes = 1024 * 1024;
+
+  // "ws://host:port/path [jwt-auth, jwt.<redacted>]"
+  std::string describe() const;
+};
+
+// Reads url, subprotocols, expect_subprotocol, headers, origin, tls and
+// max_message_bytes from `s`; errors are recorded in the section. The caller
+// reads its own keys and calls s.finish().
+void read_ws_endpoint(YamlSection& s, WsEndpoint& out);
+
+// How a connection ended. `clean` is a close both sides agreed on (our close
+// answered, or the server closing with 1000); anything else is a failure with
+// its reason.
+struct WsEnd {
+  bool clean = false;
+  Reason reason = Reason::kInternal;
+  std::string message;
+  std::optional<int> status_code;  // the HTTP status of a rejected upgrade
+  std::optional<int> close_code;   // the peer's close code; 1006 for a drop without one
+};
+
+class WsService;
+
+// One client connection. It frees itself when lws is done with its socket, so
+// the owner may drop it at any moment (abort) without waiting.
+//
+// Thread-safety: loop thread only.
+class WsConnection {
+ public:
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    // The upgrade succeeded and the negotiation checks passed.
+    virtual void on_ws_open(WsConnection* c) = 0;
+    // One whole text message (binary messages are counted, not delivered).
+    virtual void on_ws_message(WsConnection* c, std::string_view text) = 0;
+    // The last callback: the connection failed, was closed, or was dropped.
+    // The connection releases itself afterwards; the pointer is then invalid.
+    virtual void on_ws_end(WsConnection* c, const WsEnd& end) = 0;
+  };
+
+  // Phases as the probes report them.
+  enum class Phase { kConnect, kTls, kHandshake, kOpen, kClosing, kEnded };
+
+  // Starts connecting to `addr`. Never calls the handler synchronously.
+  static WsConnection* open(WsService& service, std::shared_ptr<const WsEndpoint> endpoint,
+                            const ResolvedAddress& addr, Handler* handler);
+
+  void send_text(std::string text);
+  // Sends close 1000 once queued messages are out; on_ws_end follows when
+  // the server answers with its close.
+  void close();
+  // No more callbacks; the TCP connection is reset.
+  void abort();
+
+  Phase phase() const;
+  static const char* phase_name(Phase p);
+  // Durations of the phases finished so far, in order (connect, tls, handshake).
+  Phases phases() const;
+  // The offered entry the server selected, if any.
+  std::optional<size_t> selected() const { return selected_; }
+  // The server's 101 arrived and its subprotocol choice was read.
+  bool negotiated() const { return negotiated_; }
+  std::optional<double> cert_expiry_unix() const { return cert_expiry_; }
+  uint64_t open_ns() const { return handshake_end_ns_; }
+
+  // lws's protocol callback (one for every connection); not for probes.
+  static int callback(struct lws* wsi, int reason, void* user, void* in, size_t len);
+
+ private:
+  friend class WsService;
+  WsConnection(std::shared_ptr<const WsEndpoint> endpoint, Handler* handler);
+  int on_callback(int reason, void* user, void* in, size_t len);
+  void end(WsEnd e);
+  void check_negotiation(struct lws* wsi);
+  WsEnd classify_error(struct lws* wsi, std::string_view lws_message);
+  void mark_connected(uint64_t now);
+
+  // Shared: an aborted connection can outlive its probe (a reload) until lws
+  // has closed the socket.
+  std::shared_ptr<const WsEndpoint> endpoint_;
+  Handler* handler_;
+  struct lws* wsi_ = nullptr;
+  uv_timer_t* deferred_ = nullptr;  // delivers an end that happened inside open()
+  bool opening_ = false;
+  bool ended_ = false;
+  bool close_requested_ = false;
+  bool close_sent_ = false;
+  std::optional<WsEnd> pending_end_;  // a failure decided in a callback, reported at close
+  std::optional<int> peer_close_code_;
+  std::optional<size_t> selected_;
+  bool negotiated_ = false;
+  std::optional<double> cert_expiry_;
+  int tls_verify_error_ = 0;
+  std::vector<std::string> outbox_;
+  std::string message_;
+  bool message_binary_ = false;
+  bool message_oversize_ = false;
+  uint64_t start_ns_ = 0;
+  uint64_t connect_end_ns_ = 0;
+  uint64_t tls_end_ns_ = 0;
+  uint64_t handshake_end_ns_ = 0;
+};
+
+// The lws context on one loop, with one client vhost per CA file (lws keeps
+// the trust store per vhost).
+//
+// Thread-safety: loop thread only.
+class WsService {
+ public:
+  explicit WsService(uv_loop_t* loop);
+  ~WsService();
+  WsService(const WsService&) = delete;
+  WsService& operator=(const WsService&) = delete;
+
+  // Destroys the context; the loop must run afterwards for lws to close its handles.
+  void shutdown();
+
+ private:
+  friend class WsConnection;
+  lws_vhost* vhost_for(const std::string& ca_file);
+
+  uv_loop_t* loop_;
+  lws_context* context_ = nullptr;
+  std::map<std::string, lws_vhost*> vhosts_;  // by CA file and its mtime
+};
+
+}  // namespace canaryd

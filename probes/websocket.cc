@@ -1,0 +1,469 @@
+#include "probes/websocket.h"
+
+#include <fmt/format.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "probes/common/resolve.h"
+#include "probes/common/ws_client.h"
+
+namespace canaryd {
+
+namespace {
+
+constexpr int64_t kMaxConnections = 1000;
+
+struct WebSocketOptions {
+  std::shared_ptr<WsEndpoint> endpoint = std::make_shared<WsEndpoint>();
+  int connections = 1;
+  Duration hold{0};
+  std::optional<std::string> send;
+  std::optional<std::string> expect_text;
+  std::shared_ptr<RE2> expect_regex;
+  std::string expect_regex_text;
+  bool close = true;
+};
+
+double seconds_since(uint64_t start_ns, uint64_t now) {
+  return now > start_ns ? static_cast<double>(now - start_ns) / 1e9 : 0.0;
+}
+
+class WebSocketProbe : public Probe, private WsConnection::Handler {
+ public:
+  explicit WebSocketProbe(WebSocketOptions opts) : opts_(std::move(opts)) {}
+  ~WebSocketProbe() override { release(); }
+
+  // Probe
+  void start(RunContext& ctx, Done done) override;
+  CancelInfo cancel() override;
+  std::string target() const override { return opts_.endpoint->describe(); }
+
+ private:
+  enum class State { kOpening, kAwaitMessage, kHolding, kClosing, kOk, kFailed };
+  struct Conn {
+    WsConnection* ws = nullptr;
+    State state = State::kOpening;
+    uv_timer_t* hold = nullptr;  // owned; closed by release()
+    uint64_t message_start_ns = 0;
+    uint64_t close_start_ns = 0;
+    Phases phases;
+  };
+
+  // WsConnection::Handler
+  void on_ws_open(WsConnection* c) override;
+  void on_ws_message(WsConnection* c, std::string_view text) override;
+  void on_ws_end(WsConnection* c, const WsEnd& end) override;
+
+  void open_all(const ResolvedAddress& addr);
+  Conn* find(WsConnection* c);
+  void note_negotiation(WsConnection* c);
+  void start_hold(Conn& conn);
+  void end_hold(Conn& conn);
+  void succeed(Conn& conn);
+  void fail(Conn& conn, Reason reason, std::string message, std::optional<int> status = {},
+            std::optional<int> close_code = {});
+  void maybe_finish();
+  std::string progress_note() const;
+  ProbeDetails details() const;
+  Phases merged_phases() const;
+  void release();
+  static void close_timer(uv_timer_t*& t);
+
+  WebSocketOptions opts_;
+  Done done_;
+  RunContext* ctx_ = nullptr;
+  AsyncResolve resolve_;
+  bool resolving_ = false;
+  std::vector<Conn> conns_;
+  uint64_t run_start_ns_ = 0;
+  std::optional<double> dns_seconds_;
+  // The first failure decides the reason; later ones only change the count.
+  std::optional<ProbeResult> first_failure_;
+  std::optional<size_t> selected_;
+  bool selected_none_ = false;
+  std::optional<int> close_code_;
+  std::optional<double> cert_expiry_;
+};
+
+void WebSocketProbe::close_timer(uv_timer_t*& t) {
+  if (t == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(t),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  t = nullptr;
+}
+
+void WebSocketProbe::release() {
+  resolve_.cancel();
+  resolving_ = false;
+  for (auto& c : conns_) {
+    close_timer(c.hold);
+    if (c.ws != nullptr) {
+      c.ws->abort();
+      c.ws = nullptr;
+    }
+  }
+  conns_.clear();
+}
+
+void WebSocketProbe::start(RunContext& ctx, Done done) {
+  release();
+  done_ = std::move(done);
+  ctx_ = &ctx;
+  ctx.services->ws();  // made on first use: not this run's time
+  run_start_ns_ = uv_hrtime();
+  dns_seconds_.reset();
+  first_failure_.reset();
+  selected_.reset();
+  selected_none_ = false;
+  close_code_.reset();
+  cert_expiry_.reset();
+  const WsEndpoint& ep = *opts_.endpoint;
+  if (auto addr = numeric_address(ep.host, ep.port)) {
+    open_all(*addr);
+    return;
+  }
+  resolving_ = true;
+  resolve_.start(
+      ctx.loop, ep.host, ep.port, [this](std::optional<ResolvedAddress> addr, std::string error) {
+        resolving_ = false;
+        dns_seconds_ = seconds_since(run_start_ns_, uv_hrtime());
+        if (!addr) {
+          auto r = ProbeResult::failure(
+              Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.endpoint->host, error),
+              {{"dns", *dns_seconds_}});
+          r.details.connections_ok = 0;
+          r.details.connections_total = opts_.connections;
+          Done done = std::move(done_);
+          done_ = nullptr;
+          if (done) done(std::move(r));
+          return;
+        }
+        open_all(*addr);
+      });
+}
+
+void WebSocketProbe::open_all(const ResolvedAddress& addr) {
+  conns_.resize(static_cast<size_t>(opts_.connections));
+  for (auto& c : conns_)
+    c.ws = WsConnection::open(ctx_->services->ws(), opts_.endpoint, addr, this);
+}
+
+WebSocketProbe::Conn* WebSocketProbe::find(WsConnection* c) {
+  for (auto& conn : conns_)
+    if (conn.ws == c) return &conn;
+  return nullptr;
+}
+
+void WebSocketProbe::note_negotiation(WsConnection* c) {
+  if (c->selected()) {
+    selected_ = c->selected();
+  } else if (c->negotiated()) {
+    selected_none_ = true;
+  }
+}
+
+void WebSocketProbe::on_ws_open(WsConnection* c) {
+  Conn* conn = find(c);
+  if (conn == nullptr) return;
+  conn->phases = c->phases();
+  note_negotiation(c);
+  if (c->cert_expiry_unix()) cert_expiry_ = c->cert_expiry_unix();
+  if (opts_.send || opts_.expect_text || opts_.expect_regex) {
+    conn->state = State::kAwaitMessage;
+    conn->message_start_ns = uv_hrtime();
+    if (opts_.send) c->send_text(*opts_.send);
+    return;
+  }
+  start_hold(*conn);
+}
+
+void WebSocketProbe::on_ws_message(WsConnection* c, std::string_view text) {
+  Conn* conn = find(c);
+  if (conn == nullptr || conn->state != State::kAwaitMessage) return;
+  conn->phases.emplace_back("first_message", seconds_since(conn->message_start_ns, uv_hrtime()));
+  if (opts_.expect_text && text != *opts_.expect_text) {
+    fail(*conn, Reason::kAssertion,
+         fmt::format("the message is \"{}\", expected \"{}\"",
+                     text.substr(0, 64).size() < text.size()
+                         ? std::string(text.substr(0, 64)) + "..."
+                         : std::string(text),
+                     *opts_.expect_text));
+    return;
+  }
+  if (opts_.expect_regex && !RE2::PartialMatch(text, *opts_.expect_regex)) {
+    fail(*conn, Reason::kAssertion,
+         fmt::format("the message does not match regex \"{}\"", opts_.expect_regex_text));
+    return;
+  }
+  start_hold(*conn);
+}
+
+void WebSocketProbe::start_hold(Conn& conn) {
+  conn.state = State::kHolding;
+  uint64_t hold_ns = static_cast<uint64_t>(std::chrono::nanoseconds(opts_.hold).count());
+  uint64_t until = conn.ws->open_ns() + hold_ns;
+  uint64_t now = uv_hrtime();
+  if (hold_ns == 0 || until <= now) {
+    end_hold(conn);
+    return;
+  }
+  conn.hold = new uv_timer_t;
+  uv_timer_init(ctx_->loop, conn.hold);
+  conn.hold->data = this;
+  uv_timer_start(
+      conn.hold,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<WebSocketProbe*>(t->data);
+        for (auto& c : self->conns_) {
+          if (c.hold == t) {
+            close_timer(c.hold);
+            self->end_hold(c);
+            return;
+          }
+        }
+      },
+      (until - now + 999'999) / 1'000'000, 0);
+}
+
+void WebSocketProbe::end_hold(Conn& conn) {
+  if (opts_.close) {
+    conn.state = State::kClosing;
+    conn.close_start_ns = uv_hrtime();
+    conn.ws->close();
+    return;
+  }
+  conn.ws->abort();
+  conn.ws = nullptr;
+  succeed(conn);
+}
+
+void WebSocketProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
+  Conn* conn = find(c);
+  if (conn == nullptr) return;
+  conn->ws = nullptr;  // it releases itself
+  close_timer(conn->hold);
+  if (end.close_code) close_code_ = end.close_code;
+  if (c->cert_expiry_unix()) cert_expiry_ = c->cert_expiry_unix();
+  note_negotiation(c);
+  if (end.clean) {
+    if (conn->state == State::kClosing) {
+      conn->phases.emplace_back("close", seconds_since(conn->close_start_ns, uv_hrtime()));
+      succeed(*conn);
+    } else if (conn->state == State::kHolding) {
+      // The server may end a session with 1000; it was open and healthy.
+      succeed(*conn);
+    } else {
+      fail(*conn, Reason::kAssertion,
+           "the server closed the connection (1000) before the expected message");
+    }
+    return;
+  }
+  if (conn->phases.empty()) conn->phases = c->phases();
+  fail(*conn, end.reason, end.message, end.status_code, end.close_code);
+}
+
+void WebSocketProbe::succeed(Conn& conn) {
+  conn.state = State::kOk;
+  maybe_finish();
+}
+
+void WebSocketProbe::fail(Conn& conn, Reason reason, std::string message, std::optional<int> status,
+                          std::optional<int> close_code) {
+  conn.state = State::kFailed;
+  close_timer(conn.hold);
+  if (conn.ws != nullptr) {
+    conn.ws->abort();
+    conn.ws = nullptr;
+  }
+  if (!first_failure_) {
+    first_failure_ = ProbeResult::failure(reason, std::move(message));
+    first_failure_->details.status_code = status;
+    first_failure_->details.close_code = close_code;
+  }
+  maybe_finish();
+}
+
+void WebSocketProbe::maybe_finish() {
+  for (const auto& c : conns_)
+    if (c.state != State::kOk && c.state != State::kFailed) return;
+  if (!done_) return;
+  ProbeResult result;
+  int ok = static_cast<int>(std::count_if(conns_.begin(), conns_.end(),
+                                          [](const Conn& c) { return c.state == State::kOk; }));
+  if (first_failure_) {
+    result = std::move(*first_failure_);
+    if (opts_.connections > 1)
+      result.message = fmt::format("{} of {} connections succeeded; first failure: {}", ok,
+                                   opts_.connections, result.message);
+  } else {
+    result = ProbeResult::ok();
+    result.message = opts_.connections > 1
+                         ? fmt::format("{} of {} connections succeeded", ok, opts_.connections)
+                         : "ok";
+  }
+  result.phases = merged_phases();
+  result.phases.emplace_back("total", seconds_since(run_start_ns_, uv_hrtime()));
+  ProbeDetails d = details();
+  d.connections_ok = ok;
+  if (result.details.status_code) d.status_code = result.details.status_code;
+  if (result.details.close_code) d.close_code = result.details.close_code;
+  result.details = std::move(d);
+  for (auto& c : conns_) close_timer(c.hold);
+  conns_.clear();
+  Done done = std::move(done_);
+  done_ = nullptr;
+  done(std::move(result));
+}
+
+ProbeDetails WebSocketProbe::details() const {
+  ProbeDetails d;
+  if (selected_) {
+    d.subprotocol = opts_.endpoint->subprotocol_labels[*selected_];
+  } else if (selected_none_) {
+    d.subprotocol = "none";
+  }
+  d.close_code = close_code_;
+  d.cert_expiry_unix = cert_expiry_;
+  d.connections_total = opts_.connections;
+  d.connections_ok = static_cast<int>(std::count_if(
+      conns_.begin(), conns_.end(), [](const Conn& c) { return c.state == State::kOk; }));
+  return d;
+}
+
+Phases WebSocketProbe::merged_phases() const {
+  // With N connections each phase reports its slowest connection: the one a
+  // user waiting on that connection would have felt.
+  Phases out;
+  if (dns_seconds_) out.emplace_back("dns", *dns_seconds_);
+  for (const char* name : {"connect", "tls", "handshake", "first_message", "close"}) {
+    std::optional<double> worst;
+    for (const auto& c : conns_)
+      for (const auto& [phase, seconds] : c.phases)
+        if (phase == name) worst = std::max(worst.value_or(0.0), seconds);
+    if (worst) out.emplace_back(name, *worst);
+  }
+  return out;
+}
+
+std::string WebSocketProbe::progress_note() const {
+  int ok = 0, open = 0;
+  for (const auto& c : conns_) {
+    if (c.state == State::kOk) ++ok;
+    if (c.state == State::kHolding || c.state == State::kAwaitMessage || c.state == State::kClosing)
+      ++open;
+  }
+  if (opts_.connections <= 1) return "";
+  return fmt::format("{} of {} connections succeeded, {} open", ok, opts_.connections, open);
+}
+
+CancelInfo WebSocketProbe::cancel() {
+  CancelInfo info;
+  if (resolving_) {
+    info.phase = "dns";
+  } else {
+    // The least advanced connection is the one that held the run up.
+    int rank = 100;
+    for (const auto& c : conns_) {
+      std::string phase;
+      int r = 0;
+      switch (c.state) {
+        case State::kOpening: {
+          auto p = c.ws != nullptr ? c.ws->phase() : WsConnection::Phase::kConnect;
+          phase = WsConnection::phase_name(p);
+          r = static_cast<int>(p);
+          break;
+        }
+        case State::kAwaitMessage:
+          phase = "first_message";
+          r = 10;
+          break;
+        case State::kHolding:
+          phase = "hold";
+          r = 11;
+          break;
+        case State::kClosing:
+          phase = "close";
+          r = 12;
+          break;
+        default:
+          continue;
+      }
+      if (r < rank) {
+        rank = r;
+        info.phase = phase;
+      }
+    }
+  }
+  info.phases = merged_phases();
+  info.details = details();
+  info.note = progress_note();
+  done_ = nullptr;
+  release();
+  return info;
+}
+
+}  // namespace
+
+std::vector<Reason> websocket_probe_reasons() {
+  return {Reason::kTimeout,
+          Reason::kDns,
+          Reason::kConnectRefused,
+          Reason::kConnect,
+          Reason::kTls,
+          Reason::kTlsHostname,
+          Reason::kTlsExpired,
+          Reason::kWsUpgradeRejected,
+          Reason::kWsNoSubprotocol,
+          Reason::kWsWrongSubprotocol,
+          Reason::kWsAbnormalClose,
+          Reason::kAssertion,
+          Reason::kProtocol,
+          Reason::kInternal};
+}
+
+std::vector<std::string_view> websocket_probe_phases() {
+  return {"dns", "connect", "tls", "handshake", "first_message", "close", "total"};
+}
+
+ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& s) {
+  WebSocketOptions o;
+  size_t errors_before = s.context().errors->size();
+  read_ws_endpoint(s, *o.endpoint);
+  if (auto n = s.get_int("connections", 1, kMaxConnections)) o.connections = static_cast<int>(*n);
+  if (auto hold = s.get_duration("hold")) {
+    if (*hold >= spec.timeout && spec.timeout.count() > 0) {
+      s.error("hold", "must be shorter than the probe's timeout");
+    } else {
+      o.hold = *hold;
+    }
+  }
+  o.send = s.get_string("send");
+  if (auto expect = s.get_section("expect")) {
+    o.expect_text = expect->get_string("text");
+    if (auto re = expect->get_string("regex")) {
+      RE2::Options ro;
+      ro.set_log_errors(false);
+      auto compiled = std::make_shared<RE2>(*re, ro);
+      if (!compiled->ok()) {
+        expect->error("regex", "invalid regular expression: " + compiled->error());
+      } else {
+        o.expect_regex = std::move(compiled);
+        o.expect_regex_text = *re;
+      }
+    }
+    if (o.expect_text && o.expect_regex) expect->error("regex", "use either text or regex");
+    if (!o.expect_text && !o.expect_regex && !expect->has("regex"))
+      expect->error("", "expected text or regex");
+    expect->finish();
+  }
+  if (auto close = s.get_bool("close")) o.close = *close;
+  s.finish();
+  if (s.context().errors->size() != errors_before) return nullptr;
+  return std::make_unique<WebSocketProbe>(std::move(o));
+}
+
+}  // namespace canaryd
