@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "daemon/config.h"
@@ -48,10 +49,10 @@ int run_once(const std::string& config_path, const std::vector<std::string>& pro
   uv_loop_t loop;
   uv_loop_init(&loop);
   MonotonicClock clock;
-  LoopServices services(&loop);
+  auto services = std::make_unique<LoopServices>(&loop);
   std::vector<OnceResult> results;
   {
-    Engine engine(&loop, services, clock);
+    Engine engine(&loop, *services, clock);
     engine.on_result([&](const RunRecord& rec) {
       results.push_back({rec.spec.name, rec.spec.type, rec.spec.category, rec.target, rec.run_id,
                          rec.result, rec.duration_seconds});
@@ -59,10 +60,12 @@ int run_once(const std::string& config_path, const std::vector<std::string>& pro
     engine.apply(std::move(load.config->probes), /*schedule=*/false);
     engine.run_now(names, [&] {
       engine.stop();
-      services.shutdown();
+      services->shutdown();
     });
     uv_run(&loop, UV_RUN_DEFAULT);
   }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  services.reset();  // after the loop ran the close callbacks (lws needs that)
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
 

@@ -222,12 +222,19 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   vhosts_[""] = lws_get_vhost_by_name(context_, "canaryd");
 }
 
-WsService::~WsService() { shutdown(); }
+WsService::~WsService() {
+  // On a foreign loop lws frees the context in two steps: the first call
+  // closes its handles, and a second one, once the loop has run their close
+  // callbacks, frees the rest.
+  if (context_ == nullptr) return;
+  if (!shut_down_) lws_context_destroy(context_);
+  lws_context_destroy(context_);
+}
 
 void WsService::shutdown() {
-  if (context_ == nullptr) return;
+  if (context_ == nullptr || shut_down_) return;
+  shut_down_ = true;
   lws_context_destroy(context_);
-  context_ = nullptr;
   vhosts_.clear();
 }
 
@@ -265,7 +272,8 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
                                  const ResolvedAddress& addr, Handler* handler) {
   auto* c = new WsConnection(std::move(endpoint), handler);
   const WsEndpoint& ep = *c->endpoint_;
-  lws_vhost* vhost = service.context_ ? service.vhost_for(ep.ca_file) : nullptr;
+  lws_vhost* vhost =
+      service.context_ && !service.shut_down_ ? service.vhost_for(ep.ca_file) : nullptr;
   c->start_ns_ = uv_hrtime();  // after the vhost: loading a trust store is not connect time
   std::string offered;
   for (const auto& p : ep.subprotocols) {

@@ -160,7 +160,8 @@ class WsService {
   WsService(const WsService&) = delete;
   WsService& operator=(const WsService&) = delete;
 
-  // Destroys the context; the loop must run afterwards for lws to close its handles.
+  // Starts destroying the context; the loop must run afterwards for lws to
+  // close its handles, and the destructor (after that run) frees the rest.
   void shutdown();
 
  private:
@@ -169,6 +170,7 @@ class WsService {
 
   uv_loop_t* loop_;
   lws_context* context_ = nullptr;
+  bool shut_down_ = false;
   std::map<std::string, lws_vhost*> vhosts_;  // by CA file and its mtime
 };
 
