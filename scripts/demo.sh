@@ -66,6 +66,8 @@ PGPASSWORD=demo-postgres-superuser psql -h 127.0.0.1 -p 15432 -U postgres -AtXqc
 umask 077
 echo "host=127.0.0.1 port=15432 user=canary password=demo-canary-secret dbname=postgres" >"$demo/pg.dsn"
 echo "host=127.0.0.1 port=15432 user=canary password=not-the-password dbname=postgres" >"$demo/pg-wrong.dsn"
+# The demo's WebSocket token: sent inside a subprotocol entry, never shown.
+echo "demo$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >"$demo/ws.jwt"
 umask 022
 
 cat <<MSG
