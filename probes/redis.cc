@@ -57,7 +57,7 @@ class RedisProbe : public Probe, private TcpClient::Handler {
   void on_reply(const RespValue& reply);
   void end_phase(const char* name);
   void finish(ProbeResult result);
-  void release();
+  void release(TcpClient::Close how = TcpClient::Close::kGraceful);
   std::string phase_name() const;
 
   RedisOptions opts_;
@@ -255,10 +255,10 @@ void RedisProbe::on_closed(int status) {
                               phases_));
 }
 
-void RedisProbe::release() {
+void RedisProbe::release(TcpClient::Close how) {
   resolve_.cancel();
   if (conn_ != nullptr) {
-    conn_->close();
+    conn_->close(how);
     conn_ = nullptr;
   }
   inbuf_.clear();
@@ -275,7 +275,7 @@ CancelInfo RedisProbe::cancel() {
   CancelInfo info;
   info.phase = phase_name();
   info.phases = phases_;
-  release();
+  release(TcpClient::Close::kReset);
   done_ = nullptr;
   return info;
 }

@@ -97,12 +97,15 @@ void TcpClient::write(std::string data) {
   }
 }
 
-void TcpClient::close() {
+void TcpClient::close(Close how) {
   handler_ = nullptr;
   if (closing_) return;
   closing_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
-           [](uv_handle_t* h) { static_cast<TcpClient*>(h->data)->release(); });
+  auto on_closed = [](uv_handle_t* h) { static_cast<TcpClient*>(h->data)->release(); };
+  // A reset fails while a shutdown is pending or before the connect finished;
+  // a plain close is right then.
+  if (how == Close::kReset && uv_tcp_close_reset(&tcp_, on_closed) == 0) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
 }
 
 }  // namespace canaryd

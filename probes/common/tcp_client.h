@@ -30,7 +30,10 @@ class TcpClient {
   void write(std::string data);
   // Detaches the handler (no more callbacks) and closes; memory is released
   // when libuv has finished with every request. The pointer is invalid after.
-  void close();
+  // kReset sends an RST: an abandoned run (a timeout) must not leave a
+  // TIME_WAIT socket behind for every run, as thousands of probes would.
+  enum class Close { kGraceful, kReset };
+  void close(Close how = Close::kGraceful);
 
  private:
   struct Write;
