@@ -48,7 +48,22 @@ struct ProbeMetrics::Series {
   prometheus::Gauge* close_code = nullptr;
   prometheus::Gauge* connections_ok = nullptr;
   prometheus::Gauge* connections = nullptr;
+  // Agent conversations: pre-created from the probe's configured events.
+  std::string extra_key;  // the probe's Series, flattened: a change rebuilds
+  std::map<std::string, prometheus::Counter*, std::less<>> missing;
+  std::map<std::pair<std::string, std::string>, prometheus::Counter*> field_missing;
+  std::map<std::string, prometheus::Counter*, std::less<>> received;
 };
+
+namespace {
+std::string extra_key(const Probe::Series& x) {
+  std::string key;
+  for (const auto& p : x.phases) key += "p:" + p + '\n';
+  for (const auto& e : x.events) key += "e:" + e + '\n';
+  for (const auto& [e, f] : x.fields) key += "f:" + e + '.' + f + '\n';
+  return key;
+}
+}  // namespace
 
 ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> global_labels)
     : global_labels_(std::move(global_labels)),
@@ -110,6 +125,19 @@ ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> glob
       ws_connections_(BuildGauge()
                           .Name("canary_ws_connections_configured")
                           .Help("Connections each run opens at once.")
+                          .Register(*registry_)),
+      agent_missing_(BuildCounter()
+                         .Name("canary_agent_event_missing_total")
+                         .Help("Agent runs that failed without this expected event arriving.")
+                         .Register(*registry_)),
+      agent_field_missing_(BuildCounter()
+                               .Name("canary_agent_event_field_missing_total")
+                               .Help("Agent events that arrived without a required field.")
+                               .Register(*registry_)),
+      agent_received_(BuildCounter()
+                          .Name("canary_agent_events_received_total")
+                          .Help("Agent event frames received, by configured type; any other "
+                                "type counts as \"other\".")
                           .Register(*registry_)) {}
 
 ProbeMetrics::~ProbeMetrics() = default;
@@ -138,6 +166,9 @@ void ProbeMetrics::remove(Series& s) {
   if (s.close_code) ws_close_code_.Remove(s.close_code);
   if (s.connections_ok) ws_connections_ok_.Remove(s.connections_ok);
   if (s.connections) ws_connections_.Remove(s.connections);
+  for (auto& [e, c] : s.missing) agent_missing_.Remove(c);
+  for (auto& [ef, c] : s.field_missing) agent_field_missing_.Remove(c);
+  for (auto& [e, c] : s.received) agent_received_.Remove(c);
 }
 
 void ProbeMetrics::sync_probes(const std::vector<const ConfiguredProbe*>& probes) {
@@ -151,7 +182,9 @@ void ProbeMetrics::sync_probes(const std::vector<const ConfiguredProbe*>& probes
       prometheus::Labels info = base_labels(w->second->spec);
       info["critical"] = w->second->spec.critical ? "true" : "false";
       for (const auto& [k, v] : w->second->spec.labels) info[k] = v;
-      same = info == it->second->info_labels;
+      same = info == it->second->info_labels &&
+             extra_key(w->second->probe ? w->second->probe->series() : Probe::Series{}) ==
+                 it->second->extra_key;
     }
     if (same) {
       const auto& spec = w->second->spec;
@@ -182,6 +215,31 @@ void ProbeMetrics::sync_probes(const std::vector<const ConfiguredProbe*>& probes
       auto labels = s->labels;
       labels["phase"] = std::string(phase);
       s->phases.emplace(std::string(phase), &phase_duration_.Add(labels, latency_buckets()));
+    }
+    const Probe::Series extra = p->probe ? p->probe->series() : Probe::Series{};
+    s->extra_key = extra_key(extra);
+    for (const auto& phase : extra.phases) {
+      if (s->phases.count(phase)) continue;
+      auto labels = s->labels;
+      labels["phase"] = phase;
+      s->phases.emplace(phase, &phase_duration_.Add(labels, latency_buckets()));
+    }
+    for (const auto& event : extra.events) {
+      auto labels = s->labels;
+      labels["event"] = event;
+      s->missing.emplace(event, &agent_missing_.Add(labels));
+      s->received.emplace(event, &agent_received_.Add(labels));
+    }
+    if (!extra.events.empty()) {
+      auto labels = s->labels;
+      labels["event"] = "other";
+      s->received.emplace("other", &agent_received_.Add(labels));
+    }
+    for (const auto& [event, field] : extra.fields) {
+      auto labels = s->labels;
+      labels["event"] = event;
+      labels["field"] = field;
+      s->field_missing.emplace(std::make_pair(event, field), &agent_field_missing_.Add(labels));
     }
     s->info = &info_.Add(s->info_labels);
     s->info->Set(1);
@@ -233,6 +291,19 @@ void ProbeMetrics::record(const RunRecord& rec) {
     if (!s.connections_ok) s.connections_ok = &ws_connections_ok_.Add(s.labels);
     s.connections->Set(*d.connections_total);
     s.connections_ok->Set(d.connections_ok.value_or(0));
+  }
+  // Label values come only from the pre-created (configured) series.
+  for (const auto& [event, n] : d.events_received) {
+    auto c = s.received.find(event);
+    if (c != s.received.end()) c->second->Increment(n);
+  }
+  for (const auto& event : d.missing_events) {
+    auto c = s.missing.find(event);
+    if (c != s.missing.end()) c->second->Increment();
+  }
+  if (d.missing_field) {
+    auto c = s.field_missing.find(*d.missing_field);
+    if (c != s.field_missing.end()) c->second->Increment();
   }
   if (rec.result.details.cert_expiry_unix) {
     if (!s.cert_expiry) s.cert_expiry = &cert_expiry_.Add(s.labels);

@@ -67,6 +67,9 @@ class ProbeMetrics {
   prometheus::Family<prometheus::Gauge>& ws_close_code_;
   prometheus::Family<prometheus::Gauge>& ws_connections_ok_;
   prometheus::Family<prometheus::Gauge>& ws_connections_;
+  prometheus::Family<prometheus::Counter>& agent_missing_;
+  prometheus::Family<prometheus::Counter>& agent_field_missing_;
+  prometheus::Family<prometheus::Counter>& agent_received_;
   std::unordered_map<std::string, std::unique_ptr<Series>> series_;  // by probe name
 };
 

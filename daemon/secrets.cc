@@ -30,6 +30,14 @@ void Secrets::add(std::string value) {
   values_.insert(pos, std::move(value));
 }
 
+void Secrets::add_transient(std::string value) {
+  if (value.size() < kMinLength) return;
+  std::lock_guard lock(mu_);
+  if (std::find(transient_.begin(), transient_.end(), value) != transient_.end()) return;
+  transient_.push_back(std::move(value));
+  if (transient_.size() > kMaxTransient) transient_.erase(transient_.begin());
+}
+
 void Secrets::merge(const Secrets& other) {
   std::vector<std::string> copy;
   {
@@ -42,19 +50,24 @@ void Secrets::merge(const Secrets& other) {
 std::string Secrets::redact(std::string_view text) const {
   std::string out(text);
   std::lock_guard lock(mu_);
-  for (const auto& secret : values_) {
+  auto scrub = [&out](const std::string& secret) {
     size_t pos = 0;
     while ((pos = out.find(secret, pos)) != std::string::npos) {
       out.replace(pos, secret.size(), kRedacted);
       pos += kRedacted.size();
     }
-  }
+  };
+  for (const auto& secret : values_) scrub(secret);
+  for (const auto& secret : transient_) scrub(secret);
   return out;
 }
 
 bool Secrets::contains_secret(std::string_view text) const {
   std::lock_guard lock(mu_);
   for (const auto& secret : values_) {
+    if (text.find(secret) != std::string_view::npos) return true;
+  }
+  for (const auto& secret : transient_) {
     if (text.find(secret) != std::string_view::npos) return true;
   }
   return false;

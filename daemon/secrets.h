@@ -24,6 +24,10 @@ class Secrets {
   static constexpr size_t kMinLength = 4;
 
   void add(std::string value);
+  // A secret learned at run time (an issued token). Only the newest
+  // kMaxTransient are kept, so a token per run cannot grow memory forever.
+  void add_transient(std::string value);
+  static constexpr size_t kMaxTransient = 256;
   void merge(const Secrets& other);
   std::string redact(std::string_view text) const;
   bool contains_secret(std::string_view text) const;
@@ -33,7 +37,8 @@ class Secrets {
 
  private:
   mutable std::mutex mu_;
-  std::vector<std::string> values_;  // longest first, so overlapping secrets redact fully
+  std::vector<std::string> values_;     // longest first, so overlapping secrets redact fully
+  std::vector<std::string> transient_;  // oldest first
 };
 
 // The process-wide set: the union of every config loaded so far. Sinks and the

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <ctime>
 #include <set>
 
@@ -41,6 +42,17 @@ nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds
   if (det.connections_ok) d["connections_ok"] = *det.connections_ok;
   if (det.connections_total) d["connections_total"] = *det.connections_total;
   if (det.timeout_phase) d["timeout_phase"] = *det.timeout_phase;
+  if (det.awaited_event) d["awaited_event"] = *det.awaited_event;
+  if (!det.events.empty()) {
+    auto& timeline = d["events"] = nlohmann::ordered_json::array();
+    for (const auto& e : det.events)
+      timeline.push_back({{"type", e.type}, {"offset_ms", std::lround(e.offset_seconds * 1000)}});
+  }
+  if (!det.missing_events.empty()) d["missing_events"] = det.missing_events;
+  if (det.missing_field)
+    d["missing_field"] = {{"event", det.missing_field->first},
+                          {"field", det.missing_field->second}};
+  if (!det.events_received.empty()) d["events_received"] = det.events_received;
   j["details"] = d;
   return j;
 }
@@ -74,8 +86,8 @@ StateStore::Transition StateStore::record(const RunRecord& rec) {
   p.last_time = rec.finished;
   p.last_run_id = rec.run_id;
   p.last_duration = rec.duration_seconds;
-  p.history.push_front(
-      {rec.finished, r.success, r.reason, r.success ? std::string() : r.message, rec.duration_seconds});
+  p.history.push_front({rec.finished, r.success, r.reason, r.success ? std::string() : r.message,
+                        rec.duration_seconds});
   while (p.history.size() > p.history_limit) p.history.pop_back();
   ++p.runs;
   Transition t = Transition::kNone;
@@ -179,10 +191,8 @@ nlohmann::ordered_json StateStore::all(WallTime now) const {
     }
     probes.push_back(probe_json(*p, now));
   }
-  j["summary"] = {{"probes", probes_.size()},
-                  {"passing", passing},
-                  {"failing", failing},
-                  {"pending", pending}};
+  j["summary"] = {
+      {"probes", probes_.size()}, {"passing", passing}, {"failing", failing}, {"pending", pending}};
   j["probes"] = std::move(probes);
   return j;
 }

@@ -59,6 +59,13 @@ std::optional<Reason> reason_from_name(std::string_view name);
 using Seconds = std::chrono::duration<double>;
 using Phases = std::vector<std::pair<std::string, double>>;
 
+// One event of an agent conversation as it arrived: its type (a configured
+// type, or "other") and its time since the message was sent.
+struct EventSeen {
+  std::string type;
+  double offset_seconds = 0;
+};
+
 // Typed facts a run learned, beyond pass/fail. Optional because most types fill
 // only a few of them.
 struct ProbeDetails {
@@ -69,6 +76,13 @@ struct ProbeDetails {
   std::optional<int> connections_ok;
   std::optional<int> connections_total;
   std::optional<std::string> timeout_phase;  // the phase a timed-out run was in
+  // Agent conversations: the timeline (capped), what never came, the field a
+  // schema failure is about, and frames received by configured type.
+  std::vector<EventSeen> events;
+  std::vector<std::string> missing_events;
+  std::optional<std::pair<std::string, std::string>> missing_field;  // (event, field)
+  std::optional<std::string> awaited_event;
+  std::map<std::string, int> events_received;  // configured types and "other"
 };
 
 // A run's outcome. A value: sinks copy it freely.
@@ -150,6 +164,16 @@ class Probe {
   // A short description of what is probed, safe to show (no secrets, no
   // credentials), e.g. "GET http://127.0.0.1:8080/health".
   virtual std::string target() const = 0;
+
+  // Series to pre-create at 0 beyond the type's own: phases named after the
+  // probe's configuration (an agent probe's event types), and the events and
+  // fields whose absence is counted.
+  struct Series {
+    std::vector<std::string> phases;
+    std::vector<std::string> events;
+    std::vector<std::pair<std::string, std::string>> fields;  // (event, dotted path)
+  };
+  virtual Series series() const { return {}; }
 };
 
 using ProbePtr = std::unique_ptr<Probe>;

@@ -1,5 +1,6 @@
 #include "probes/registry.h"
 
+#include "probes/agent_pipeline.h"
 #include "probes/http.h"
 #include "probes/postgres.h"
 #include "probes/redis.h"
@@ -13,6 +14,8 @@ const std::vector<ProbeType>& probe_types() {
       {"redis", redis_probe_reasons(), redis_probe_phases(), &make_redis_probe},
       {"postgres", postgres_probe_reasons(), postgres_probe_phases(), &make_postgres_probe},
       {"websocket", websocket_probe_reasons(), websocket_probe_phases(), &make_websocket_probe},
+      {"agent_pipeline", agent_pipeline_probe_reasons(), agent_pipeline_probe_phases(),
+       &make_agent_pipeline_probe},
   };
   return types;
 }

@@ -97,7 +97,15 @@ std::string WsEndpoint::describe() const {
   return out;
 }
 
-void read_ws_endpoint(YamlSection& s, WsEndpoint& o) {
+std::string fill_template(std::string text, std::string_view name, std::string_view value) {
+  const std::string placeholder = "{{" + std::string(name) + "}}";
+  for (size_t at = text.find(placeholder); at != std::string::npos;
+       at = text.find(placeholder, at + value.size()))
+    text.replace(at, placeholder.size(), value);
+  return text;
+}
+
+void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
   auto url = s.get_string("url");
   if (!url) {
     if (!s.has("url")) s.error("", "missing required key url");
@@ -133,7 +141,7 @@ void read_ws_endpoint(YamlSection& s, WsEndpoint& o) {
 
   if (auto list = s.get_string_list("subprotocols")) {
     for (const auto& p : *list) {
-      if (!valid_subprotocol(p)) {
+      if (!valid_subprotocol(templates ? fill_template(p, "token", "t") : p)) {
         s.error("subprotocols", fmt::format("\"{}\" is not a valid subprotocol name (a token: no "
                                             "spaces, commas or separators)",
                                             s.context().secrets ? s.context().secrets->redact(p)
@@ -585,7 +593,9 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       return 0;
     }
     case LWS_CALLBACK_CLIENT_RECEIVE: {
-      if (handler_ == nullptr) return -1;
+      // Returning -1 in the middle of a frame crashes lws 4.1.6; a connection
+      // being dropped is killed asynchronously instead and its data ignored.
+      if (handler_ == nullptr || message_oversize_) return 0;
       if (lws_is_first_fragment(wsi)) {
         message_.clear();
         message_oversize_ = false;
@@ -593,16 +603,16 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       }
       if (message_.size() + len > ep.max_message_bytes) {
         // Refuse, don't grow: a hostile server must not cost memory.
-        pending_end_ =
-            WsEnd{false,
+        message_oversize_ = true;
+        message_.clear();
+        message_.shrink_to_fit();
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        end(WsEnd{false,
                   Reason::kProtocol,
                   fmt::format("a message exceeds the {} byte limit", ep.max_message_bytes),
                   {},
-                  {}};
-        message_.clear();
-        message_.shrink_to_fit();
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
-        return -1;
+                  {}});
+        return 0;
       }
       message_.append(static_cast<const char*>(in), len);
       if (lws_is_final_fragment(wsi)) {
@@ -613,7 +623,7 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       return 0;
     }
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
-      if (handler_ == nullptr) return -1;
+      if (handler_ == nullptr) return 0;  // aborted: the kill is already scheduled
       if (!outbox_.empty()) {
         std::string& text = outbox_.front();
         std::vector<unsigned char> buf(LWS_PRE + text.size());

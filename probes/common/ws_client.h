@@ -52,8 +52,12 @@ struct WsEndpoint {
 
 // Reads url, subprotocols, expect_subprotocol, headers, origin, tls and
 // max_message_bytes from `s`; errors are recorded in the section. The caller
-// reads its own keys and calls s.finish().
-void read_ws_endpoint(YamlSection& s, WsEndpoint& out);
+// reads its own keys and calls s.finish(). With `templates`, subprotocol
+// entries and header values may hold {{token}}, filled in per run.
+void read_ws_endpoint(YamlSection& s, WsEndpoint& out, bool templates = false);
+
+// `text` with every "{{name}}" replaced by `value`.
+std::string fill_template(std::string text, std::string_view name, std::string_view value);
 
 // How a connection ended. `clean` is a close both sides agreed on (our close
 // answered, or the server closing with 1000); anything else is a failure with

@@ -1,0 +1,861 @@
+#include "probes/agent_pipeline.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "daemon/secrets.h"
+#include "probes/common/curl_multi.h"
+#include "probes/common/http_request.h"
+#include "probes/common/json_path.h"
+#include "probes/common/resolve.h"
+#include "probes/common/ws_client.h"
+
+namespace canaryd {
+
+namespace {
+
+using std::chrono_literals::operator""s;
+
+constexpr int64_t kMaxSessions = 1000;
+// The timeline in the state API is for people; heartbeats must not grow it.
+constexpr size_t kMaxTimeline = 100;
+constexpr const char* kOther = "other";
+
+struct ExpectedEvent {
+  std::string type;
+  std::vector<std::string> required;  // dotted paths
+};
+
+struct TokenStep {
+  HttpRequestOptions http;
+  std::string json_path;
+  Duration cache_for{0};
+};
+
+struct AgentOptions {
+  std::shared_ptr<WsEndpoint> endpoint = std::make_shared<WsEndpoint>();
+  bool endpoint_uses_token = false;
+  std::optional<TokenStep> token;
+  std::optional<nlohmann::json> send_json;  // template: strings may hold {{run_id}}, {{token}}
+  std::string send_text;
+  std::string type_field = "type";
+  std::string correlation_field;  // empty: not checked
+  bool strict = true;
+  std::vector<ExpectedEvent> events;
+  Duration first_event_timeout = 35s;
+  Duration idle_timeout = 35s;
+  int sessions = 1;
+};
+
+double seconds_between(uint64_t from_ns, uint64_t to_ns) {
+  return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
+}
+
+std::string format_offset(double seconds) {
+  if (seconds < 1) return fmt::format("{:.0f}ms", seconds * 1000);
+  return fmt::format("{:.1f}s", seconds);
+}
+
+nlohmann::json fill_json(const nlohmann::json& tmpl, const std::string& run_id,
+                         const std::string& token) {
+  if (tmpl.is_string())
+    return fill_template(fill_template(tmpl.get<std::string>(), "run_id", run_id), "token", token);
+  if (tmpl.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [k, v] : tmpl.items()) out[k] = fill_json(v, run_id, token);
+    return out;
+  }
+  if (tmpl.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& v : tmpl) out.push_back(fill_json(v, run_id, token));
+    return out;
+  }
+  return tmpl;
+}
+
+// YAML to JSON for the message template. Plain scalars take their YAML type
+// (true, 12, 1.5, null); quoted ones stay strings.
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      nlohmann::json out = nlohmann::json::object();
+      for (auto it = node.begin(); it != node.end(); ++it)
+        out[it->first.as<std::string>()] = yaml_to_json(it->second);
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& item : node) out.push_back(yaml_to_json(item));
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& text = node.Scalar();
+      if (node.Tag() == "?") {
+        if (text == "true" || text == "false") return text == "true";
+        if (text == "null" || text == "~") return nullptr;
+        auto parsed = nlohmann::json::parse(text, nullptr, false);
+        if (!parsed.is_discarded() && parsed.is_number()) return parsed;
+      }
+      return text;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+class AgentPipelineProbe : public Probe, private WsConnection::Handler {
+ public:
+  explicit AgentPipelineProbe(AgentOptions opts) : opts_(std::move(opts)) {
+    if (opts_.token) token_request_ = std::make_unique<HttpRequest>(opts_.token->http);
+    static std::atomic<size_t> next_shard{0};
+    shard_ = next_shard++;
+  }
+  ~AgentPipelineProbe() override { release(); }
+
+  // Probe
+  void start(RunContext& ctx, Done done) override;
+  CancelInfo cancel() override;
+  std::string target() const override { return opts_.endpoint->describe(); }
+  Series series() const override;
+
+ private:
+  enum class State { kConnecting, kAwaiting, kClosing, kOk, kFailed };
+  struct Session {
+    WsConnection* ws = nullptr;
+    std::string id;
+    State state = State::kConnecting;
+    uint64_t sent_ns = 0;
+    size_t next = 0;                              // strict order: the next expected event
+    std::vector<std::optional<double>> first_at;  // per expected event, seconds after sending
+    std::optional<std::pair<std::string, double>> last_event;  // configured type and offset
+    std::vector<EventSeen> timeline;
+    std::map<std::string, int> received;
+    uv_timer_t* timer = nullptr;  // first_event_timeout, then idle_timeout
+    uint64_t close_start_ns = 0;
+    Phases phases;  // connect, tls, handshake, close
+    std::optional<ProbeResult> failure;
+  };
+
+  // WsConnection::Handler
+  void on_ws_open(WsConnection* c) override;
+  void on_ws_message(WsConnection* c, std::string_view text) override;
+  void on_ws_end(WsConnection* c, const WsEnd& end) override;
+
+  void connect(std::shared_ptr<const WsEndpoint> endpoint);
+  void open_sessions(const ResolvedAddress& addr);
+  Session* find(WsConnection* c);
+  void arm_timer(Session& s, Duration after);
+  void on_timer(Session& s);
+  void complete(Session& s);
+  void fail(Session& s, ProbeResult result);
+  void maybe_finish();
+  void finish(ProbeResult result);
+  std::string awaited(const Session& s) const;
+  std::vector<std::string> missing(const Session& s) const;
+  std::string after_text(const Session& s) const;
+  ProbeDetails session_details(const Session& s) const;
+  Phases merged_phases() const;
+  void release();
+  static void close_timer(uv_timer_t*& t);
+
+  AgentOptions opts_;
+  std::unique_ptr<HttpRequest> token_request_;
+  size_t shard_ = 0;
+  Done done_;
+  RunContext* ctx_ = nullptr;
+  std::string run_id_;
+  std::string token_;
+  std::optional<std::string> cached_token_;
+  uint64_t cached_until_ns_ = 0;
+  bool token_from_cache_ = false;
+  bool token_pending_ = false;
+  AsyncResolve resolve_;
+  bool resolving_ = false;
+  std::shared_ptr<const WsEndpoint> run_endpoint_;
+  std::vector<Session> sessions_;
+  uint64_t run_start_ns_ = 0;
+  std::optional<double> token_seconds_;
+  std::optional<double> dns_seconds_;
+  std::optional<size_t> selected_;
+  bool selected_none_ = false;
+};
+
+void AgentPipelineProbe::close_timer(uv_timer_t*& t) {
+  if (t == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(t),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  t = nullptr;
+}
+
+Probe::Series AgentPipelineProbe::series() const {
+  Series out;
+  for (const auto& e : opts_.events) {
+    if (std::find(out.events.begin(), out.events.end(), e.type) != out.events.end()) continue;
+    out.events.push_back(e.type);
+    out.phases.push_back(e.type);
+    for (const auto& f : e.required) out.fields.emplace_back(e.type, f);
+  }
+  return out;
+}
+
+void AgentPipelineProbe::release() {
+  if (token_request_) token_request_->cancel();
+  token_pending_ = false;
+  resolve_.cancel();
+  resolving_ = false;
+  for (auto& s : sessions_) {
+    close_timer(s.timer);
+    if (s.ws != nullptr) {
+      s.ws->abort();
+      s.ws = nullptr;
+    }
+  }
+  sessions_.clear();
+}
+
+void AgentPipelineProbe::start(RunContext& ctx, Done done) {
+  release();
+  done_ = std::move(done);
+  ctx_ = &ctx;
+  ctx.services->ws();  // made on first use: not this run's time
+  run_id_ = ctx.run_id;
+  run_start_ns_ = uv_hrtime();
+  token_seconds_.reset();
+  dns_seconds_.reset();
+  selected_.reset();
+  selected_none_ = false;
+  token_.clear();
+  token_from_cache_ = false;
+  if (!opts_.token) {
+    connect(opts_.endpoint);
+    return;
+  }
+  if (cached_token_ && run_start_ns_ < cached_until_ns_) {
+    token_ = *cached_token_;
+    token_from_cache_ = true;
+  } else {
+    cached_token_.reset();
+    token_pending_ = true;
+    token_request_->start(ctx.services->curl(shard_), [this](HttpRequest::Response r) {
+      token_pending_ = false;
+      token_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
+      Phases phases{{"token", *token_seconds_}};
+      // Whatever goes wrong here is the auth service's failure, never the
+      // WebSocket's: reason auth, with the status when there was one.
+      auto auth_failure = [&](std::string message, std::optional<int> status) {
+        auto result = ProbeResult::failure(Reason::kAuth, "token step: " + message, phases);
+        result.details.status_code = status;
+        finish(std::move(result));
+      };
+      if (r.rc != CURLE_OK) return auth_failure("request failed: " + r.error, {});
+      if (r.status < 200 || r.status >= 300)
+        return auth_failure(fmt::format("HTTP {}", r.status), static_cast<int>(r.status));
+      auto doc = nlohmann::json::parse(r.body, nullptr, false);
+      if (doc.is_discarded())
+        return auth_failure("the response is not JSON", static_cast<int>(r.status));
+      const nlohmann::json* v = json_at_path(doc, opts_.token->json_path);
+      if (v == nullptr || !v->is_string() || v->get<std::string>().empty())
+        return auth_failure(fmt::format("the response has no string at {}", opts_.token->json_path),
+                            static_cast<int>(r.status));
+      token_ = v->get<std::string>();
+      global_secrets().add_transient(token_);
+      if (opts_.token->cache_for.count() > 0) {
+        cached_token_ = token_;
+        cached_until_ns_ =
+            uv_hrtime() +
+            static_cast<uint64_t>(std::chrono::nanoseconds(opts_.token->cache_for).count());
+      }
+      if (!opts_.endpoint_uses_token) return connect(opts_.endpoint);
+      auto ep = std::make_shared<WsEndpoint>(*opts_.endpoint);
+      for (auto& p : ep->subprotocols) p = fill_template(p, "token", token_);
+      for (auto& [name, value] : ep->headers) value = fill_template(value, "token", token_);
+      connect(std::move(ep));
+    });
+    return;
+  }
+  if (!opts_.endpoint_uses_token) return connect(opts_.endpoint);
+  auto ep = std::make_shared<WsEndpoint>(*opts_.endpoint);
+  for (auto& p : ep->subprotocols) p = fill_template(p, "token", token_);
+  for (auto& [name, value] : ep->headers) value = fill_template(value, "token", token_);
+  connect(std::move(ep));
+}
+
+void AgentPipelineProbe::connect(std::shared_ptr<const WsEndpoint> endpoint) {
+  run_endpoint_ = std::move(endpoint);
+  const WsEndpoint& ep = *run_endpoint_;
+  if (auto addr = numeric_address(ep.host, ep.port)) return open_sessions(*addr);
+  resolving_ = true;
+  uint64_t dns_start = uv_hrtime();
+  resolve_.start(ctx_->loop, ep.host, ep.port,
+                 [this, dns_start](std::optional<ResolvedAddress> addr, std::string error) {
+                   resolving_ = false;
+                   dns_seconds_ = seconds_between(dns_start, uv_hrtime());
+                   if (!addr) {
+                     auto r = ProbeResult::failure(
+                         Reason::kDns,
+                         fmt::format("cannot resolve {}: {}", run_endpoint_->host, error));
+                     finish(std::move(r));
+                     return;
+                   }
+                   open_sessions(*addr);
+                 });
+}
+
+void AgentPipelineProbe::open_sessions(const ResolvedAddress& addr) {
+  sessions_.resize(static_cast<size_t>(opts_.sessions));
+  for (size_t i = 0; i < sessions_.size(); ++i) {
+    Session& s = sessions_[i];
+    s.id = opts_.sessions > 1 ? fmt::format("{}-{}", run_id_, i + 1) : run_id_;
+    s.first_at.assign(opts_.events.size(), std::nullopt);
+  }
+  for (auto& s : sessions_)
+    s.ws = WsConnection::open(ctx_->services->ws(), run_endpoint_, addr, this);
+}
+
+AgentPipelineProbe::Session* AgentPipelineProbe::find(WsConnection* c) {
+  for (auto& s : sessions_)
+    if (s.ws == c) return &s;
+  return nullptr;
+}
+
+void AgentPipelineProbe::arm_timer(Session& s, Duration after) {
+  if (s.timer == nullptr) {
+    s.timer = new uv_timer_t;
+    uv_timer_init(ctx_->loop, s.timer);
+    s.timer->data = this;
+  }
+  uv_timer_start(
+      s.timer,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<AgentPipelineProbe*>(t->data);
+        for (auto& session : self->sessions_)
+          if (session.timer == t) return self->on_timer(session);
+      },
+      static_cast<uint64_t>(
+          std::chrono::milliseconds(std::chrono::ceil<std::chrono::milliseconds>(after)).count()),
+      0);
+}
+
+void AgentPipelineProbe::on_ws_open(WsConnection* c) {
+  Session* s = find(c);
+  if (s == nullptr) return;
+  s->phases = c->phases();
+  if (c->selected()) {
+    selected_ = c->selected();
+  } else if (c->negotiated()) {
+    selected_none_ = true;
+  }
+  std::string message =
+      opts_.send_json
+          ? fill_json(*opts_.send_json, s->id, token_).dump()
+          : fill_template(fill_template(opts_.send_text, "run_id", s->id), "token", token_);
+  s->state = State::kAwaiting;
+  s->sent_ns = uv_hrtime();
+  c->send_text(std::move(message));
+  arm_timer(*s, opts_.first_event_timeout);
+}
+
+std::string AgentPipelineProbe::awaited(const Session& s) const {
+  if (opts_.strict) return s.next < opts_.events.size() ? opts_.events[s.next].type : "";
+  for (size_t i = 0; i < opts_.events.size(); ++i)
+    if (!s.first_at[i]) return opts_.events[i].type;
+  return "";
+}
+
+std::vector<std::string> AgentPipelineProbe::missing(const Session& s) const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < opts_.events.size(); ++i) {
+    const std::string& type = opts_.events[i].type;
+    bool seen = false;
+    for (size_t j = 0; j < opts_.events.size(); ++j)
+      if (opts_.events[j].type == type && s.first_at[j]) seen = true;
+    if (!seen && std::find(out.begin(), out.end(), type) == out.end()) out.push_back(type);
+  }
+  return out;
+}
+
+std::string AgentPipelineProbe::after_text(const Session& s) const {
+  if (!s.last_event) return "before any event";
+  return fmt::format("after {} at {}", s.last_event->first, format_offset(s.last_event->second));
+}
+
+ProbeDetails AgentPipelineProbe::session_details(const Session& s) const {
+  ProbeDetails d;
+  d.events = s.timeline;
+  d.events_received = s.received;
+  if (s.state == State::kAwaiting || s.state == State::kConnecting || s.failure) {
+    std::string a = awaited(s);
+    if (!a.empty() && s.sent_ns != 0) d.awaited_event = a;
+  }
+  return d;
+}
+
+void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
+  Session* sp = find(c);
+  if (sp == nullptr || sp->state != State::kAwaiting) return;
+  Session& s = *sp;
+  uint64_t now = uv_hrtime();
+  double offset = seconds_between(s.sent_ns, now);
+  auto fail_with = [&](Reason reason, std::string message) {
+    auto r = ProbeResult::failure(reason, std::move(message));
+    fail(s, std::move(r));
+  };
+  auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded())
+    return fail_with(Reason::kProtocol, fmt::format("a frame is not JSON ({})", after_text(s)));
+  std::string type;
+  if (const nlohmann::json* t = json_at_path(doc, opts_.type_field); t && t->is_string())
+    type = t->get<std::string>();
+  auto it = std::find_if(opts_.events.begin(), opts_.events.end(),
+                         [&](const ExpectedEvent& e) { return e.type == type; });
+  if (it == opts_.events.end()) {
+    // Heartbeats, progress and whatever else the platform streams.
+    ++s.received[kOther];
+    if (s.timeline.size() < kMaxTimeline) s.timeline.push_back({kOther, offset});
+    return;
+  }
+  ++s.received[type];
+  if (s.timeline.size() < kMaxTimeline) s.timeline.push_back({type, offset});
+  if (!opts_.correlation_field.empty()) {
+    const nlohmann::json* id = json_at_path(doc, opts_.correlation_field);
+    std::string got = id == nullptr ? "" : (id->is_string() ? id->get<std::string>() : id->dump());
+    if (got != s.id) {
+      return fail_with(
+          Reason::kSchema,
+          fmt::format("{}.{} is {}, expected the run id \"{}\"", type, opts_.correlation_field,
+                      id == nullptr ? "missing" : json_brief(*id, 40), s.id));
+    }
+  }
+  for (const auto& path : it->required) {
+    const nlohmann::json* v = json_at_path(doc, path);
+    if (v == nullptr || v->is_null()) {
+      auto r = ProbeResult::failure(
+          Reason::kSchema, fmt::format("{} at {} lacks {}", type, format_offset(offset), path));
+      r.details.missing_field = std::make_pair(type, path);
+      return fail(s, std::move(r));
+    }
+  }
+  // Every occurrence of a repeatable type counts; the phase is its first.
+  size_t index = static_cast<size_t>(it - opts_.events.begin());
+  if (opts_.strict) {
+    // A type may appear several times in the list; take the next unseen one.
+    std::optional<size_t> pos;
+    for (size_t i = s.next; i < opts_.events.size() && !pos; ++i)
+      if (opts_.events[i].type == type) pos = i;
+    if (pos && *pos > s.next) {
+      std::vector<std::string> skipped;
+      for (size_t i = s.next; i < *pos; ++i)
+        if (std::find(skipped.begin(), skipped.end(), opts_.events[i].type) == skipped.end())
+          skipped.push_back(opts_.events[i].type);
+      auto r =
+          ProbeResult::failure(Reason::kMissingEvent,
+                               fmt::format("{} ({} arrived before it, at {}; {})", skipped.front(),
+                                           type, format_offset(offset), after_text(s)));
+      r.details.missing_events = skipped;
+      return fail(s, std::move(r));
+    }
+    if (pos) {
+      index = *pos;
+      s.next = *pos + 1;
+    }
+  }
+  if (!s.first_at[index]) s.first_at[index] = offset;
+  for (size_t i = 0; i < opts_.events.size(); ++i)
+    if (opts_.events[i].type == type && !s.first_at[i] && !opts_.strict) s.first_at[i] = offset;
+  s.last_event = std::make_pair(type, offset);
+  bool done = opts_.strict ? s.next >= opts_.events.size()
+                           : std::all_of(s.first_at.begin(), s.first_at.end(),
+                                         [](const auto& t) { return t.has_value(); });
+  if (done) return complete(s);
+  arm_timer(s, opts_.idle_timeout);
+}
+
+void AgentPipelineProbe::on_timer(Session& s) {
+  if (s.state != State::kAwaiting) return;
+  bool any = s.last_event.has_value();
+  std::string wait = awaited(s);
+  auto r = ProbeResult::failure(
+      Reason::kTimeout,
+      any ? fmt::format("no event for {} {} (idle_timeout); awaiting {}",
+                        format_duration(opts_.idle_timeout), after_text(s), wait)
+          : fmt::format("no event within {} of sending the message (first_event_timeout); "
+                        "awaiting {}",
+                        format_duration(opts_.first_event_timeout), wait));
+  r.details.timeout_phase = any ? "idle" : "first_event";
+  r.details.missing_events = missing(s);
+  fail(s, std::move(r));
+}
+
+void AgentPipelineProbe::complete(Session& s) {
+  close_timer(s.timer);
+  s.state = State::kClosing;
+  s.close_start_ns = uv_hrtime();
+  s.ws->close();
+}
+
+void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
+  Session* sp = find(c);
+  if (sp == nullptr) return;
+  Session& s = *sp;
+  s.ws = nullptr;  // it releases itself
+  close_timer(s.timer);
+  if (s.phases.empty()) s.phases = c->phases();
+  if (c->selected()) selected_ = c->selected();
+  if (s.state == State::kClosing && end.clean) {
+    s.phases.emplace_back("close", seconds_between(s.close_start_ns, uv_hrtime()));
+    s.state = State::kOk;
+    return maybe_finish();
+  }
+  if (s.state == State::kClosing) {
+    // Every event came; only the goodbye went wrong.
+    auto r = ProbeResult::failure(end.reason, "closing: " + end.message);
+    r.details.close_code = end.close_code;
+    return fail(s, std::move(r));
+  }
+  if (s.state == State::kAwaiting) {
+    if (end.clean) {
+      auto missing_now = missing(s);
+      auto r = ProbeResult::failure(
+          Reason::kMissingEvent,
+          fmt::format("{} ({}; the server closed the connection)", awaited(s), after_text(s)));
+      r.details.missing_events = missing_now;
+      r.details.close_code = end.close_code;
+      return fail(s, std::move(r));
+    }
+    if (end.reason == Reason::kWsAbnormalClose) {
+      auto r = ProbeResult::failure(
+          end.reason, fmt::format("{} ({}; awaiting {})", end.message, after_text(s), awaited(s)));
+      r.details.close_code = end.close_code;
+      r.details.missing_events = missing(s);
+      return fail(s, std::move(r));
+    }
+  }
+  auto r = ProbeResult::failure(end.reason, end.message);
+  r.details.status_code = end.status_code;
+  r.details.close_code = end.close_code;
+  if ((end.status_code == 401 || end.status_code == 403) && token_from_cache_)
+    cached_token_.reset();  // the cached token may be what was refused
+  fail(s, std::move(r));
+}
+
+void AgentPipelineProbe::fail(Session& s, ProbeResult result) {
+  s.state = State::kFailed;
+  close_timer(s.timer);
+  if (s.ws != nullptr) {
+    s.ws->abort();
+    s.ws = nullptr;
+  }
+  s.failure = std::move(result);
+  maybe_finish();
+}
+
+Phases AgentPipelineProbe::merged_phases() const {
+  // Each phase reports its slowest session.
+  Phases out;
+  if (token_seconds_) out.emplace_back("token", *token_seconds_);
+  if (dns_seconds_) out.emplace_back("dns", *dns_seconds_);
+  for (const char* name : {"connect", "tls", "handshake"}) {
+    std::optional<double> worst;
+    for (const auto& s : sessions_)
+      for (const auto& [phase, seconds] : s.phases)
+        if (phase == name) worst = std::max(worst.value_or(0.0), seconds);
+    if (worst) out.emplace_back(name, *worst);
+  }
+  std::optional<double> first;
+  for (const auto& s : sessions_) {
+    std::optional<double> mine;
+    for (const auto& t : s.first_at)
+      if (t) mine = std::min(mine.value_or(*t), *t);
+    if (mine) first = std::max(first.value_or(0.0), *mine);
+  }
+  if (first) out.emplace_back("first_event", *first);
+  for (size_t i = 0; i < opts_.events.size(); ++i) {
+    const std::string& type = opts_.events[i].type;
+    if (std::any_of(out.begin(), out.end(), [&](const auto& p) { return p.first == type; }))
+      continue;
+    std::optional<double> worst;
+    for (const auto& s : sessions_)
+      if (s.first_at[i]) worst = std::max(worst.value_or(0.0), *s.first_at[i]);
+    if (worst) out.emplace_back(type, *worst);
+  }
+  std::optional<double> close;
+  for (const auto& s : sessions_)
+    for (const auto& [phase, seconds] : s.phases)
+      if (phase == "close") close = std::max(close.value_or(0.0), seconds);
+  if (close) out.emplace_back("close", *close);
+  return out;
+}
+
+void AgentPipelineProbe::maybe_finish() {
+  for (const auto& s : sessions_)
+    if (s.state != State::kOk && s.state != State::kFailed) return;
+  if (!done_) return;
+  int ok = static_cast<int>(std::count_if(sessions_.begin(), sessions_.end(),
+                                          [](const Session& s) { return s.state == State::kOk; }));
+  const Session* failed = nullptr;
+  for (const auto& s : sessions_)
+    if (s.failure && failed == nullptr) failed = &s;
+  ProbeResult result;
+  ProbeDetails d;
+  if (failed != nullptr) {
+    result = *failed->failure;
+    d = session_details(*failed);
+    const ProbeDetails& fd = failed->failure->details;
+    d.status_code = fd.status_code;
+    d.close_code = fd.close_code;
+    d.timeout_phase = fd.timeout_phase;
+    d.missing_events = fd.missing_events;
+    d.missing_field = fd.missing_field;
+    if (opts_.sessions > 1)
+      result.message = fmt::format("{} of {} sessions succeeded; first failure: {}", ok,
+                                   opts_.sessions, result.message);
+  } else {
+    result = ProbeResult::ok();
+    d = session_details(sessions_.front());
+    d.close_code = 1000;
+    result.message = opts_.sessions > 1
+                         ? fmt::format("{} of {} sessions succeeded", ok, opts_.sessions)
+                         : fmt::format("{} at {}", sessions_.front().last_event->first,
+                                       format_offset(sessions_.front().last_event->second));
+  }
+  d.events_received.clear();
+  for (const auto& s : sessions_)
+    for (const auto& [type, n] : s.received) d.events_received[type] += n;
+  result.phases = merged_phases();
+  result.details = std::move(d);
+  finish(std::move(result));
+}
+
+void AgentPipelineProbe::finish(ProbeResult result) {
+  result.phases.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
+  if (!result.phases.empty() && token_seconds_ &&
+      std::none_of(result.phases.begin(), result.phases.end(),
+                   [](const auto& p) { return p.first == "token"; }))
+    result.phases.insert(result.phases.begin(), {"token", *token_seconds_});
+  if (selected_) {
+    result.details.subprotocol = opts_.endpoint->subprotocol_labels[*selected_];
+  } else if (selected_none_) {
+    result.details.subprotocol = "none";
+  }
+  result.details.connections_ok = static_cast<int>(std::count_if(
+      sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
+  result.details.connections_total = opts_.sessions;
+  release();
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(result));
+}
+
+CancelInfo AgentPipelineProbe::cancel() {
+  CancelInfo info;
+  const Session* slowest = nullptr;
+  if (token_pending_) {
+    info.phase = "token";
+  } else if (resolving_) {
+    info.phase = "dns";
+  } else {
+    int rank = 100;
+    for (const auto& s : sessions_) {
+      std::string phase;
+      int r = 0;
+      if (s.state == State::kConnecting) {
+        auto p = s.ws != nullptr ? s.ws->phase() : WsConnection::Phase::kConnect;
+        phase = WsConnection::phase_name(p);
+        r = static_cast<int>(p);
+      } else if (s.state == State::kAwaiting) {
+        phase = s.last_event ? "events" : "first_event";
+        r = s.last_event ? 11 : 10;
+      } else if (s.state == State::kClosing) {
+        phase = "close";
+        r = 12;
+      } else {
+        continue;
+      }
+      if (r < rank) {
+        rank = r;
+        info.phase = phase;
+        slowest = &s;
+      }
+    }
+  }
+  info.phases = merged_phases();
+  if (token_seconds_ && std::none_of(info.phases.begin(), info.phases.end(),
+                                     [](const auto& p) { return p.first == "token"; }))
+    info.phases.insert(info.phases.begin(), {"token", *token_seconds_});
+  if (slowest != nullptr) {
+    info.details = session_details(*slowest);
+    if (slowest->state == State::kAwaiting) {
+      info.details.missing_events = missing(*slowest);
+      info.note = fmt::format("awaiting {}, {}", awaited(*slowest), after_text(*slowest));
+    }
+  }
+  info.details.events_received.clear();
+  for (const auto& s : sessions_)
+    for (const auto& [type, n] : s.received) info.details.events_received[type] += n;
+  if (selected_) info.details.subprotocol = opts_.endpoint->subprotocol_labels[*selected_];
+  info.details.connections_ok = static_cast<int>(std::count_if(
+      sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
+  info.details.connections_total = opts_.sessions;
+  done_ = nullptr;
+  release();
+  return info;
+}
+
+bool uses_token(const WsEndpoint& ep) {
+  auto has = [](const std::string& s) { return s.find("{{token}}") != std::string::npos; };
+  return std::any_of(ep.subprotocols.begin(), ep.subprotocols.end(), has) ||
+         std::any_of(ep.headers.begin(), ep.headers.end(),
+                     [&](const auto& h) { return has(h.second); });
+}
+
+}  // namespace
+
+std::vector<Reason> agent_pipeline_probe_reasons() {
+  return {Reason::kTimeout,
+          Reason::kDns,
+          Reason::kConnectRefused,
+          Reason::kConnect,
+          Reason::kTls,
+          Reason::kTlsHostname,
+          Reason::kTlsExpired,
+          Reason::kAuth,
+          Reason::kWsUpgradeRejected,
+          Reason::kWsNoSubprotocol,
+          Reason::kWsWrongSubprotocol,
+          Reason::kWsAbnormalClose,
+          Reason::kProtocol,
+          Reason::kMissingEvent,
+          Reason::kSchema,
+          Reason::kInternal};
+}
+
+std::vector<std::string_view> agent_pipeline_probe_phases() {
+  return {"token", "dns", "connect", "tls", "handshake", "first_event", "close", "total"};
+}
+
+ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+  AgentOptions o;
+  size_t errors_before = s.context().errors->size();
+
+  if (auto token = s.get_section("token")) {
+    TokenStep t;
+    auto url = token->get_string("url");
+    if (!url) {
+      if (!token->has("url")) token->error("", "missing required key url");
+    } else if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0) {
+      token->error("url", "scheme must be http or https");
+    } else {
+      t.http.url = *url;
+    }
+    if (auto m = token->get_string("method")) {
+      if (m->empty() ||
+          !std::all_of(m->begin(), m->end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+        token->error("method", fmt::format("invalid method \"{}\"", *m));
+      else
+        t.http.method = *m;
+    }
+    if (auto h = token->get_string_map("headers")) {
+      for (auto& [name, value] : *h) {
+        if (value.find_first_of("\r\n") != std::string::npos)
+          token->error("headers", fmt::format("header {} contains a line break", name));
+        else
+          t.http.headers.emplace_back(name, value);
+      }
+    }
+    t.http.body = token->get_string("body");
+    if (auto path = token->get_string("json_path")) {
+      t.json_path = *path;
+    } else if (!token->has("json_path")) {
+      token->error("", "missing required key json_path (where the token is in the response)");
+    }
+    if (auto cache = token->get_duration("cache_for")) t.cache_for = *cache;
+    if (auto tls = token->get_section("tls")) {
+      if (auto ca = tls->get_string("ca_file")) t.http.ca_file = *ca;
+      if (auto skip = tls->get_bool("insecure_skip_verify")) t.http.insecure_skip_verify = *skip;
+      tls->finish();
+    }
+    token->finish();
+    o.token = std::move(t);
+  }
+
+  if (auto ws = s.get_section("websocket")) {
+    read_ws_endpoint(*ws, *o.endpoint, /*templates=*/true);
+    ws->finish();
+    o.endpoint_uses_token = uses_token(*o.endpoint);
+    if (o.endpoint_uses_token && !o.token)
+      s.error("websocket", "{{token}} is used but there is no token step");
+  } else if (!s.has("websocket")) {
+    s.error("", "missing required key websocket");
+  }
+
+  if (auto send = s.get_section("send")) {
+    if (auto json = send->get_node("json")) {
+      o.send_json = yaml_to_json(*json);
+    } else if (auto text = send->get_string("text")) {
+      o.send_text = *text;
+    } else if (!send->has("json") && !send->has("text")) {
+      send->error("", "expected json or text");
+    }
+    send->finish();
+  } else if (!s.has("send")) {
+    s.error("", "missing required key send");
+  }
+
+  if (auto f = s.get_string("event_type_field")) o.type_field = *f;
+  if (auto f = s.get_string("correlation_field")) o.correlation_field = *f;
+  if (auto order = s.get_string("order")) {
+    if (*order == "strict") {
+      o.strict = true;
+    } else if (*order == "any") {
+      o.strict = false;
+    } else {
+      s.error("order", fmt::format("\"{}\" is not strict or any", *order));
+    }
+  }
+  static const std::vector<std::string> kReserved = {"token",     "dns",         "connect", "tls",
+                                                     "handshake", "first_event", "close",   "total",
+                                                     "events",    kOther};
+  if (auto events = s.get_section_list("events")) {
+    for (auto& e : *events) {
+      ExpectedEvent ev;
+      if (auto type = e.get_string("type")) {
+        if (type->empty() || type->size() > 64 ||
+            !std::all_of(type->begin(), type->end(), [](char c) {
+              return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
+                     c == '.';
+            })) {
+          e.error("type", "expected a name of letters, digits, _ - . (at most 64)");
+        } else if (std::find(kReserved.begin(), kReserved.end(), *type) != kReserved.end()) {
+          e.error("type", fmt::format("\"{}\" is reserved for a phase name", *type));
+        } else {
+          ev.type = *type;
+        }
+      } else if (!e.has("type")) {
+        e.error("", "missing required key type");
+      }
+      if (auto req = e.get_string_list("required")) ev.required = *req;
+      e.finish();
+      if (!ev.type.empty()) o.events.push_back(std::move(ev));
+    }
+    if (events->empty()) s.error("events", "expected at least one event");
+  } else if (!s.has("events")) {
+    s.error("", "missing required key events");
+  }
+  if (auto t = s.get_duration("first_event_timeout")) o.first_event_timeout = *t;
+  if (auto t = s.get_duration("idle_timeout")) o.idle_timeout = *t;
+  if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024))
+    o.endpoint->max_message_bytes = static_cast<size_t>(*m);
+  if (auto n = s.get_int("sessions", 1, kMaxSessions)) o.sessions = static_cast<int>(*n);
+  s.finish();
+  if (s.context().errors->size() != errors_before) return nullptr;
+  return std::make_unique<AgentPipelineProbe>(std::move(o));
+}
+
+}  // namespace canaryd

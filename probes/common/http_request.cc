@@ -1,0 +1,89 @@
+#include "probes/common/http_request.h"
+
+#include "probes/common/curl_multi.h"
+
+#ifndef CANARYD_VERSION
+#define CANARYD_VERSION "dev"
+#endif
+
+namespace canaryd {
+
+HttpRequest::HttpRequest(HttpRequestOptions opts) : opts_(std::move(opts)) {
+  easy_ = curl_easy_init();
+  for (const auto& [name, value] : opts_.headers)
+    header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
+  CURL* e = easy_;
+  curl_easy_setopt(e, CURLOPT_URL, opts_.url.c_str());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_buffer_);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpRequest::on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  if (opts_.method == "GET") {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (opts_.method != "POST" || !opts_.body) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, opts_.method.c_str());
+  }
+  if (opts_.body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(opts_.body->size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts_.body->c_str());
+  }
+  if (!opts_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opts_.ca_file.c_str());
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, opts_.insecure_skip_verify ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, opts_.insecure_skip_verify ? 0L : 2L);
+}
+
+HttpRequest::~HttpRequest() {
+  cancel();
+  curl_easy_cleanup(easy_);
+  curl_slist_free_all(header_list_);
+}
+
+size_t HttpRequest::on_body(char* data, size_t size, size_t nmemb, void* userp) {
+  auto* self = static_cast<HttpRequest*>(userp);
+  size_t n = size * nmemb;
+  if (self->body_.size() + n > self->opts_.max_body_bytes) {
+    self->overflow_ = true;
+    return 0;  // aborts the transfer: memory stays bounded
+  }
+  self->body_.append(data, n);
+  return n;
+}
+
+void HttpRequest::start(CurlMulti& multi, Callback on_done) {
+  cancel();
+  on_done_ = std::move(on_done);
+  body_.clear();
+  overflow_ = false;
+  error_buffer_[0] = '\0';
+  multi_ = &multi;
+  multi.add(easy_, [this](CURLcode rc) {
+    multi_ = nullptr;
+    Response r;
+    r.rc = rc;
+    curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_off_t us = 0;
+    curl_easy_getinfo(easy_, CURLINFO_TOTAL_TIME_T, &us);
+    r.seconds = static_cast<double>(us) / 1e6;
+    if (rc != CURLE_OK)
+      r.error = overflow_ ? "the response is too large"
+                          : (error_buffer_[0] != '\0' ? error_buffer_ : curl_easy_strerror(rc));
+    r.body = std::move(body_);
+    body_.clear();
+    Callback cb = std::move(on_done_);
+    on_done_ = nullptr;
+    if (cb) cb(std::move(r));
+  });
+}
+
+void HttpRequest::cancel() {
+  if (multi_ == nullptr) return;
+  multi_->remove(easy_);
+  multi_ = nullptr;
+  on_done_ = nullptr;
+}
+
+}  // namespace canaryd

@@ -1,0 +1,62 @@
+// One HTTP request on the loop's shared libcurl multi handle, for probes that
+// make a request as one step of their run (the agent pipeline's token step).
+#pragma once
+
+#include <curl/curl.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace canaryd {
+
+class CurlMulti;
+
+struct HttpRequestOptions {
+  std::string url;
+  std::string method = "POST";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<std::string> body;
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  size_t max_body_bytes = 64 * 1024;
+};
+
+// Thread-safety: loop thread only.
+class HttpRequest {
+ public:
+  struct Response {
+    CURLcode rc = CURLE_OK;
+    long status = 0;
+    std::string body;
+    std::string error;  // curl's message when rc != CURLE_OK
+    double seconds = 0;
+  };
+  using Callback = std::function<void(Response)>;
+
+  explicit HttpRequest(HttpRequestOptions opts);
+  ~HttpRequest();
+  HttpRequest(const HttpRequest&) = delete;
+  HttpRequest& operator=(const HttpRequest&) = delete;
+
+  void start(CurlMulti& multi, Callback on_done);
+  // Aborts an unfinished request; its callback never runs.
+  void cancel();
+  bool in_flight() const { return multi_ != nullptr; }
+
+ private:
+  static size_t on_body(char* data, size_t size, size_t nmemb, void* userp);
+
+  HttpRequestOptions opts_;
+  CURL* easy_ = nullptr;
+  curl_slist* header_list_ = nullptr;
+  char error_buffer_[CURL_ERROR_SIZE] = {};
+  CurlMulti* multi_ = nullptr;
+  std::string body_;
+  bool overflow_ = false;
+  Callback on_done_;
+};
+
+}  // namespace canaryd
