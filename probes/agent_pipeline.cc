@@ -12,7 +12,7 @@
 
 #include "daemon/secrets.h"
 #include "probes/common/curl_multi.h"
-#include "probes/common/http_request.h"
+#include "probes/common/http_call.h"
 #include "probes/common/json_path.h"
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
@@ -34,7 +34,7 @@ struct ExpectedEvent {
 };
 
 struct TokenStep {
-  HttpRequestOptions http;
+  HttpCallOptions http;
   std::string json_path;
   Duration cache_for{0};
 };
@@ -113,7 +113,7 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
 class AgentPipelineProbe : public Probe, private WsConnection::Handler {
  public:
   explicit AgentPipelineProbe(AgentOptions opts) : opts_(std::move(opts)) {
-    if (opts_.token) token_request_ = std::make_unique<HttpRequest>(opts_.token->http);
+    if (opts_.token) token_call_ = std::make_unique<HttpCall>(opts_.token->http);
     static std::atomic<size_t> next_shard{0};
     shard_ = next_shard++;
   }
@@ -166,7 +166,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   static void close_timer(uv_timer_t*& t);
 
   AgentOptions opts_;
-  std::unique_ptr<HttpRequest> token_request_;
+  std::unique_ptr<HttpCall> token_call_;
   size_t shard_ = 0;
   Done done_;
   RunContext* ctx_ = nullptr;
@@ -206,7 +206,7 @@ Probe::Series AgentPipelineProbe::series() const {
 }
 
 void AgentPipelineProbe::release() {
-  if (token_request_) token_request_->cancel();
+  if (token_call_) token_call_->cancel();
   token_pending_ = false;
   resolve_.cancel();
   resolving_ = false;
@@ -243,7 +243,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
   } else {
     cached_token_.reset();
     token_pending_ = true;
-    token_request_->start(ctx.services->curl(shard_), [this](HttpRequest::Response r) {
+    token_call_->start(ctx.services->curl(shard_), [this](HttpCall::Response r) {
       token_pending_ = false;
       token_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
       Phases phases{{"token", *token_seconds_}};

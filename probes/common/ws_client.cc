@@ -212,7 +212,8 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   info.port = CONTEXT_PORT_NO_LISTEN;
   // A foreign loop: lws adds its handles to ours and installs no signal
   // handlers of its own.
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
   info.foreign_loops = loops;
   info.protocols = kProtocols;
   info.vhost_name = "canaryd";
@@ -258,7 +259,8 @@ lws_vhost* WsService::vhost_for(const std::string& ca_file) {
   if (it != vhosts_.end()) return it->second;
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
   info.protocols = kProtocols;
   std::string name = fmt::format("canaryd-ca-{}", vhosts_.size());
   info.vhost_name = name.c_str();
@@ -480,7 +482,8 @@ WsEnd WsConnection::classify_error(struct lws* wsi, std::string_view lws_message
   };
   if (tls_verify_error_ != 0) {
     std::string why = X509_verify_cert_error_string(tls_verify_error_);
-    if (tls_verify_error_ == X509_V_ERR_HOSTNAME_MISMATCH)
+    if (tls_verify_error_ == X509_V_ERR_HOSTNAME_MISMATCH ||
+        tls_verify_error_ == X509_V_ERR_IP_ADDRESS_MISMATCH)
       return fail(Reason::kTlsHostname, "TLS certificate is not valid for the host: " + why);
     if (tls_verify_error_ == X509_V_ERR_CERT_HAS_EXPIRED)
       return fail(Reason::kTlsExpired, "TLS certificate has expired: " + why);

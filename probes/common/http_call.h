@@ -14,7 +14,7 @@ namespace canaryd {
 
 class CurlMulti;
 
-struct HttpRequestOptions {
+struct HttpCallOptions {
   std::string url;
   std::string method = "POST";
   std::vector<std::pair<std::string, std::string>> headers;
@@ -25,7 +25,7 @@ struct HttpRequestOptions {
 };
 
 // Thread-safety: loop thread only.
-class HttpRequest {
+class HttpCall {
  public:
   struct Response {
     CURLcode rc = CURLE_OK;
@@ -36,10 +36,10 @@ class HttpRequest {
   };
   using Callback = std::function<void(Response)>;
 
-  explicit HttpRequest(HttpRequestOptions opts);
-  ~HttpRequest();
-  HttpRequest(const HttpRequest&) = delete;
-  HttpRequest& operator=(const HttpRequest&) = delete;
+  explicit HttpCall(HttpCallOptions opts);
+  ~HttpCall();
+  HttpCall(const HttpCall&) = delete;
+  HttpCall& operator=(const HttpCall&) = delete;
 
   void start(CurlMulti& multi, Callback on_done);
   // Aborts an unfinished request; its callback never runs.
@@ -49,7 +49,7 @@ class HttpRequest {
  private:
   static size_t on_body(char* data, size_t size, size_t nmemb, void* userp);
 
-  HttpRequestOptions opts_;
+  HttpCallOptions opts_;
   CURL* easy_ = nullptr;
   curl_slist* header_list_ = nullptr;
   char error_buffer_[CURL_ERROR_SIZE] = {};

@@ -1,4 +1,4 @@
-#include "probes/common/http_request.h"
+#include "probes/common/http_call.h"
 
 #include "probes/common/curl_multi.h"
 
@@ -8,7 +8,7 @@
 
 namespace canaryd {
 
-HttpRequest::HttpRequest(HttpRequestOptions opts) : opts_(std::move(opts)) {
+HttpCall::HttpCall(HttpCallOptions opts) : opts_(std::move(opts)) {
   easy_ = curl_easy_init();
   for (const auto& [name, value] : opts_.headers)
     header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
@@ -18,7 +18,7 @@ HttpRequest::HttpRequest(HttpRequestOptions opts) : opts_(std::move(opts)) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpRequest::on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpCall::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -36,14 +36,14 @@ HttpRequest::HttpRequest(HttpRequestOptions opts) : opts_(std::move(opts)) {
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, opts_.insecure_skip_verify ? 0L : 2L);
 }
 
-HttpRequest::~HttpRequest() {
+HttpCall::~HttpCall() {
   cancel();
   curl_easy_cleanup(easy_);
   curl_slist_free_all(header_list_);
 }
 
-size_t HttpRequest::on_body(char* data, size_t size, size_t nmemb, void* userp) {
-  auto* self = static_cast<HttpRequest*>(userp);
+size_t HttpCall::on_body(char* data, size_t size, size_t nmemb, void* userp) {
+  auto* self = static_cast<HttpCall*>(userp);
   size_t n = size * nmemb;
   if (self->body_.size() + n > self->opts_.max_body_bytes) {
     self->overflow_ = true;
@@ -53,7 +53,7 @@ size_t HttpRequest::on_body(char* data, size_t size, size_t nmemb, void* userp) 
   return n;
 }
 
-void HttpRequest::start(CurlMulti& multi, Callback on_done) {
+void HttpCall::start(CurlMulti& multi, Callback on_done) {
   cancel();
   on_done_ = std::move(on_done);
   body_.clear();
@@ -79,7 +79,7 @@ void HttpRequest::start(CurlMulti& multi, Callback on_done) {
   });
 }
 
-void HttpRequest::cancel() {
+void HttpCall::cancel() {
   if (multi_ == nullptr) return;
   multi_->remove(easy_);
   multi_ = nullptr;
