@@ -21,7 +21,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 rm -f "$demo/platform.ready"
-python3 tests/fixtures/fake_platform.py --port 18080 \
+# The auth service's bypass key: the agent pipeline probe's token step sends it.
+export CANARYD_DEMO_BYPASS_KEY="bypass-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+python3 tests/fixtures/fake_platform.py --port 18080 --bypass-key "$CANARYD_DEMO_BYPASS_KEY" \
   --tls "good:$certs/good.pem:$certs/good.key:18443" \
   --tls "wronghost:$certs/wronghost.pem:$certs/wronghost.key:18444" \
   --tls "expired:$certs/expired.pem:$certs/expired.key:18445" \
