@@ -11,11 +11,13 @@
 #include <string>
 
 #include "daemon/secrets.h"
+#include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
 #include "probes/common/http_call.h"
 #include "probes/common/json_path.h"
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
+#include "probes/common/ws_run.h"
 
 namespace canaryd {
 
@@ -137,7 +139,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
     std::optional<std::pair<std::string, double>> last_event;  // configured type and offset
     std::vector<EventSeen> timeline;
     std::map<std::string, int> received;
-    uv_timer_t* timer = nullptr;  // first_event_timeout, then idle_timeout
+    OneShotTimer timer;  // first_event_timeout, then idle_timeout
     uint64_t close_start_ns = 0;
     Phases phases;  // connect, tls, handshake, close
     std::optional<ProbeResult> failure;
@@ -163,7 +165,6 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   ProbeDetails session_details(const Session& s) const;
   Phases merged_phases() const;
   void release();
-  static void close_timer(uv_timer_t*& t);
 
   AgentOptions opts_;
   std::unique_ptr<HttpCall> token_call_;
@@ -183,16 +184,8 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   uint64_t run_start_ns_ = 0;
   std::optional<double> token_seconds_;
   std::optional<double> dns_seconds_;
-  std::optional<size_t> selected_;
-  bool selected_none_ = false;
+  NegotiationSeen negotiated_;
 };
-
-void AgentPipelineProbe::close_timer(uv_timer_t*& t) {
-  if (t == nullptr) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(t),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  t = nullptr;
-}
 
 Probe::Series AgentPipelineProbe::series() const {
   Series out;
@@ -211,7 +204,7 @@ void AgentPipelineProbe::release() {
   resolve_.cancel();
   resolving_ = false;
   for (auto& s : sessions_) {
-    close_timer(s.timer);
+    s.timer.stop();
     if (s.ws != nullptr) {
       s.ws->abort();
       s.ws = nullptr;
@@ -229,8 +222,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
   run_start_ns_ = uv_hrtime();
   token_seconds_.reset();
   dns_seconds_.reset();
-  selected_.reset();
-  selected_none_ = false;
+  negotiated_ = {};
   token_.clear();
   token_from_cache_ = false;
   if (!opts_.token) {
@@ -326,32 +318,17 @@ AgentPipelineProbe::Session* AgentPipelineProbe::find(WsConnection* c) {
 }
 
 void AgentPipelineProbe::arm_timer(Session& s, Duration after) {
-  if (s.timer == nullptr) {
-    s.timer = new uv_timer_t;
-    uv_timer_init(ctx_->loop, s.timer);
-    s.timer->data = this;
-  }
-  uv_timer_start(
-      s.timer,
-      [](uv_timer_t* t) {
-        auto* self = static_cast<AgentPipelineProbe*>(t->data);
-        for (auto& session : self->sessions_)
-          if (session.timer == t) return self->on_timer(session);
-      },
-      static_cast<uint64_t>(
-          std::chrono::milliseconds(std::chrono::ceil<std::chrono::milliseconds>(after)).count()),
-      0);
+  Session* target = &s;
+  s.timer.start(ctx_->loop,
+                static_cast<uint64_t>(std::chrono::ceil<std::chrono::milliseconds>(after).count()),
+                [this, target] { on_timer(*target); });
 }
 
 void AgentPipelineProbe::on_ws_open(WsConnection* c) {
   Session* s = find(c);
   if (s == nullptr) return;
   s->phases = c->phases();
-  if (c->selected()) {
-    selected_ = c->selected();
-  } else if (c->negotiated()) {
-    selected_none_ = true;
-  }
+  negotiated_.note(*c);
   std::string message =
       opts_.send_json
           ? fill_json(*opts_.send_json, s->id, token_).dump()
@@ -494,7 +471,7 @@ void AgentPipelineProbe::on_timer(Session& s) {
 }
 
 void AgentPipelineProbe::complete(Session& s) {
-  close_timer(s.timer);
+  s.timer.stop();
   s.state = State::kClosing;
   s.close_start_ns = uv_hrtime();
   s.ws->close();
@@ -505,9 +482,9 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
   if (sp == nullptr) return;
   Session& s = *sp;
   s.ws = nullptr;  // it releases itself
-  close_timer(s.timer);
+  s.timer.stop();
   if (s.phases.empty()) s.phases = c->phases();
-  if (c->selected()) selected_ = c->selected();
+  negotiated_.note(*c);
   if (s.state == State::kClosing && end.clean) {
     s.phases.emplace_back("close", seconds_between(s.close_start_ns, uv_hrtime()));
     s.state = State::kOk;
@@ -547,7 +524,7 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
 
 void AgentPipelineProbe::fail(Session& s, ProbeResult result) {
   s.state = State::kFailed;
-  close_timer(s.timer);
+  s.timer.stop();
   if (s.ws != nullptr) {
     s.ws->abort();
     s.ws = nullptr;
@@ -557,39 +534,31 @@ void AgentPipelineProbe::fail(Session& s, ProbeResult result) {
 }
 
 Phases AgentPipelineProbe::merged_phases() const {
-  // Each phase reports its slowest session.
   Phases out;
   if (token_seconds_) out.emplace_back("token", *token_seconds_);
   if (dns_seconds_) out.emplace_back("dns", *dns_seconds_);
-  for (const char* name : {"connect", "tls", "handshake"}) {
-    std::optional<double> worst;
-    for (const auto& s : sessions_)
-      for (const auto& [phase, seconds] : s.phases)
-        if (phase == name) worst = std::max(worst.value_or(0.0), seconds);
-    if (worst) out.emplace_back(name, *worst);
-  }
-  std::optional<double> first;
+  // The event phases are offsets from sending the message, per session.
+  std::vector<Phases> per_session;
   for (const auto& s : sessions_) {
-    std::optional<double> mine;
+    Phases p = s.phases;
+    std::optional<double> first;
     for (const auto& t : s.first_at)
-      if (t) mine = std::min(mine.value_or(*t), *t);
-    if (mine) first = std::max(first.value_or(0.0), *mine);
+      if (t) first = std::min(first.value_or(*t), *t);
+    if (first) p.emplace_back("first_event", *first);
+    for (size_t i = 0; i < opts_.events.size(); ++i) {
+      // A type listed twice keeps its first arrival.
+      const std::string& type = opts_.events[i].type;
+      if (s.first_at[i] &&
+          std::none_of(p.begin(), p.end(), [&](const auto& x) { return x.first == type; }))
+        p.emplace_back(type, *s.first_at[i]);
+    }
+    per_session.push_back(std::move(p));
   }
-  if (first) out.emplace_back("first_event", *first);
-  for (size_t i = 0; i < opts_.events.size(); ++i) {
-    const std::string& type = opts_.events[i].type;
-    if (std::any_of(out.begin(), out.end(), [&](const auto& p) { return p.first == type; }))
-      continue;
-    std::optional<double> worst;
-    for (const auto& s : sessions_)
-      if (s.first_at[i]) worst = std::max(worst.value_or(0.0), *s.first_at[i]);
-    if (worst) out.emplace_back(type, *worst);
-  }
-  std::optional<double> close;
-  for (const auto& s : sessions_)
-    for (const auto& [phase, seconds] : s.phases)
-      if (phase == "close") close = std::max(close.value_or(0.0), seconds);
-  if (close) out.emplace_back("close", *close);
+  std::vector<const Phases*> each;
+  for (const auto& p : per_session) each.push_back(&p);
+  append_slowest(out, each, {"connect", "tls", "handshake", "first_event"});
+  for (const auto& type : series().events) append_slowest(out, each, {type});
+  append_slowest(out, each, {"close"});
   return out;
 }
 
@@ -639,11 +608,7 @@ void AgentPipelineProbe::finish(ProbeResult result) {
       std::none_of(result.phases.begin(), result.phases.end(),
                    [](const auto& p) { return p.first == "token"; }))
     result.phases.insert(result.phases.begin(), {"token", *token_seconds_});
-  if (selected_) {
-    result.details.subprotocol = opts_.endpoint->subprotocol_labels[*selected_];
-  } else if (selected_none_) {
-    result.details.subprotocol = "none";
-  }
+  result.details.subprotocol = negotiated_.label(*opts_.endpoint);
   result.details.connections_ok = static_cast<int>(std::count_if(
       sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
   result.details.connections_total = opts_.sessions;
@@ -661,29 +626,20 @@ CancelInfo AgentPipelineProbe::cancel() {
   } else if (resolving_) {
     info.phase = "dns";
   } else {
-    int rank = 100;
+    LeastAdvanced least;
     for (const auto& s : sessions_) {
-      std::string phase;
-      int r = 0;
+      int before = least.rank;
       if (s.state == State::kConnecting) {
-        auto p = s.ws != nullptr ? s.ws->phase() : WsConnection::Phase::kConnect;
-        phase = WsConnection::phase_name(p);
-        r = static_cast<int>(p);
+        least.offer_opening(s.ws);
       } else if (s.state == State::kAwaiting) {
-        phase = s.last_event ? "events" : "first_event";
-        r = s.last_event ? 11 : 10;
+        least.offer(LeastAdvanced::kAfterOpen + (s.last_event ? 1 : 0),
+                    s.last_event ? "events" : "first_event");
       } else if (s.state == State::kClosing) {
-        phase = "close";
-        r = 12;
-      } else {
-        continue;
+        least.offer(LeastAdvanced::kAfterOpen + 2, "close");
       }
-      if (r < rank) {
-        rank = r;
-        info.phase = phase;
-        slowest = &s;
-      }
+      if (least.rank < before) slowest = &s;
     }
+    info.phase = least.phase;
   }
   info.phases = merged_phases();
   if (token_seconds_ && std::none_of(info.phases.begin(), info.phases.end(),
@@ -699,7 +655,7 @@ CancelInfo AgentPipelineProbe::cancel() {
   info.details.events_received.clear();
   for (const auto& s : sessions_)
     for (const auto& [type, n] : s.received) info.details.events_received[type] += n;
-  if (selected_) info.details.subprotocol = opts_.endpoint->subprotocol_labels[*selected_];
+  info.details.subprotocol = negotiated_.label(*opts_.endpoint);
   info.details.connections_ok = static_cast<int>(std::count_if(
       sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
   info.details.connections_total = opts_.sessions;
@@ -761,14 +717,7 @@ ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
       else
         t.http.method = *m;
     }
-    if (auto h = token->get_string_map("headers")) {
-      for (auto& [name, value] : *h) {
-        if (value.find_first_of("\r\n") != std::string::npos)
-          token->error("headers", fmt::format("header {} contains a line break", name));
-        else
-          t.http.headers.emplace_back(name, value);
-      }
-    }
+    t.http.headers = read_headers(*token, "headers");
     t.http.body = token->get_string("body");
     if (auto path = token->get_string("json_path")) {
       t.json_path = *path;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
 #include "probes/common/json_path.h"
 
@@ -53,19 +54,6 @@ std::string status_list(const std::vector<int64_t>& codes) {
   }
   return out;
 }
-
-// RAII for curl's URL parser handle.
-struct UrlHandle {
-  CURLU* h = curl_url();
-  ~UrlHandle() { curl_url_cleanup(h); }
-  std::optional<std::string> get(CURLUPart part, unsigned flags = 0) const {
-    char* out = nullptr;
-    if (curl_url_get(h, part, &out, flags) != CURLUE_OK) return std::nullopt;
-    std::string s(out);
-    curl_free(out);
-    return s;
-  }
-};
 
 class HttpProbe : public Probe {
  public:
@@ -379,14 +367,6 @@ void HttpProbe::on_complete(CURLcode rc) {
   if (done) done(std::move(result));
 }
 
-bool valid_header_name(const std::string& name) {
-  if (name.empty()) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
-}
-
 }  // namespace
 
 std::vector<Reason> http_probe_reasons() {
@@ -407,8 +387,8 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   if (!url) {
     if (!s.has("url")) s.error("", "missing required key url");
   } else {
-    UrlHandle u;
-    if (curl_url_set(u.h, CURLUPART_URL, url->c_str(), 0) != CURLUE_OK) {
+    CurlUrl u;
+    if (!u.set(*url)) {
       s.error("url", "not a valid URL");
     } else {
       auto scheme = u.get(CURLUPART_SCHEME);
@@ -418,8 +398,8 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
         o.https = scheme == "https";
         o.url = *url;
         // Credentials in the URL must never be displayed.
-        curl_url_set(u.h, CURLUPART_USER, nullptr, 0);
-        curl_url_set(u.h, CURLUPART_PASSWORD, nullptr, 0);
+        u.set_part(CURLUPART_USER, nullptr);
+        u.set_part(CURLUPART_PASSWORD, nullptr);
         o.display_url = u.get(CURLUPART_URL).value_or("");
       }
     }
@@ -433,17 +413,7 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
       o.method = *m;
     }
   }
-  if (auto h = s.get_string_map("headers")) {
-    for (auto& [name, value] : *h) {
-      if (!valid_header_name(name)) {
-        s.error("headers", fmt::format("invalid header name \"{}\"", name));
-      } else if (value.find_first_of("\r\n") != std::string::npos) {
-        s.error("headers", fmt::format("header {} contains a line break", name));
-      } else {
-        o.headers.emplace_back(name, value);
-      }
-    }
-  }
+  o.headers = read_headers(s, "headers");
   o.body = s.get_string("body");
   if (auto f = s.get_bool("follow_redirects")) o.follow_redirects = *f;
   if (auto m = s.get_int("max_body_bytes", 1, 256ll * 1024 * 1024)) o.max_body_bytes = *m;
@@ -491,13 +461,13 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
       }
     }
     if (auto name = tls->get_string("server_name")) {
-      UrlHandle u;
-      if (!o.url.empty() && curl_url_set(u.h, CURLUPART_URL, o.url.c_str(), 0) == CURLUE_OK) {
+      CurlUrl u;
+      if (!o.url.empty() && u.set(o.url)) {
         // Connect to the URL's address but present and verify `server_name`:
         // the request goes to the name, and curl is told where that name lives.
         std::string host = u.get(CURLUPART_HOST).value_or("");
         std::string port = u.get(CURLUPART_PORT, CURLU_DEFAULT_PORT).value_or("443");
-        curl_url_set(u.h, CURLUPART_HOST, name->c_str(), 0);
+        u.set_part(CURLUPART_HOST, name->c_str());
         o.url = u.get(CURLUPART_URL).value_or(o.url);
         o.connect_to = fmt::format("{}:{}:{}:{}", *name, port, host, port);
       }

@@ -10,6 +10,7 @@
 
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
+#include "probes/common/ws_run.h"
 
 namespace canaryd {
 
@@ -47,7 +48,7 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
   struct Conn {
     WsConnection* ws = nullptr;
     State state = State::kOpening;
-    uv_timer_t* hold = nullptr;  // owned; closed by release()
+    OneShotTimer hold;
     uint64_t message_start_ns = 0;
     uint64_t close_start_ns = 0;
     Phases phases;
@@ -60,7 +61,6 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
 
   void open_all(const ResolvedAddress& addr);
   Conn* find(WsConnection* c);
-  void note_negotiation(WsConnection* c);
   void start_hold(Conn& conn);
   void end_hold(Conn& conn);
   void succeed(Conn& conn);
@@ -71,7 +71,6 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
   ProbeDetails details() const;
   Phases merged_phases() const;
   void release();
-  static void close_timer(uv_timer_t*& t);
 
   WebSocketOptions opts_;
   Done done_;
@@ -83,24 +82,16 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
   std::optional<double> dns_seconds_;
   // The first failure decides the reason; later ones only change the count.
   std::optional<ProbeResult> first_failure_;
-  std::optional<size_t> selected_;
-  bool selected_none_ = false;
+  NegotiationSeen negotiated_;
   std::optional<int> close_code_;
   std::optional<double> cert_expiry_;
 };
-
-void WebSocketProbe::close_timer(uv_timer_t*& t) {
-  if (t == nullptr) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(t),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  t = nullptr;
-}
 
 void WebSocketProbe::release() {
   resolve_.cancel();
   resolving_ = false;
   for (auto& c : conns_) {
-    close_timer(c.hold);
+    c.hold.stop();
     if (c.ws != nullptr) {
       c.ws->abort();
       c.ws = nullptr;
@@ -117,8 +108,7 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
   run_start_ns_ = uv_hrtime();
   dns_seconds_.reset();
   first_failure_.reset();
-  selected_.reset();
-  selected_none_ = false;
+  negotiated_ = {};
   close_code_.reset();
   cert_expiry_.reset();
   const WsEndpoint& ep = *opts_.endpoint;
@@ -158,19 +148,11 @@ WebSocketProbe::Conn* WebSocketProbe::find(WsConnection* c) {
   return nullptr;
 }
 
-void WebSocketProbe::note_negotiation(WsConnection* c) {
-  if (c->selected()) {
-    selected_ = c->selected();
-  } else if (c->negotiated()) {
-    selected_none_ = true;
-  }
-}
-
 void WebSocketProbe::on_ws_open(WsConnection* c) {
   Conn* conn = find(c);
   if (conn == nullptr) return;
   conn->phases = c->phases();
-  note_negotiation(c);
+  negotiated_.note(*c);
   if (c->cert_expiry_unix()) cert_expiry_ = c->cert_expiry_unix();
   if (opts_.send || opts_.expect_text || opts_.expect_regex) {
     conn->state = State::kAwaitMessage;
@@ -211,22 +193,11 @@ void WebSocketProbe::start_hold(Conn& conn) {
     end_hold(conn);
     return;
   }
-  conn.hold = new uv_timer_t;
-  uv_timer_init(ctx_->loop, conn.hold);
-  conn.hold->data = this;
-  uv_timer_start(
-      conn.hold,
-      [](uv_timer_t* t) {
-        auto* self = static_cast<WebSocketProbe*>(t->data);
-        for (auto& c : self->conns_) {
-          if (c.hold == t) {
-            close_timer(c.hold);
-            self->end_hold(c);
-            return;
-          }
-        }
-      },
-      (until - now + 999'999) / 1'000'000, 0);
+  Conn* target = &conn;
+  conn.hold.start(ctx_->loop, (until - now + 999'999) / 1'000'000, [this, target] {
+    target->hold.stop();
+    end_hold(*target);
+  });
 }
 
 void WebSocketProbe::end_hold(Conn& conn) {
@@ -245,10 +216,10 @@ void WebSocketProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
   Conn* conn = find(c);
   if (conn == nullptr) return;
   conn->ws = nullptr;  // it releases itself
-  close_timer(conn->hold);
+  conn->hold.stop();
   if (end.close_code) close_code_ = end.close_code;
   if (c->cert_expiry_unix()) cert_expiry_ = c->cert_expiry_unix();
-  note_negotiation(c);
+  negotiated_.note(*c);
   if (end.clean) {
     if (conn->state == State::kClosing) {
       conn->phases.emplace_back("close", seconds_since(conn->close_start_ns, uv_hrtime()));
@@ -274,7 +245,7 @@ void WebSocketProbe::succeed(Conn& conn) {
 void WebSocketProbe::fail(Conn& conn, Reason reason, std::string message, std::optional<int> status,
                           std::optional<int> close_code) {
   conn.state = State::kFailed;
-  close_timer(conn.hold);
+  conn.hold.stop();
   if (conn.ws != nullptr) {
     conn.ws->abort();
     conn.ws = nullptr;
@@ -312,7 +283,6 @@ void WebSocketProbe::maybe_finish() {
   if (result.details.status_code) d.status_code = result.details.status_code;
   if (result.details.close_code) d.close_code = result.details.close_code;
   result.details = std::move(d);
-  for (auto& c : conns_) close_timer(c.hold);
   conns_.clear();
   Done done = std::move(done_);
   done_ = nullptr;
@@ -321,11 +291,7 @@ void WebSocketProbe::maybe_finish() {
 
 ProbeDetails WebSocketProbe::details() const {
   ProbeDetails d;
-  if (selected_) {
-    d.subprotocol = opts_.endpoint->subprotocol_labels[*selected_];
-  } else if (selected_none_) {
-    d.subprotocol = "none";
-  }
+  d.subprotocol = negotiated_.label(*opts_.endpoint);
   d.close_code = close_code_;
   d.cert_expiry_unix = cert_expiry_;
   d.connections_total = opts_.connections;
@@ -335,17 +301,11 @@ ProbeDetails WebSocketProbe::details() const {
 }
 
 Phases WebSocketProbe::merged_phases() const {
-  // With N connections each phase reports its slowest connection: the one a
-  // user waiting on that connection would have felt.
   Phases out;
   if (dns_seconds_) out.emplace_back("dns", *dns_seconds_);
-  for (const char* name : {"connect", "tls", "handshake", "first_message", "close"}) {
-    std::optional<double> worst;
-    for (const auto& c : conns_)
-      for (const auto& [phase, seconds] : c.phases)
-        if (phase == name) worst = std::max(worst.value_or(0.0), seconds);
-    if (worst) out.emplace_back(name, *worst);
-  }
+  std::vector<const Phases*> each;
+  for (const auto& c : conns_) each.push_back(&c.phases);
+  append_slowest(out, each, {"connect", "tls", "handshake", "first_message", "close"});
   return out;
 }
 
@@ -366,37 +326,26 @@ CancelInfo WebSocketProbe::cancel() {
     info.phase = "dns";
   } else {
     // The least advanced connection is the one that held the run up.
-    int rank = 100;
+    LeastAdvanced least;
     for (const auto& c : conns_) {
-      std::string phase;
-      int r = 0;
       switch (c.state) {
-        case State::kOpening: {
-          auto p = c.ws != nullptr ? c.ws->phase() : WsConnection::Phase::kConnect;
-          phase = WsConnection::phase_name(p);
-          r = static_cast<int>(p);
+        case State::kOpening:
+          least.offer_opening(c.ws);
           break;
-        }
         case State::kAwaitMessage:
-          phase = "first_message";
-          r = 10;
+          least.offer(LeastAdvanced::kAfterOpen, "first_message");
           break;
         case State::kHolding:
-          phase = "hold";
-          r = 11;
+          least.offer(LeastAdvanced::kAfterOpen + 1, "hold");
           break;
         case State::kClosing:
-          phase = "close";
-          r = 12;
+          least.offer(LeastAdvanced::kAfterOpen + 2, "close");
           break;
         default:
-          continue;
-      }
-      if (r < rank) {
-        rank = r;
-        info.phase = phase;
+          break;
       }
     }
+    info.phase = least.phase;
   }
   info.phases = merged_phases();
   info.details = details();

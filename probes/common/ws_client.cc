@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "daemon/secrets.h"
+#include "probes/common/config_fields.h"
 
 namespace canaryd {
 
@@ -70,25 +71,6 @@ bool valid_subprotocol(std::string_view p) {
   });
 }
 
-bool valid_header_name(const std::string& name) {
-  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
-}
-
-struct UrlParts {
-  CURLU* h = curl_url();
-  ~UrlParts() { curl_url_cleanup(h); }
-  std::optional<std::string> get(CURLUPart part, unsigned flags = 0) const {
-    char* out = nullptr;
-    if (curl_url_get(h, part, &out, flags) != CURLUE_OK) return std::nullopt;
-    std::string s(out);
-    curl_free(out);
-    return s;
-  }
-};
-
 }  // namespace
 
 std::string WsEndpoint::describe() const {
@@ -110,8 +92,8 @@ void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
   if (!url) {
     if (!s.has("url")) s.error("", "missing required key url");
   } else {
-    UrlParts u;
-    if (curl_url_set(u.h, CURLUPART_URL, url->c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+    CurlUrl u;
+    if (!u.set(*url, CURLU_NON_SUPPORT_SCHEME)) {
       s.error("url", "not a valid URL");
     } else {
       auto scheme = u.get(CURLUPART_SCHEME);
@@ -166,17 +148,7 @@ void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
       }
     }
   }
-  if (auto h = s.get_string_map("headers")) {
-    for (auto& [name, value] : *h) {
-      if (!valid_header_name(name)) {
-        s.error("headers", fmt::format("invalid header name \"{}\"", name));
-      } else if (value.find_first_of("\r\n") != std::string::npos) {
-        s.error("headers", fmt::format("header {} contains a line break", name));
-      } else {
-        o.headers.emplace_back(name, value);
-      }
-    }
-  }
+  o.headers = read_headers(s, "headers");
   if (auto origin = s.get_string("origin")) o.origin = *origin;
   if (auto m = s.get_int("max_message_bytes", 1, 256ll * 1024 * 1024))
     o.max_message_bytes = static_cast<size_t>(*m);

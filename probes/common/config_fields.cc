@@ -1,0 +1,42 @@
+#include "probes/common/config_fields.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace canaryd {
+
+bool valid_header_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> read_headers(YamlSection& s,
+                                                              std::string_view key) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto h = s.get_string_map(key);
+  if (!h) return out;
+  for (auto& [name, value] : *h) {
+    if (!valid_header_name(name)) {
+      s.error(key, fmt::format("invalid header name \"{}\"", name));
+    } else if (value.find_first_of("\r\n") != std::string::npos) {
+      s.error(key, fmt::format("header {} contains a line break", name));
+    } else {
+      out.emplace_back(name, value);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> CurlUrl::get(CURLUPart part, unsigned flags) const {
+  char* out = nullptr;
+  if (curl_url_get(h_, part, &out, flags) != CURLUE_OK) return std::nullopt;
+  std::string s(out);
+  curl_free(out);
+  return s;
+}
+
+}  // namespace canaryd

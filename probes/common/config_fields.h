@@ -1,0 +1,42 @@
+// Config fields several probe types read the same way: HTTP header maps and
+// URLs (parsed with libcurl's URL API, which also knows ws:// and wss://).
+#pragma once
+
+#include <curl/curl.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "daemon/yaml_section.h"
+
+namespace canaryd {
+
+// RFC 9110 token characters.
+bool valid_header_name(std::string_view name);
+
+// Reads a mapping of header names to values at `key`; an invalid name or a
+// value with a line break is an error naming the header.
+std::vector<std::pair<std::string, std::string>> read_headers(YamlSection& s, std::string_view key);
+
+// RAII for curl's URL handle.
+class CurlUrl {
+ public:
+  CurlUrl() : h_(curl_url()) {}
+  ~CurlUrl() { curl_url_cleanup(h_); }
+  CurlUrl(const CurlUrl&) = delete;
+  CurlUrl& operator=(const CurlUrl&) = delete;
+
+  bool set(const std::string& url, unsigned flags = 0) {
+    return curl_url_set(h_, CURLUPART_URL, url.c_str(), flags) == CURLUE_OK;
+  }
+  void set_part(CURLUPart part, const char* value) { curl_url_set(h_, part, value, 0); }
+  std::optional<std::string> get(CURLUPart part, unsigned flags = 0) const;
+
+ private:
+  CURLU* h_;
+};
+
+}  // namespace canaryd
