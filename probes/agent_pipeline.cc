@@ -726,7 +726,7 @@ ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
     }
     if (auto cache = token->get_duration("cache_for")) t.cache_for = *cache;
     if (auto tls = token->get_section("tls")) {
-      if (auto ca = tls->get_string("ca_file")) t.http.ca_file = *ca;
+      t.http.ca_file = read_ca_file(*tls);
       if (auto skip = tls->get_bool("insecure_skip_verify")) t.http.insecure_skip_verify = *skip;
       tls->finish();
     }

@@ -453,13 +453,7 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
 
   if (auto tls = s.get_section("tls")) {
     if (url && !o.https && !o.url.empty()) tls->error("", "tls options need an https:// url");
-    if (auto ca = tls->get_string("ca_file")) {
-      if (access(ca->c_str(), R_OK) != 0) {
-        tls->error("ca_file", fmt::format("cannot read {}", *ca));
-      } else {
-        o.ca_file = *ca;
-      }
-    }
+    o.ca_file = read_ca_file(*tls);
     if (auto name = tls->get_string("server_name")) {
       CurlUrl u;
       if (!o.url.empty() && u.set(o.url)) {

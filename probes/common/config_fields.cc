@@ -1,6 +1,7 @@
 #include "probes/common/config_fields.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -29,6 +30,16 @@ std::vector<std::pair<std::string, std::string>> read_headers(YamlSection& s,
     }
   }
   return out;
+}
+
+std::string read_ca_file(YamlSection& tls) {
+  auto ca = tls.get_string("ca_file");
+  if (!ca) return {};
+  if (access(ca->c_str(), R_OK) != 0) {
+    tls.error("ca_file", fmt::format("cannot read {}", *ca));
+    return {};
+  }
+  return *ca;
 }
 
 std::optional<std::string> CurlUrl::get(CURLUPart part, unsigned flags) const {

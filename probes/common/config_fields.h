@@ -21,6 +21,10 @@ bool valid_header_name(std::string_view name);
 // value with a line break is an error naming the header.
 std::vector<std::pair<std::string, std::string>> read_headers(YamlSection& s, std::string_view key);
 
+// Reads `ca_file` from a tls section: it must be readable now, so a typo is
+// a config error rather than a TLS failure at every run. Empty if absent.
+std::string read_ca_file(YamlSection& tls);
+
 // RAII for curl's URL handle.
 class CurlUrl {
  public:

@@ -155,13 +155,7 @@ void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
 
   if (auto tls = s.get_section("tls")) {
     if (url && !o.tls && !o.host.empty()) tls->error("", "tls options need a wss:// url");
-    if (auto ca = tls->get_string("ca_file")) {
-      if (access(ca->c_str(), R_OK) != 0) {
-        tls->error("ca_file", fmt::format("cannot read {}", *ca));
-      } else {
-        o.ca_file = *ca;
-      }
-    }
+    o.ca_file = read_ca_file(*tls);
     if (auto name = tls->get_string("server_name")) {
       if (name->empty() || name->find_first_of(" /:\r\n") != std::string::npos) {
         tls->error("server_name", "expected a host name");
