@@ -458,13 +458,13 @@ void AgentPipelineProbe::on_timer(Session& s) {
   if (s.state != State::kAwaiting) return;
   bool any = s.last_event.has_value();
   std::string wait = awaited(s);
+  // The awaited event leads: a one-line status cut at 80 columns keeps it.
   auto r = ProbeResult::failure(
       Reason::kTimeout,
-      any ? fmt::format("no event for {} {} (idle_timeout); awaiting {}",
-                        format_duration(opts_.idle_timeout), after_text(s), wait)
-          : fmt::format("no event within {} of sending the message (first_event_timeout); "
-                        "awaiting {}",
-                        format_duration(opts_.first_event_timeout), wait));
+      any ? fmt::format("{}: no event for {} (idle_timeout) {}", wait,
+                        format_duration(opts_.idle_timeout), after_text(s))
+          : fmt::format("{}: no event within {} of the message (first_event_timeout)", wait,
+                        format_duration(opts_.first_event_timeout)));
   r.details.timeout_phase = any ? "idle" : "first_event";
   r.details.missing_events = missing(s);
   fail(s, std::move(r));
@@ -508,7 +508,8 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
     }
     if (end.reason == Reason::kWsAbnormalClose) {
       auto r = ProbeResult::failure(
-          end.reason, fmt::format("{} ({}; awaiting {})", end.message, after_text(s), awaited(s)));
+          end.reason, fmt::format("closed with code {} {}, awaiting {}",
+                                  end.close_code.value_or(1006), after_text(s), awaited(s)));
       r.details.close_code = end.close_code;
       r.details.missing_events = missing(s);
       return fail(s, std::move(r));
