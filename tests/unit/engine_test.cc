@@ -18,7 +18,10 @@ class HangingProbe : public Probe {
   void start(RunContext&, Done) override {}
   CancelInfo cancel() override {
     ++*cancels;
-    return {"handshake", {{"dns", 0.001}}};
+    CancelInfo info;
+    info.phase = "handshake";
+    info.phases = {{"dns", 0.001}};
+    return info;
   }
   std::string target() const override { return "nowhere"; }
 };
@@ -58,7 +61,9 @@ class TimerProbe : public Probe {
   CancelInfo cancel() override {
     uv_timer_stop(timer_);
     done_ = nullptr;
-    return {"wait", {}};
+    CancelInfo info;
+    info.phase = "wait";
+    return info;
   }
   std::string target() const override { return "timer"; }
 
