@@ -46,11 +46,7 @@ double seconds_between(uint64_t from_ns, uint64_t to_ns) {
 }
 
 // What the server sent, safe to quote in a message: short, and redacted.
-std::string shown(std::string_view value) {
-  std::string v(value.substr(0, kMaxShownValue));
-  if (value.size() > kMaxShownValue) v += "...";
-  return global_secrets().redact(v);
-}
+std::string shown(std::string_view value) { return redact_clipped(value, kMaxShownValue); }
 
 void lws_log(int level, const char* line) {
   std::string_view text(line);
@@ -335,6 +331,10 @@ void WsConnection::abort() {
     // second must not leave a TIME_WAIT socket each.
     linger l{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    // lws 4.1.6 ignores a kill while the TCP connect is pending, which
+    // leaked a socket per timed-out run; shutting the socket down makes the
+    // connect fail now, and lws then closes it.
+    if (connect_end_ns_ == 0) shutdown(fd, SHUT_RDWR);
   }
   lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
