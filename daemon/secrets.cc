@@ -85,6 +85,12 @@ size_t Secrets::digest() const {
   return h;
 }
 
+std::string redact_clipped(std::string_view text, size_t max_chars) {
+  std::string out = global_secrets().redact(text);
+  if (out.size() > max_chars) out = out.substr(0, max_chars) + "...";
+  return out;
+}
+
 Secrets& global_secrets() {
   static Secrets secrets;
   return secrets;

@@ -47,4 +47,8 @@ Secrets& global_secrets();
 
 inline constexpr std::string_view kRedacted = "<redacted>";
 
+// A value from a target, shortened for a message: redacted first and clipped
+// after, so a clipped secret cannot slip past the redactor.
+std::string redact_clipped(std::string_view text, size_t max_chars);
+
 }  // namespace canaryd

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/secrets.h"
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
 #include "probes/common/ws_run.h"
@@ -169,10 +170,7 @@ void WebSocketProbe::on_ws_message(WsConnection* c, std::string_view text) {
   conn->phases.emplace_back("first_message", seconds_since(conn->message_start_ns, uv_hrtime()));
   if (opts_.expect_text && text != *opts_.expect_text) {
     fail(*conn, Reason::kAssertion,
-         fmt::format("the message is \"{}\", expected \"{}\"",
-                     text.substr(0, 64).size() < text.size()
-                         ? std::string(text.substr(0, 64)) + "..."
-                         : std::string(text),
+         fmt::format("the message is \"{}\", expected \"{}\"", redact_clipped(text, 64),
                      *opts_.expect_text));
     return;
   }

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "daemon/secrets.h"
+
 namespace canaryd {
 
 const nlohmann::json* json_at_path(const nlohmann::json& doc, std::string_view path) {
@@ -46,9 +48,8 @@ bool json_equals_scalar(const nlohmann::json& value, const std::string& expected
 }
 
 std::string json_brief(const nlohmann::json& value, size_t max_chars) {
-  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > max_chars) text = text.substr(0, max_chars) + "...";
-  return text;
+  return redact_clipped(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        max_chars);
 }
 
 }  // namespace canaryd
