@@ -31,15 +31,6 @@ std::string http_probe(const std::string& name, const std::string& url,
                      url);
 }
 
-double value(Daemon& d, const std::string& name, const std::map<std::string, std::string>& labels) {
-  auto v = metric_value(d.metrics(), name, labels);
-  return v ? *v : -1;
-}
-
-bool has_run(Daemon& d, const std::string& probe, int runs = 1) {
-  return value(d, "canary_probe_runs_total", {{"probe", probe}}) >= runs;
-}
-
 }  // namespace
 
 TEST_CASE("metrics: every reason pre-created at 0, labels, success, and a clean exposition",
@@ -168,22 +159,22 @@ TEST_CASE("reload: unchanged probes keep counting, new ones appear, a bad config
   d.rewrite_config(base_config(one + http_probe("added", fp.url("/health"))));
   d.process().signal(SIGHUP);
   REQUIRE(wait_until([&] { return has_run(d, "added"); }));
-  double runs_after_reload = value(d, "canary_probe_runs_total", {{"probe", "stable"}});
+  double runs_after_reload = daemon_metric(d, "canary_probe_runs_total", {{"probe", "stable"}});
   CHECK(runs_after_reload >= 2);  // not reset by the reload
   CHECK(d.state("stable")["history"].size() >= 2);
-  CHECK(value(d, "canary_config_reloads_total", {{"result", "success"}}) == 1);
+  CHECK(daemon_metric(d, "canary_config_reloads_total", {{"result", "success"}}) == 1);
 
   // A broken config: the reload fails, is exported, and the old probes run on.
   d.rewrite_config(base_config(one + "  - name: broken\n    type: http\n    http: {}\n"));
   auto r = http_post(d.base_url() + "/-/reload");
   CHECK(r.status == 500);
   CHECK(r.body.find("probes[1].http: missing required key url") != std::string::npos);
-  CHECK(value(d, "canary_config_last_reload_successful", {}) == 0);
-  CHECK(value(d, "canary_config_reloads_total", {{"result", "failure"}}) == 1);
+  CHECK(daemon_metric(d, "canary_config_last_reload_successful", {}) == 0);
+  CHECK(daemon_metric(d, "canary_config_reloads_total", {{"result", "failure"}}) == 1);
   CHECK(d.state()["config"]["last_reload_successful"] == false);
-  double before = value(d, "canary_probe_runs_total", {{"probe", "added"}});
+  double before = daemon_metric(d, "canary_probe_runs_total", {{"probe", "added"}});
   REQUIRE(wait_until([&] {
-    return value(d, "canary_probe_runs_total", {{"probe", "added"}}) > before;
+    return daemon_metric(d, "canary_probe_runs_total", {{"probe", "added"}}) > before;
   }));
 
   // Removing a probe removes its series and its state.
@@ -234,10 +225,10 @@ TEST_CASE("hung targets do not delay other probes", "[daemon][scale]") {
   probes += http_probe("healthy", fp.url("/health"), "    interval: 1s\n    timeout: 1s\n");
   Daemon d(base_config(probes));
   REQUIRE(wait_until([&] { return has_run(d, "hung-000", 2); }, 30s));
-  double start = value(d, "canary_probe_runs_total", {{"probe", "healthy"}});
+  double start = daemon_metric(d, "canary_probe_runs_total", {{"probe", "healthy"}});
   REQUIRE(wait_until(
       [&] {
-        return value(d, "canary_probe_runs_total", {{"probe", "healthy"}}) >= start + 5;
+        return daemon_metric(d, "canary_probe_runs_total", {{"probe", "healthy"}}) >= start + 5;
       },
       30s));
   std::string m = d.metrics();
@@ -257,8 +248,8 @@ TEST_CASE("hung targets do not delay other probes", "[daemon][scale]") {
     INFO("reason " << s.labels.at("reason"));
     CHECK(s.value == 0.0);
   }
-  CHECK_FALSE(metric_value(m, "canary_probe_last_success_timestamp_seconds",
-                           {{"probe", "hung-000"}}));
+  CHECK_FALSE(
+      metric_value(m, "canary_probe_last_success_timestamp_seconds", {{"probe", "hung-000"}}));
 }
 
 TEST_CASE("SIGTERM stops the daemon cleanly and a busy port is a clear error", "[daemon]") {

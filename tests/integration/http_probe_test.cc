@@ -32,20 +32,6 @@ Platform& platform() {
   return p;
 }
 
-json once_json(const std::string& config, int* exit_code) {
-  auto r = run_once_json(config);
-  INFO(r.err);
-  *exit_code = r.exit_code;
-  REQUIRE_FALSE(r.out.is_discarded());
-  return r.out;
-}
-
-json result_of(const json& once, const std::string& name) {
-  json r = once_result(once, name);
-  if (r.empty()) FAIL("no result for " << name);
-  return r;
-}
-
 std::string probe(const std::string& name, const std::string& body,
                   const std::string& timeout = "5s") {
   return fmt::format(

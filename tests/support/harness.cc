@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -870,6 +871,36 @@ nlohmann::json once_result(const nlohmann::json& out, const std::string& name) {
       if (r.value("name", "") == name) return r;
   }
   return nlohmann::json::object();
+}
+
+double daemon_metric(Daemon& d, const std::string& name,
+                     const std::map<std::string, std::string>& labels) {
+  auto v = metric_value(d.metrics(), name, labels);
+  return v ? *v : -1;
+}
+
+bool has_run(Daemon& d, const std::string& probe, int runs) {
+  return daemon_metric(d, "canary_probe_runs_total", {{"probe", probe}}) >= runs;
+}
+
+nlohmann::json once_json(const std::string& config_yaml, int* exit_code,
+                         const std::vector<std::string>& extra_env) {
+  auto r = run_once_json(config_yaml, extra_env);
+  INFO(r.err);
+  *exit_code = r.exit_code;
+  REQUIRE_FALSE(r.out.is_discarded());
+  return r.out;
+}
+
+nlohmann::json result_of(const nlohmann::json& out, const std::string& name) {
+  nlohmann::json r = once_result(out, name);
+  if (r.empty()) FAIL("no result for " << name);
+  return r;
+}
+
+nlohmann::json detail(const nlohmann::json& result, const std::string& key) {
+  if (!result.contains("details") || !result["details"].contains(key)) return nullptr;
+  return result["details"][key];
 }
 
 std::string once_reason(const nlohmann::json& out, const std::string& name) {

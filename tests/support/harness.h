@@ -208,6 +208,14 @@ OnceRun run_once_json(const std::string& config_yaml,
                       const std::vector<std::string>& extra_env = {});
 // The result of probe `name` in `once --json` output; an empty object if it is not there.
 nlohmann::json once_result(const nlohmann::json& out, const std::string& name);
+// run_once_json for a test: the exit code goes to *exit_code, stdout must be JSON
+// (REQUIRE), and stderr is shown if a later check fails.
+nlohmann::json once_json(const std::string& config_yaml, int* exit_code,
+                         const std::vector<std::string>& extra_env = {});
+// once_result that FAILs the test when the probe has no result.
+nlohmann::json result_of(const nlohmann::json& out, const std::string& name);
+// A result's details field, or null when it has none.
+nlohmann::json detail(const nlohmann::json& result, const std::string& key);
 // Its reason, or "(missing)".
 std::string once_reason(const nlohmann::json& out, const std::string& name);
 
@@ -252,6 +260,12 @@ class Daemon {
   std::string config_path_;
   Process process_;
 };
+
+// A metric of a running daemon, or -1 when it has no such series.
+double daemon_metric(Daemon& d, const std::string& name,
+                     const std::map<std::string, std::string>& labels = {});
+// Whether probe `probe` has completed at least `runs` runs.
+bool has_run(Daemon& d, const std::string& probe, int runs = 1);
 
 }  // namespace canaryd::test
 

@@ -470,7 +470,8 @@ RawListener::RawListener(Mode mode) : mode_(mode) {
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
       throw_errno("RawListener: bind 127.0.0.1:0");
     }
-    if (::listen(listen_fd_, 128) != 0) throw_errno("RawListener: listen");
+    if (::listen(listen_fd_, mode_ == Mode::kNeverAccepts ? 0 : 128) != 0)
+      throw_errno("RawListener: listen");
     socklen_t len = sizeof addr;
     if (::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       throw_errno("RawListener: getsockname");
@@ -505,7 +506,7 @@ void RawListener::run() {
   for (;;) {
     fds.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
-    fds.push_back({listen_fd_, POLLIN, 0});
+    fds.push_back({listen_fd_, static_cast<short>(mode_ == Mode::kNeverAccepts ? 0 : POLLIN), 0});
     for (const Connection& c : connections) fds.push_back({c.fd, POLLIN, 0});
     if (::poll(fds.data(), fds.size(), -1) < 0) {
       if (errno == EINTR) continue;

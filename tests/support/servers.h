@@ -141,7 +141,9 @@ class PostgresServer {
 //    could destroy the reply before the client reads it.
 class RawListener {
  public:
-  enum class Mode { kSilent, kGarbage };
+  // kSilent accepts and never answers; kGarbage answers junk; kNeverAccepts
+  // never accepts, so once its tiny backlog is full, connects hang in SYN-SENT.
+  enum class Mode { kSilent, kGarbage, kNeverAccepts };
   // Neither a RESP nor a PostgreSQL message, and not a valid answer to an SSLRequest.
   static constexpr std::string_view kGarbageReply = "\x01\x02 this is not RESP\r\n";
 
