@@ -32,6 +32,7 @@ BLACKHOLE = os.path.join(BUILD, "bench", "blackhole")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+FAKE_PLATFORM = os.path.join(REPO, "tests", "fixtures", "fake_platform.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # urllib must never go through a proxy from the environment: loopback only.
@@ -228,6 +229,30 @@ http {{
     return p, port
 
 
+def start_fake_platform(tag, timeout=30.0):
+    """tests/fixtures/fake_platform.py (Python asyncio, one process) on 127.0.0.1
+    and a port the OS picks, quiet. Returns (proc, port) once its ready file
+    says it listens."""
+    d = tmpdir(f"fixture-{tag}")
+    ready = os.path.join(d, "ready.json")
+    p = start("fake_platform", [sys.executable, FAKE_PLATFORM, "--host", "127.0.0.1",
+                                "--port", "0", "--ready-file", ready, "--quiet"],
+              log_path=os.path.join(d, "fixture.log"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            with open(os.path.join(d, "fixture.log"), "rb") as f:
+                tail = f.read()[-2000:].decode(errors="replace").strip()
+            raise RuntimeError(f"fake_platform exited with {p.returncode} while starting: "
+                               f"{tail}")
+        try:
+            with open(ready) as f:  # written with a rename: complete or absent
+                return p, int(json.load(f)["http"])
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+    raise RuntimeError(f"fake_platform not ready after {timeout}s")
+
+
 def canaryd_config(listen_port, probes, state_history=None):
     """probes: list of (name, url, interval, timeout)."""
     lines = ["global:", f"  listen: 127.0.0.1:{listen_port}", "  labels: {env: bench}",
@@ -305,6 +330,17 @@ def sum_samples(samples, name, pred=None):
     return sum(v for n, l, v in samples if n == name and (pred is None or pred(l)))
 
 
+def delta_by_label(after, before, name, label, pred=None):
+    """{label value: after - before} of a counter, summed over the other labels;
+    values that did not move are left out."""
+    out = {}
+    for sign, samples in ((1, after), (-1, before)):
+        for n, l, v in samples:
+            if n == name and label in l and (pred is None or pred(l)):
+                out[l[label]] = out.get(l[label], 0.0) + sign * v
+    return {k: v for k, v in out.items() if v}
+
+
 def histogram(samples, name, pred=None):
     """Cumulative buckets {le: count} summed over matching series."""
     b = {}
@@ -349,6 +385,27 @@ def cpu_ticks(pid):
         line = f.read()
     fields = line[line.rfind(")") + 2:].split()
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat
+    (idle and iowait are not busy)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    total = sum(fields[:8])  # guest time is already in user/nice
+    return total - fields[3] - fields[4], total
+
+
+def tcp_ext(names=("ListenOverflows", "ListenDrops")):
+    """Machine-wide TcpExt counters from /proc/net/netstat, e.g. accept-queue
+    overflows (a SYN dropped because a listener's backlog was full)."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for head, vals in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            row = dict(zip(head.split()[1:], (int(v) for v in vals.split()[1:])))
+            return {n: row.get(n, 0) for n in names}
+    return dict.fromkeys(names, 0)
 
 
 def proc_status(pid):

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints the summary table of the benchmark results in a directory
-(the JSON files bench_cpu.py, bench_latency.py and bench_scale.py write).
+(the JSON files bench_cpu.py, bench_latency.py and bench_scale.py write, and
+bench_websocket.py's when it ran).
 
 usage: report.py RESULTS_DIR
 """
@@ -133,10 +134,37 @@ def rows_c(c):
     return rows, notes
 
 
+def rows_w(w):
+    if not w:  # optional (run_all.sh w): no "not run" row
+        return [], []
+    rows, notes = [], []
+    for form, r in w["forms"].items():
+        tag = f"(w) WS {w['probes']} x {r['connections']} conn"
+        per_1k = r.get("cpu_pct_per_1k_hs")
+        rows.append((f"{tag}: CPU per 1k hs/s", f"{per_1k:.1f} %" if num(per_1k) else "n/a",
+                     (f"{r['handshakes_per_s']:,.0f}" if num(r["handshakes_per_s"]) else "n/a")
+                     + f" of {r['expected_handshakes_per_s']:,.0f} hs/s",
+                     "", "not asserted"))
+        rows.append((f"{tag}: RSS max, lag p99", f"{mib(r['rss_max'])}, {pms(r['lag_p99'])}",
+                     f"fixture CPU {' + '.join(f'{x:.0f} %' for x in r['fixture_cpu_pct'])}",
+                     "", "not asserted"))
+        if not num(r["runs"]):
+            notes.append(f"(w) {form}: canaryd could not serve /metrics at the end of the window; "
+                         f"the fixtures completed {r['fixture_101_per_s']:,.0f} handshakes/s.")
+            continue
+        notes.append(f"(w) {form}: {r['failures']:.0f} failed runs of {r['runs']:.0f} "
+                     f"({', '.join(f'{k} {v}' for k, v in r['failure_reasons'].items()) or '-'}), "
+                     f"{r['skipped']:.0f} skipped slots, canaryd CPU {r['cpu_pct']:.1f} %, "
+                     f"fds max {r['fds_max']:,}, machine busy {r['machine_busy_pct']:.0f} % "
+                     "of 2 cores.")
+    return rows, notes
+
+
 def main():
     d = sys.argv[1]
     rows, notes = [], []
-    for fn, name in ((rows_a, "a_cpu"), (rows_b, "b_latency"), (rows_c, "c_scale")):
+    for fn, name in ((rows_a, "a_cpu"), (rows_b, "b_latency"), (rows_c, "c_scale"),
+                     (rows_w, "websocket")):
         r, n = fn(load(d, name))
         rows += r
         notes += n

@@ -3,6 +3,8 @@
 #
 #   bench/run_all.sh          # all three: a (CPU), b (latency), c (scale)
 #   bench/run_all.sh a c      # a subset
+#   bench/run_all.sh a b c w  # w (WebSocket, bench_websocket.py, ~3 min) is optional:
+#                             # not in the default set
 #
 # Builds a Release canaryd and the bench tools in $CANARYD_BUILD_DIR
 # (default build-release/) if needed. Every server runs on 127.0.0.1, on a free
@@ -18,14 +20,19 @@ export CANARYD_BUILD_DIR=$build
 benches=("$@")
 ((${#benches[@]})) || benches=(a b c)
 for b in "${benches[@]}"; do
-  case $b in a | b | c) ;; *) echo "run_all.sh: unknown benchmark '$b' (use a, b, c)" >&2; exit 2 ;; esac
+  case $b in a | b | c | w) ;; *) echo "run_all.sh: unknown benchmark '$b' (use a, b, c, w)" >&2; exit 2 ;; esac
 done
 
 missing=()
-for tool in nginx curl python3 cmake /usr/bin/prometheus-blackbox-exporter; do
+tools=(python3 cmake)
+# nginx, curl and blackbox_exporter are for a, b and c; w needs only the fixture (python3).
+if [[ " ${benches[*]} " =~ [abc] ]]; then
+  tools+=(nginx curl /usr/bin/prometheus-blackbox-exporter)
+  [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ] || missing+=(libnginx-mod-http-echo)
+fi
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ] || missing+=(libnginx-mod-http-echo)
 if ((${#missing[@]})); then
   echo "run_all.sh: missing ${missing[*]}; run scripts/install-deps.sh (as root)" >&2
   exit 1
@@ -60,7 +67,7 @@ stop_child() {
 trap stop_child EXIT
 trap 'stop_child; exit 130' INT TERM HUP
 
-declare -A script=([a]=bench_cpu.py [b]=bench_latency.py [c]=bench_scale.py)
+declare -A script=([a]=bench_cpu.py [b]=bench_latency.py [c]=bench_scale.py [w]=bench_websocket.py)
 failed=()
 start=$SECONDS
 for b in "${benches[@]}"; do
