@@ -44,20 +44,23 @@ TEST_CASE("check-config: exit 0 for the shipped configs, 1 with file:line: key f
   make_certs(dir);
   dir.write_file("pg.dsn", "host=127.0.0.1 port=15432 user=canary password=x dbname=postgres\n");
   dir.write_file("pg-wrong.dsn", "host=127.0.0.1 port=15432 user=canary password=y\n");
+  dir.write_file("ws.jwt", "demo0123456789abcdef\n");
   std::string demo = shipped_config("demo.yaml", "/tmp/canaryd-demo", dir.path());
   std::string demo_path = dir.write_file("demo.yaml", demo);
   auto ok = run_command({canaryd_bin(), "check-config", demo_path}, std::chrono::seconds(30),
-                        {"CANARYD_DEMO_REDIS_PASSWORD=demo"});
+                        {"CANARYD_DEMO_REDIS_PASSWORD=demo", "CANARYD_DEMO_BYPASS_KEY=bypass"});
   INFO(ok.err);
   CHECK(ok.exit_code == 0);
   CHECK(ok.out.find("OK") != std::string::npos);
 
   // The example reads its DSN from /etc/canaryd; point it at a file we own.
+  dir.write_file("jwt", "example.jwt.token\n");
   std::string example_text = shipped_config("example.yaml", "/etc/canaryd", dir.path());
   std::string example_path = dir.write_file("example.yaml", example_text);
   auto example =
       run_command({canaryd_bin(), "check-config", example_path}, std::chrono::seconds(30),
-                  {"REDIS_PASSWORD=example-redis", "CANARYD_API_TOKEN=example-token"});
+                  {"REDIS_PASSWORD=example-redis", "CANARYD_API_TOKEN=example-token",
+                   "CANARYD_AUTH_BYPASS_KEY=example-key"});
   INFO(example.err);
   CHECK(example.exit_code == 0);
 
