@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/alerting.h"
 #include "daemon/secrets.h"
 #include "daemon/yaml_section.h"
 #include "probes/registry.h"
@@ -38,6 +39,7 @@ struct ConfiguredProbe {
 struct Config {
   std::string file;
   GlobalConfig global;
+  AlertingConfig alerting = default_alerting();
   std::vector<ConfiguredProbe> probes;
   Secrets secrets;  // every value expanded from ${env:..}/${file:..}
 };
@@ -47,9 +49,14 @@ struct ConfigLoad {
   ConfigErrors errors;
 };
 
-ConfigLoad load_config_file(const std::string& path);
+// kWithoutProbes reads only global: and alerting: (for `canaryd rules`, which
+// must not need the probes' secrets).
+enum class ConfigParts { kAll, kWithoutProbes };
+
+ConfigLoad load_config_file(const std::string& path, ConfigParts parts = ConfigParts::kAll);
 // `file_name` is what errors call the source.
-ConfigLoad load_config_text(const std::string& text, const std::string& file_name);
+ConfigLoad load_config_text(const std::string& text, const std::string& file_name,
+                            ConfigParts parts = ConfigParts::kAll);
 
 std::optional<ListenAddress> parse_listen_address(std::string_view text);
 

@@ -38,6 +38,7 @@ struct ProbeMetrics::Series {
   prometheus::Histogram* duration = nullptr;
   std::map<std::string, prometheus::Histogram*, std::less<>> phases;
   prometheus::Gauge* last_success = nullptr;
+  prometheus::Gauge* last_run = nullptr;
   prometheus::Gauge* cert_expiry = nullptr;
   prometheus::Gauge* info = nullptr;
   prometheus::Gauge* interval = nullptr;
@@ -92,6 +93,10 @@ ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> glob
                         .Name("canary_probe_last_success_timestamp_seconds")
                         .Help("Unix time of the probe's last successful run.")
                         .Register(*registry_)),
+      last_run_(BuildGauge()
+                    .Name("canary_probe_last_run_timestamp_seconds")
+                    .Help("Unix time the probe's last run finished, whatever its result.")
+                    .Register(*registry_)),
       cert_expiry_(BuildGauge()
                        .Name("canary_tls_cert_expiry_timestamp_seconds")
                        .Help("Unix time at which the target's leaf TLS certificate expires.")
@@ -158,6 +163,7 @@ void ProbeMetrics::remove(Series& s) {
   duration_.Remove(s.duration);
   for (auto& [p, h] : s.phases) phase_duration_.Remove(h);
   if (s.last_success) last_success_.Remove(s.last_success);
+  if (s.last_run) last_run_.Remove(s.last_run);
   if (s.cert_expiry) cert_expiry_.Remove(s.cert_expiry);
   info_.Remove(s.info);
   interval_.Remove(s.interval);
@@ -264,6 +270,8 @@ void ProbeMetrics::record(const RunRecord& rec) {
     if (h != s.phases.end()) h->second->Observe(seconds);
   }
   double now = std::chrono::duration<double>(rec.finished.time_since_epoch()).count();
+  if (!s.last_run) s.last_run = &last_run_.Add(s.labels);
+  s.last_run->Set(now);
   if (rec.result.success) {
     if (!s.last_success) s.last_success = &last_success_.Add(s.labels);
     s.last_success->Set(now);

@@ -59,6 +59,7 @@ class ProbeMetrics {
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Family<prometheus::Histogram>& phase_duration_;
   prometheus::Family<prometheus::Gauge>& last_success_;
+  prometheus::Family<prometheus::Gauge>& last_run_;
   prometheus::Family<prometheus::Gauge>& cert_expiry_;
   prometheus::Family<prometheus::Gauge>& info_;
   prometheus::Family<prometheus::Gauge>& interval_;

@@ -274,6 +274,28 @@ std::optional<int64_t> YamlSection::get_int(std::string_view key, int64_t min, i
   return v;
 }
 
+std::optional<double> YamlSection::get_ratio(std::string_view key) {
+  auto node = lookup(key);
+  if (!node) return std::nullopt;
+  auto raw = scalar(key, *node, "a ratio such as 0.8 or 80%");
+  if (!raw) return std::nullopt;
+  std::string text = *raw;
+  bool percent = !text.empty() && text.back() == '%';
+  if (percent) text.pop_back();
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) {
+    error(key, fmt::format("expected a ratio such as 0.8 or 80%, got \"{}\"", *raw));
+    return std::nullopt;
+  }
+  if (percent) v /= 100;
+  if (!(v >= 0 && v <= 1)) {
+    error(key, fmt::format("{} is not between 0 and 1 (0% and 100%)", *raw));
+    return std::nullopt;
+  }
+  return v;
+}
+
 std::optional<Duration> YamlSection::get_duration(std::string_view key) {
   auto node = lookup(key);
   if (!node) return std::nullopt;

@@ -76,6 +76,8 @@ class YamlSection {
   std::optional<bool> get_bool(std::string_view key);
   std::optional<int64_t> get_int(std::string_view key, int64_t min, int64_t max);
   std::optional<Duration> get_duration(std::string_view key);
+  // A number in [0, 1], e.g. a success-ratio threshold; "80%" is accepted too.
+  std::optional<double> get_ratio(std::string_view key);
   std::optional<std::vector<std::string>> get_string_list(std::string_view key);
   std::optional<std::vector<int64_t>> get_int_list(std::string_view key, int64_t min, int64_t max);
   // Keys of the map must be plain scalars; values are expanded like strings.

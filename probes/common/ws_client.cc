@@ -132,7 +132,8 @@ void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
   }
   if (auto want = s.get_string("expect_subprotocol")) {
     if (o.subprotocols.empty()) {
-      if (!s.has("subprotocols") || !s.context().errors->empty())
+      // A subprotocols list with errors has been reported already.
+      if (!s.has("subprotocols"))
         s.error("expect_subprotocol", "needs a subprotocols list to choose from");
     } else if (*want != "any_offered") {
       auto it = std::find(o.subprotocols.begin(), o.subprotocols.end(), *want);

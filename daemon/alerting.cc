@@ -1,0 +1,398 @@
+#include "daemon/alerting.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+namespace canaryd {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct RuleDefault {
+  const char* key;
+  const char* name;
+  const char* severity;
+  ThresholdKind kind;
+  double threshold;
+  Duration for_duration;
+  bool long_window;
+};
+
+// The brief's escalation thresholds. Low-traffic probe types (the agent
+// pipeline runs every few minutes) are judged over the long window, so a
+// short window holding one run cannot decide.
+const std::vector<RuleDefault>& rule_defaults() {
+  static const std::vector<RuleDefault> rules = {
+      {"agent_pipeline_down", "CanaryAgentPipelineDown", "P0", ThresholdKind::kRatio, 0, 2h, true},
+      {"database_latency_critical", "CanaryDatabaseLatencyCritical", "P0", ThresholdKind::kSeconds,
+       10, 5min, false},
+      {"redis_down", "CanaryRedisDown", "P0", ThresholdKind::kRatio, 0, 4h, false},
+      {"websocket_success_critical", "CanaryWebSocketSuccessCritical", "P0", ThresholdKind::kRatio,
+       0.5, 5min, false},
+      {"critical_success_low", "CanaryCriticalProbesFailing", "P1", ThresholdKind::kRatio, 0.8,
+       10min, false},
+      {"agent_pipeline_slow", "CanaryAgentPipelineSlow", "P1", ThresholdKind::kSeconds, 60, 30min,
+       true},
+      {"database_latency_high", "CanaryDatabaseLatencyHigh", "P1", ThresholdKind::kSeconds, 5,
+       10min, false},
+      {"websocket_success_low", "CanaryWebSocketSuccessLow", "P1", ThresholdKind::kRatio, 0.7,
+       10min, false},
+      {"canaryd_down", "CanarydDown", "P1", ThresholdKind::kNone, 0, 5min, false},
+      {"tls_expiry_critical", "CanaryTLSCertExpiryCritical", "P1", ThresholdKind::kSeconds,
+       3 * 86400, 10min, false},
+      {"overall_success_low", "CanaryOverallSuccessLow", "P2", ThresholdKind::kRatio, 0.85, 15min,
+       false},
+      {"category_success_low", "CanaryCategorySuccessLow", "P2", ThresholdKind::kRatio, 0.75, 15min,
+       false},
+      {"latency_p95_high", "CanaryLatencyP95High", "P2", ThresholdKind::kSeconds, 2, 30min, false},
+      {"probe_stale", "CanaryProbeStale", "P2", ThresholdKind::kCount, 3, 0s, false},
+      {"config_reload_failed", "CanaryConfigReloadFailed", "P2", ThresholdKind::kNone, 0, 1min,
+       false},
+      {"tls_expiry_warning", "CanaryTLSCertExpiringSoon", "P2", ThresholdKind::kSeconds, 14 * 86400,
+       1h, false},
+  };
+  return rules;
+}
+
+// Prometheus durations: whole units, largest first ("1h30m", "90s").
+std::string prom_duration(Duration d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms == 0) return "0s";
+  std::string out;
+  for (auto [unit, size] : std::initializer_list<std::pair<const char*, int64_t>>{
+           {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1000}, {"ms", 1}}) {
+    if (ms >= size) {
+      out += fmt::format("{}{}", ms / size, unit);
+      ms %= size;
+    }
+  }
+  return out;
+}
+
+std::string percent(double ratio) { return fmt::format("{:g}%", ratio * 100); }
+
+std::string seconds_text(double s) {
+  return format_duration(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s)));
+}
+
+std::string join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (p.empty()) continue;
+    if (!out.empty()) out += ", ";
+    out += p;
+  }
+  return out;
+}
+
+class RuleWriter {
+ public:
+  RuleWriter(const AlertingConfig& cfg, const std::vector<std::string>& globals)
+      : cfg_(cfg), globals_(join(globals)) {
+    probe_by_ = join({"probe", "type", "category", globals_});
+    short_ = prom_duration(cfg.short_window);
+    long_ = prom_duration(cfg.long_window);
+  }
+
+  std::string write() {
+    YAML::Emitter out;
+    out << YAML::BeginMap << YAML::Key << "groups" << YAML::Value << YAML::BeginSeq;
+    out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << "canaryd.recording";
+    out << YAML::Key << "rules" << YAML::Value << YAML::BeginSeq;
+    for (const std::string& w : {short_, long_}) recording(out, w);
+    out << YAML::EndSeq << YAML::EndMap;
+    out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << "canaryd.alerts";
+    out << YAML::Key << "rules" << YAML::Value << YAML::BeginSeq;
+    for (const auto& rule : cfg_.rules)
+      if (rule.enabled) alert(out, rule);
+    out << YAML::EndSeq << YAML::EndMap;
+    out << YAML::EndSeq << YAML::EndMap;
+    return std::string(out.c_str()) + "\n";
+  }
+
+ private:
+  std::string by(const std::string& extra) const { return join({extra, globals_}); }
+
+  static void record(YAML::Emitter& out, const std::string& name, const std::string& expr) {
+    out << YAML::BeginMap << YAML::Key << "record" << YAML::Value << name;
+    out << YAML::Key << "expr" << YAML::Value << expr << YAML::EndMap;
+  }
+
+  void recording(YAML::Emitter& out, const std::string& w) {
+    // Success ratios come from the counters, not the last-result gauge: a
+    // window's every run counts once, whatever the scrape interval.
+    record(out, "canary:probe_runs:increase_" + w,
+           fmt::format("sum by ({}) (increase(canary_probe_runs_total[{}]))", probe_by_, w));
+    record(out, "canary:probe_failures:increase_" + w,
+           fmt::format("sum by ({}) (increase(canary_probe_failures_total[{}]))", probe_by_, w));
+    record(
+        out, "canary:probe_success:ratio_" + w,
+        fmt::format("1 - canary:probe_failures:increase_{0} / canary:probe_runs:increase_{0}", w));
+    auto aggregate = [&](const std::string& level, const std::string& labels,
+                         const std::string& filter) {
+      std::string runs = fmt::format("canary:probe_runs:increase_{}{}", w, filter);
+      std::string fails = fmt::format("canary:probe_failures:increase_{}{}", w, filter);
+      record(out, fmt::format("canary:{}_runs:increase_{}", level, w),
+             fmt::format("sum by ({}) ({})", by(labels), runs));
+      record(out, fmt::format("canary:{}_success:ratio_{}", level, w),
+             fmt::format("1 - sum by ({0}) ({1}) / sum by ({0}) ({2})", by(labels), fails, runs));
+    };
+    aggregate("type", "type", "");
+    aggregate("category", "category", "");
+    aggregate("overall", "", "");
+    // Critical probes: joined with the info series, which carries `critical`.
+    std::string critical = fmt::format(" and on ({}) canary_probe_info{{critical=\"true\"}}",
+                                       join({"probe", globals_}));
+    aggregate("critical", "", critical);
+    record(out, "canary:probe_latency_seconds:mean_" + w,
+           fmt::format("sum by ({0}) (rate(canary_probe_duration_seconds_sum[{1}])) / sum by "
+                       "({0}) (rate(canary_probe_duration_seconds_count[{1}]))",
+                       probe_by_, w));
+    record(out, "canary:probe_latency_seconds:p95_" + w,
+           fmt::format("histogram_quantile(0.95, sum by (le, {}) "
+                       "(rate(canary_probe_duration_seconds_bucket[{}])))",
+                       probe_by_, w));
+  }
+
+  // The most frequent failure reason over the long window, for the
+  // description: Prometheus runs this query when it renders the annotation.
+  std::string top_reason(const std::string& filter_label) const {
+    std::string selector =
+        filter_label.empty()
+            ? std::string(
+                  "printf \"topk(1, sum by (reason) (increase(canary_probe_failures_total[" +
+                  long_ + "])) > 0)\"")
+            : fmt::format(
+                  "printf \"topk(1, sum by (reason) "
+                  "(increase(canary_probe_failures_total{{{0}=%q}}[{1}])) > 0)\" "
+                  "$labels.{0}",
+                  filter_label, long_);
+    return fmt::format(
+        "{{{{ with {} | query }}}}{{{{ range . }}}}{{{{ .Labels.reason }}}}{{{{ end }}}}"
+        "{{{{ else }}}}none{{{{ end }}}}",
+        selector);
+  }
+
+  void alert(YAML::Emitter& out, const AlertRuleConfig& r) {
+    const std::string& w = r.long_window ? long_ : short_;
+    std::string guard = fmt::format("canary:probe_runs:increase_{}", w);
+    std::string thr = fmt::format("{:g}", r.threshold);
+    std::string expr, summary, description;
+    std::string probe_text =
+        "{{ $labels.probe }} ({{ $labels.type }}, category {{ "
+        "$labels.category }})";
+    std::string reason = "Top failure reason over " + long_ + ": " + top_reason("probe") + ".";
+    auto per_probe_ratio = [&](const std::string& type, const char* op) {
+      return fmt::format(
+          "canary:probe_success:ratio_{0}{{type=\"{1}\"}} {2} {3} and {4}{{type=\"{1}\"}} >= {5}",
+          w, type, op, thr, guard, cfg_.min_runs);
+    };
+    auto per_probe_latency = [&](const std::string& type, const char* stat) {
+      return fmt::format(
+          "canary:probe_latency_seconds:{0}_{1}{{type=\"{2}\"}} > {3} and {4}{{type=\"{2}\"}} >= "
+          "{5}",
+          stat, w, type, thr, guard, cfg_.min_runs);
+    };
+    const std::string key = r.key;
+    if (key == "agent_pipeline_down") {
+      expr = per_probe_ratio("agent_pipeline", "<=");
+      summary = "Agent pipeline " + probe_text + " has not succeeded for " +
+                prom_duration(r.for_duration + cfg_.long_window);
+      description = fmt::format(
+                        "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
+                        "(at most {}), sustained for {}. ",
+                        w, percent(r.threshold), prom_duration(r.for_duration)) +
+                    reason;
+    } else if (key == "redis_down") {
+      expr = per_probe_ratio("redis", "<=");
+      summary = "Redis " + probe_text + " unreachable: every run failing for " +
+                prom_duration(r.for_duration);
+      description = fmt::format(
+                        "Success over the last {} is {{{{ $value | humanizePercentage }}}}, "
+                        "sustained for {}. ",
+                        w, prom_duration(r.for_duration)) +
+                    reason;
+    } else if (key == "websocket_success_critical" || key == "websocket_success_low") {
+      expr = per_probe_ratio("websocket", "<");
+      summary = "WebSocket " + probe_text + " success below " + percent(r.threshold);
+      description = fmt::format(
+                        "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
+                        "(threshold {}). ",
+                        w, percent(r.threshold)) +
+                    reason;
+    } else if (key == "database_latency_critical" || key == "database_latency_high") {
+      expr = per_probe_latency("postgres", "mean");
+      summary = "Database " + probe_text + " responding in more than " + seconds_text(r.threshold);
+      description = fmt::format(
+                        "Mean run time over the last {} is {{{{ $value | humanizeDuration "
+                        "}}}} (threshold {}). ",
+                        w, seconds_text(r.threshold)) +
+                    reason;
+    } else if (key == "agent_pipeline_slow") {
+      expr = per_probe_latency("agent_pipeline", "mean");
+      summary = "Agent pipeline " + probe_text + " mean time above " + seconds_text(r.threshold);
+      description = fmt::format(
+                        "Mean conversation time over the last {} is {{{{ $value | "
+                        "humanizeDuration }}}} (threshold {}). ",
+                        w, seconds_text(r.threshold)) +
+                    reason;
+    } else if (key == "latency_p95_high") {
+      std::string types;
+      for (const auto& t : cfg_.latency_types) types += (types.empty() ? "" : "|") + t;
+      expr = fmt::format(
+          "canary:probe_latency_seconds:p95_{0}{{type=~\"{1}\"}} > {2} and {3}{{type=~\"{1}\"}} "
+          ">= {4}",
+          w, types, thr, guard, cfg_.min_runs);
+      summary = "Probe " + probe_text + " p95 above the " + seconds_text(r.threshold) + " baseline";
+      description = fmt::format(
+          "p95 run time over the last {} is {{{{ $value | humanizeDuration "
+          "}}}} (baseline {}).",
+          w, seconds_text(r.threshold));
+    } else if (key == "critical_success_low" || key == "overall_success_low") {
+      std::string level = key == "critical_success_low" ? "critical" : "overall";
+      expr = fmt::format(
+          "canary:{0}_success:ratio_{1} < {2} and on ({3}) canary:{0}_runs:increase_{1} >= {4}",
+          level, w, thr, globals_, cfg_.min_runs);
+      summary = fmt::format("{} probes' success below {}", level == "critical" ? "Critical" : "All",
+                            percent(r.threshold));
+      description = fmt::format(
+          "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
+          "(threshold {}). Top failure reason over {}: {}.",
+          w, percent(r.threshold), long_, top_reason(""));
+    } else if (key == "category_success_low") {
+      expr = fmt::format(
+          "canary:category_success:ratio_{0} < {1} and on ({2}) canary:category_runs:increase_{0} "
+          ">= {3}",
+          w, thr, by("category"), cfg_.min_runs);
+      summary = "Category {{ $labels.category }} success below " + percent(r.threshold);
+      description = fmt::format(
+          "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
+          "(threshold {}). Top failure reason over {}: {}.",
+          w, percent(r.threshold), long_, top_reason("category"));
+    } else if (key == "canaryd_down") {
+      expr = fmt::format("up{{job=\"{0}\"}} == 0 or absent(up{{job=\"{0}\"}})", cfg_.job);
+      summary = "canaryd is down or not scraped";
+      description = fmt::format(
+          "Prometheus has no healthy target with job=\"{}\": nothing is "
+          "being probed, so no other canary alert can fire.",
+          cfg_.job);
+    } else if (key == "probe_stale") {
+      expr = fmt::format(
+          "(time() - canary_probe_last_run_timestamp_seconds) > {} * canary_probe_interval_seconds",
+          thr);
+      summary = "Probe " + probe_text + " has not run for " + thr + " intervals";
+      description =
+          "The last run finished {{ $value | humanizeDuration }} ago; the scheduler "
+          "may be overloaded or the probe stuck.";
+    } else if (key == "config_reload_failed") {
+      expr = "canary_config_last_reload_successful == 0";
+      summary = "canaryd config reload failed";
+      description =
+          "The last config reload was rejected; the previous config keeps running. "
+          "Run `canaryd check-config` on the file for the errors.";
+    } else if (key == "tls_expiry_warning" || key == "tls_expiry_critical") {
+      expr = fmt::format("(canary_tls_cert_expiry_timestamp_seconds - time()) < {}", thr);
+      summary = "TLS certificate of " + probe_text + " expires within " + seconds_text(r.threshold);
+      description = "The certificate expires in {{ $value | humanizeDuration }}.";
+    }
+    out << YAML::BeginMap;
+    out << YAML::Key << "alert" << YAML::Value << r.name;
+    out << YAML::Key << "expr" << YAML::Value << expr;
+    if (r.for_duration.count() > 0)
+      out << YAML::Key << "for" << YAML::Value << prom_duration(r.for_duration);
+    out << YAML::Key << "labels" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "severity" << YAML::Value << r.severity << YAML::EndMap;
+    out << YAML::Key << "annotations" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "summary" << YAML::Value << summary;
+    out << YAML::Key << "description" << YAML::Value << description;
+    if (!cfg_.runbook_url_template.empty()) {
+      std::string url = cfg_.runbook_url_template;
+      for (size_t at = url.find("{{alert}}"); at != std::string::npos;
+           at = url.find("{{alert}}", at + r.name.size()))
+        url.replace(at, 9, r.name);
+      out << YAML::Key << "runbook_url" << YAML::Value << url;
+    }
+    out << YAML::EndMap << YAML::EndMap;
+  }
+
+  const AlertingConfig& cfg_;
+  std::string globals_;
+  std::string probe_by_;
+  std::string short_;
+  std::string long_;
+};
+
+}  // namespace
+
+AlertingConfig default_alerting() {
+  AlertingConfig cfg;
+  cfg.short_window = 5min;
+  cfg.long_window = 1h;
+  cfg.min_runs = 3;
+  cfg.job = "canaryd";
+  cfg.latency_types = {"http", "redis", "postgres"};
+  for (const auto& d : rule_defaults())
+    cfg.rules.push_back(
+        {d.key, d.name, d.severity, true, d.kind, d.threshold, d.for_duration, d.long_window});
+  return cfg;
+}
+
+void read_alerting(YamlSection& s, AlertingConfig& out) {
+  if (auto w = s.get_duration("short_window")) out.short_window = *w;
+  if (auto w = s.get_duration("long_window")) out.long_window = *w;
+  if (out.long_window < out.short_window)
+    s.error("long_window", "must not be shorter than short_window");
+  if (auto n = s.get_int("min_runs", 1, 100000)) out.min_runs = static_cast<int>(*n);
+  if (auto t = s.get_string("runbook_url_template")) out.runbook_url_template = *t;
+  if (auto j = s.get_string("job")) out.job = *j;
+  if (auto types = s.get_string_list("latency_types")) out.latency_types = *types;
+  if (auto rules = s.get_section("rules")) {
+    for (auto& rule : out.rules) {
+      auto r = rules->get_section(rule.key);
+      if (!r) continue;
+      if (auto e = r->get_bool("enabled")) rule.enabled = *e;
+      if (auto f = r->get_duration("for")) rule.for_duration = *f;
+      if (auto sev = r->get_string("severity")) {
+        if (*sev != "P0" && *sev != "P1" && *sev != "P2")
+          r->error("severity", fmt::format("\"{}\" is not P0, P1 or P2", *sev));
+        else
+          rule.severity = *sev;
+      }
+      if (auto w = r->get_string("window")) {
+        if (*w != "short" && *w != "long")
+          r->error("window", fmt::format("\"{}\" is not short or long", *w));
+        else
+          rule.long_window = *w == "long";
+      }
+      switch (rule.kind) {
+        case ThresholdKind::kRatio:
+          if (auto t = r->get_ratio("threshold")) rule.threshold = *t;
+          break;
+        case ThresholdKind::kSeconds:
+          if (auto t = r->get_duration("threshold"))
+            rule.threshold = std::chrono::duration<double>(*t).count();
+          break;
+        case ThresholdKind::kCount:
+          if (auto t = r->get_int("threshold", 1, 1000)) rule.threshold = static_cast<double>(*t);
+          break;
+        case ThresholdKind::kNone:
+          break;
+      }
+      r->finish();
+    }
+    rules->finish();  // an unknown alert key is an error naming it
+  }
+  s.finish();
+}
+
+std::string generate_rules(const AlertingConfig& cfg,
+                           const std::vector<std::string>& global_label_names) {
+  return RuleWriter(cfg, global_label_names).write();
+}
+
+}  // namespace canaryd
