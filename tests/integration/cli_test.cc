@@ -75,3 +75,33 @@ TEST_CASE("check-config: exit 0 for the shipped configs, 1 with file:line: key f
   CHECK(missing.exit_code == 1);
   CHECK(missing.err.find("cannot read config") != std::string::npos);
 }
+
+TEST_CASE("rules: prints rule groups, honours a switched-off alert, and needs no probe secrets",
+          "[cli][alerting]") {
+  TempDir dir;
+  // The probe's secret is not set: rule generation reads only global: and alerting:.
+  std::string path = dir.write_file("c.yaml",
+                                    "global:\n  labels: {env: prod}\n"
+                                    "probes:\n  - name: cache\n    type: redis\n"
+                                    "    redis: {address: \"127.0.0.1:6379\", password: "
+                                    "\"${env:CANARYD_TEST_UNSET_SECRET}\"}\n"
+                                    "alerting:\n  short_window: 2m\n  rules:\n"
+                                    "    latency_p95_high: {enabled: false}\n"
+                                    "    redis_down: {for: 30m, severity: P1}\n");
+  auto r = run_command({canaryd_bin(), "rules", "--config", path});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("groups:") != std::string::npos);
+  CHECK(r.out.find("canary:probe_success:ratio_2m") != std::string::npos);
+  CHECK(r.out.find("sum by (probe, type, category, env)") != std::string::npos);
+  CHECK(r.out.find("CanaryLatencyP95High") == std::string::npos);
+  auto redis = r.out.find("alert: CanaryRedisDown");
+  REQUIRE(redis != std::string::npos);
+  CHECK(r.out.find("for: 30m", redis) < r.out.find("alert:", redis + 1));
+  CHECK(r.out.find("severity: P1", redis) < r.out.find("alert:", redis + 1));
+
+  std::string bad = dir.write_file("bad.yaml", "probes: []\nalerting:\n  min_runs: zero\n");
+  auto b = run_command({canaryd_bin(), "rules", "--config", bad});
+  CHECK(b.exit_code == 1);
+  CHECK(b.err.find("alerting.min_runs") != std::string::npos);
+}
