@@ -1,0 +1,726 @@
+#!/usr/bin/env python3
+"""Writes canaryd's Grafana dashboards (dashboards/*.json) from one description.
+
+    python3 deploy/grafana/generate_dashboards.py          # rewrite the JSON files
+    python3 deploy/grafana/generate_dashboards.py --check  # exit 1 if they differ
+
+The JSON files are the deliverable (Grafana provisions them as they are); this
+script keeps the ~50 panels consistent: every query goes through the
+$datasource variable and carries the env/location filter, every panel gets a
+unique id and a place on the grid. Edit the panels here, run the script, and
+commit both. tests/check_dashboards.py checks that the files match it.
+
+Metric names: docs/metrics.md. Recording rules (canary:*): the rule file
+written by the rule generator (deploy/prometheus/canaryd.rules.yml).
+"""
+
+import json
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUT = HERE / "dashboards"
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+# Every probe series carries the config's global labels; the dashboards assume
+# env and location (README.md's and the demo's), and "All" matches a missing
+# label too, so a config without them still works.
+F = 'env=~"$env", location=~"$location"'
+FP = F + ', probe=~"$probe"'
+
+# Phases that are an agent's expected events: canary_agent_events_received_total
+# has one `event` series per configured event type (plus "other"), so copying
+# its `event` label to `phase` tells event phases from connection phases.
+EVENT_PHASES = ('group by (phase) (label_join(canary_agent_events_received_total{%s}, '
+                '"phase", "", "event"))' % FP)
+
+GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
+
+
+def thresholds(*steps):
+    """steps: (value or None, color) pairs, lowest first."""
+    return {"mode": "absolute",
+            "steps": [{"color": c, "value": v} for v, c in steps]}
+
+
+RATIO_THRESHOLDS = thresholds((None, RED), (0.75, ORANGE), (0.9, GREEN))
+RESULT_MAPPINGS = [{"type": "value", "options": {
+    "0": {"text": "FAIL", "color": RED, "index": 0},
+    "1": {"text": "OK", "color": GREEN, "index": 1}}}]
+CLOSE_CODES = {1000: ("normal", GREEN), 1001: ("going away", ORANGE),
+               1002: ("protocol error", RED), 1003: ("unsupported data", RED),
+               1006: ("dropped, no close frame", RED), 1007: ("invalid payload", RED),
+               1008: ("policy violation", RED), 1009: ("message too big", RED),
+               1011: ("internal error", RED), 1012: ("service restart", ORANGE),
+               1013: ("try again later", ORANGE)}
+
+
+def target(expr, legend="__auto", instant=False, fmt=None, ref=None):
+    t = {"datasource": DS, "editorMode": "code", "expr": expr, "legendFormat": legend,
+         "range": not instant, "instant": instant}
+    if fmt:
+        t["format"] = fmt
+    if ref:
+        t["refId"] = ref
+    return t
+
+
+def panel(kind, title, targets, w, h, desc, unit=None, defaults=None, options=None,
+          custom=None, overrides=None, transformations=None, links=None):
+    if not isinstance(targets, list):
+        targets = [targets]
+    for i, t in enumerate(targets):
+        t.setdefault("refId", chr(ord("A") + i))
+    fd = {"color": {"mode": "thresholds" if kind in ("stat", "bargauge", "gauge", "table",
+                                                      "state-timeline") else "palette-classic"}}
+    if unit:
+        fd["unit"] = unit
+    if custom:
+        fd["custom"] = custom
+    if links:
+        fd["links"] = links
+    fd.update(defaults or {})
+    p = {"type": kind, "title": title, "description": desc, "datasource": DS,
+         "targets": targets, "fieldConfig": {"defaults": fd, "overrides": overrides or []},
+         "options": options or {}, "_w": w, "_h": h}
+    if transformations:
+        p["transformations"] = transformations
+    return p
+
+
+def stat(title, targets, desc, unit=None, w=4, h=4, text_mode="auto", defaults=None,
+         graph=False, links=None):
+    return panel("stat", title, targets, w, h, desc, unit=unit, defaults=defaults, links=links,
+                 options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                            "values": False},
+                          "colorMode": "background", "graphMode": "area" if graph else "none",
+                          "textMode": text_mode, "justifyMode": "auto",
+                          "orientation": "auto"})
+
+
+def timeseries(title, targets, desc, unit=None, w=12, h=8, bars=False, stack=False,
+               defaults=None, links=None, overrides=None):
+    custom = {"drawStyle": "bars" if bars else "line", "lineWidth": 1,
+              "fillOpacity": 80 if bars else 10, "showPoints": "never", "spanNulls": False,
+              "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
+    return panel("timeseries", title, targets, w, h, desc, unit=unit, custom=custom,
+                 defaults=defaults, links=links, overrides=overrides,
+                 options={"legend": {"displayMode": "table", "placement": "right",
+                                     "showLegend": True, "calcs": ["lastNotNull"]},
+                          "tooltip": {"mode": "multi", "sort": "desc"}})
+
+
+def bargauge(title, targets, desc, unit=None, w=12, h=8, defaults=None, sort=None, links=None):
+    # Bars keep the order of the instant query's series: sort in PromQL.
+    if sort:
+        for t in targets if isinstance(targets, list) else [targets]:
+            t["expr"] = "%s(%s)" % ("sort" if sort == "asc" else "sort_desc", t["expr"])
+    return panel("bargauge", title, targets, w, h, desc, unit=unit, defaults=defaults,
+                 links=links,
+                 options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                            "values": False},
+                          "orientation": "horizontal", "displayMode": "gradient",
+                          "showUnfilled": True, "minVizHeight": 10, "minVizWidth": 0})
+
+
+def state_timeline(title, targets, desc, w=24, h=8, mappings=None, defaults=None):
+    d = {"mappings": mappings or RESULT_MAPPINGS, "thresholds": thresholds((None, BLUE))}
+    d.update(defaults or {})
+    return panel("state-timeline", title, targets, w, h, desc, defaults=d,
+                 custom={"fillOpacity": 80, "lineWidth": 0},
+                 options={"showValue": "never", "mergeValues": True, "rowHeight": 0.9,
+                          "alignValue": "left",
+                          "legend": {"showLegend": False, "displayMode": "list",
+                                     "placement": "bottom"},
+                          "tooltip": {"mode": "single", "sort": "none"}})
+
+
+def table(title, targets, desc, w=12, h=8, transformations=None, overrides=None, unit=None,
+          defaults=None, sort=None):
+    return panel("table", title, targets, w, h, desc, unit=unit, defaults=defaults,
+                 overrides=overrides, transformations=transformations,
+                 custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+                 options={"showHeader": True, "cellHeight": "sm",
+                          "footer": {"show": False, "reducer": ["sum"], "fields": ""},
+                          "sortBy": sort or []})
+
+
+def heatmap(title, expr, desc, w=12, h=8):
+    p = panel("heatmap", title, target(expr, legend="{{le}}", fmt="heatmap"), w, h, desc,
+              custom={"scaleDistribution": {"type": "linear"},
+                      "hideFrom": {"legend": False, "tooltip": False, "viz": False}})
+    p["options"] = {"calculate": False, "cellGap": 1, "yAxis": {"axisPlacement": "left",
+                                                                 "unit": "s"},
+                    "rowsFrame": {"layout": "auto"},
+                    "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64,
+                              "exponent": 0.5, "fill": "dark-orange", "reverse": False},
+                    "cellValues": {"unit": "short"}, "exemplars": {"color": "orange"},
+                    "filterValues": {"le": 1e-9}, "legend": {"show": True},
+                    "tooltip": {"show": True, "yHistogram": False},
+                    "showValue": "never"}
+    return p
+
+
+def organize(exclude=(), rename=None, order=None):
+    opts = {"excludeByName": {k: True for k in exclude}, "renameByName": rename or {},
+            "indexByName": {k: i for i, k in enumerate(order or [])}}
+    return {"id": "organize", "options": opts}
+
+
+HIDDEN = ("Time", "__name__", "job", "instance")
+
+
+def row(title):
+    return {"type": "row", "title": title, "collapsed": False, "panels": []}
+
+
+def layout(items):
+    """Assigns ids and grid positions: panels fill rows of 24 columns."""
+    out, x, y, line_h, next_id = [], 0, 0, 0, 1
+    for it in items:
+        if it["type"] == "row":
+            if x:
+                y, x, line_h = y + line_h, 0, 0
+            it["gridPos"] = {"h": 1, "w": 24, "x": 0, "y": y}
+            y += 1
+        else:
+            w, h = it.pop("_w"), it.pop("_h")
+            if x + w > 24:
+                y, x, line_h = y + line_h, 0, 0
+            it["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
+            x += w
+            line_h = max(line_h, h)
+        it["id"] = next_id
+        next_id += 1
+        out.append(it)
+    return out
+
+
+def variables(with_probe):
+    def query_var(name, label, definition, multi):
+        v = {"type": "query", "name": name, "label": label, "datasource": DS,
+             "definition": definition,
+             "query": {"query": definition, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+             "refresh": 2, "sort": 1, "regex": "", "hide": 0, "skipUrlSync": False,
+             "multi": multi, "includeAll": multi, "options": []}
+        if multi:
+            v["allValue"] = ".*"
+            v["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+        else:
+            v["current"] = {}
+        return v
+
+    out = [
+        {"type": "datasource", "name": "datasource", "label": "Data source",
+         "query": "prometheus", "regex": "", "hide": 0, "refresh": 1, "skipUrlSync": False,
+         "includeAll": False, "multi": False, "options": [],
+         # the provisioned datasource (provisioning/datasources/canaryd.yml)
+         "current": {"selected": False, "text": "Prometheus", "value": "prometheus"}},
+        query_var("env", "env", "label_values(canary_probe_info, env)", True),
+        query_var("location", "location",
+                  'label_values(canary_probe_info{env=~"$env"}, location)', True),
+    ]
+    if with_probe:
+        out.append(query_var("probe", "probe",
+                             'label_values(canary_probe_info{%s}, probe)' % F, False))
+    return out
+
+
+def dashboard(uid, title, desc, panels, with_probe, links):
+    return {
+        "__inputs": [], "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"}],
+        "uid": uid, "title": title, "description": desc, "tags": ["canaryd"],
+        "editable": True, "graphTooltip": 1, "timezone": "", "weekStart": "",
+        "fiscalYearStartMonth": 0, "liveNow": False, "refresh": "30s",
+        "schemaVersion": 38, "version": 1, "style": "dark",
+        "time": {"from": "now-6h", "to": "now"}, "timepicker": {},
+        "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana",
+                                                               "uid": "-- Grafana --"},
+                                  "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+                                  "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "links": links,
+        "templating": {"list": variables(with_probe)},
+        "panels": layout(panels),
+    }
+
+
+# Data link from any series with a `probe` label to the drill-down.
+PROBE_LINK = [{"title": "Open probe ${__field.labels.probe}", "targetBlank": False,
+               "url": "/d/canaryd-probe/canaryd-probe?var-probe=${__field.labels.probe}"
+                      "&${env:queryparam}&${location:queryparam}&${datasource:queryparam}"
+                      "&${__url_time_range}"}]
+TABLE_PROBE_LINK = [{"title": "Open probe ${__data.fields.probe}", "targetBlank": False,
+                     "url": "/d/canaryd-probe/canaryd-probe?var-probe=${__data.fields.probe}"
+                            "&${env:queryparam}&${location:queryparam}"
+                            "&${datasource:queryparam}&${__url_time_range}"}]
+
+
+def probe_link_override(field="probe"):
+    return {"matcher": {"id": "byName", "options": field},
+            "properties": [{"id": "links", "value": TABLE_PROBE_LINK}]}
+
+
+# ------------------------------------------------------------------ overview
+
+def overview():
+    P = []
+    P.append(row("Now"))
+    P.append(stat("Overall success (5m)",
+                  target("canary:overall_success:ratio_5m{%s}" % F, "{{env}} {{location}}",
+                         instant=True),
+                  "Share of all runs that succeeded over the last 5 minutes "
+                  "(recording rule canary:overall_success:ratio_5m), per env and location.",
+                  unit="percentunit", defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
+    P.append(stat("Critical probes success (5m)",
+                  target("canary:critical_success:ratio_5m{%s}" % F, "{{env}} {{location}}",
+                         instant=True),
+                  "Success of the probes marked critical: true over the last 5 minutes "
+                  "(canary:critical_success:ratio_5m).",
+                  unit="percentunit", defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
+    P.append(stat("Probes failing now",
+                  target("count(canary_probe_success{%s} == 0) or vector(0)" % F, "failing",
+                         instant=True),
+                  "Probes whose last run failed (canary_probe_success == 0).",
+                  defaults={"thresholds": thresholds((None, GREEN), (1, RED))}))
+    P.append(stat("Probes",
+                  target("count(canary_probe_info{%s})" % F, "probes", instant=True),
+                  "Probes in the running configs (canary_probe_info).",
+                  defaults={"thresholds": thresholds((None, BLUE))}))
+    P.append(stat("Firing alerts by severity",
+                  target('count by (severity) (ALERTS{alertstate="firing", %s})' % F,
+                         "{{severity}}", instant=True),
+                  "Firing alerts from Prometheus's ALERTS series, by severity label "
+                  "(P0 pages, P1 high-priority notice, P2 ticket). Alerts without env/location "
+                  "labels (e.g. CanarydDown) show only when env and location are All.",
+                  w=8, text_mode="value_and_name",
+                  defaults={"thresholds": thresholds((None, RED)), "noValue": "none firing",
+                            "color": {"mode": "fixed", "fixedColor": RED}}))
+    P.append(table(
+        "Probes failing now",
+        [target("sum by (env, location, probe, type, category, reason) "
+                "(increase(canary_probe_failures_total{%s}[15m]) > 0) "
+                "and on (env, location, probe) (canary_probe_success{%s} == 0)" % (F, F),
+                instant=True, fmt="table"),
+         target("max by (env, location, probe, type, category) "
+                "(time() - canary_probe_last_success_timestamp_seconds{%s}) "
+                "and on (env, location, probe) (canary_probe_success{%s} == 0)" % (F, F),
+                instant=True, fmt="table")],
+        "Probes whose last run failed, with the failure reasons counted over the last 15 "
+        "minutes and the time since their last success (empty: never succeeded since "
+        "canaryd started). The reason text and message are in canaryd's state API "
+        "(/api/v1/state/<probe>).",
+        w=14, h=8,
+        transformations=[{"id": "merge", "options": {}},
+                         organize(HIDDEN, {"Value #A": "failures (15m)",
+                                           "Value #B": "since last success"},
+                                  ["probe", "reason", "Value #A", "Value #B", "type",
+                                   "category", "env", "location"])],
+        overrides=[probe_link_override(),
+                   {"matcher": {"id": "byName", "options": "since last success"},
+                    "properties": [{"id": "unit", "value": "dtdurations"}]},
+                   {"matcher": {"id": "byName", "options": "reason"},
+                    "properties": [{"id": "custom.cellOptions",
+                                    "value": {"type": "color-text"}},
+                                   {"id": "color", "value": {"mode": "fixed",
+                                                             "fixedColor": RED}}]}],
+        sort=[{"displayName": "probe", "desc": False}]))
+    P.append(table(
+        "Firing alerts",
+        target('ALERTS{alertstate="firing", %s}' % F, instant=True, fmt="table"),
+        "Every firing alert with its labels. Summaries and descriptions are in "
+        "Alertmanager.",
+        w=10, h=8,
+        transformations=[organize(HIDDEN + ("alertstate", "Value"),
+                                  order=["severity", "alertname", "probe", "type",
+                                         "category", "env", "location"])],
+        overrides=[probe_link_override()],
+        sort=[{"displayName": "severity", "desc": False}]))
+
+    P.append(row("Success"))
+    P.append(timeseries(
+        "Overall success",
+        [target("canary:overall_success:ratio_5m{%s}" % F, "5m {{env}} {{location}}"),
+         target("canary:overall_success:ratio_1h{%s}" % F, "1h {{env}} {{location}}")],
+        "Share of all runs that succeeded, over 5 minutes and over 1 hour.",
+        unit="percentunit", w=12, defaults={"min": 0, "max": 1}))
+    P.append(timeseries(
+        "Success by category (5m)",
+        target("canary:category_success:ratio_5m{%s}" % F, "{{category}} {{env}} {{location}}"),
+        "Success per business function (the probes' category), over 5 minutes.",
+        unit="percentunit", w=12, defaults={"min": 0, "max": 1}))
+    P.append(bargauge(
+        "Success by category (1h)",
+        target("canary:category_success:ratio_1h{%s}" % F, "{{category}} {{env}} {{location}}",
+               instant=True),
+        "Success per category over the last hour, worst first.",
+        unit="percentunit", w=8, sort="asc",
+        defaults={"min": 0, "max": 1, "thresholds": RATIO_THRESHOLDS}))
+    P.append(timeseries(
+        "Success by probe type (5m)",
+        target("canary:type_success:ratio_5m{%s}" % F, "{{type}} {{env}} {{location}}"),
+        "Success per probe type (http, redis, postgres, websocket, agent_pipeline).",
+        unit="percentunit", w=8, defaults={"min": 0, "max": 1}))
+    P.append(bargauge(
+        "Success per probe (1h)",
+        target("canary:probe_success:ratio_1h{%s}" % F, "{{probe}} {{location}}",
+               instant=True),
+        "Each probe's success over the last hour, worst first. Click a bar for the probe's "
+        "dashboard.",
+        unit="percentunit", w=8, sort="asc", links=PROBE_LINK,
+        defaults={"min": 0, "max": 1, "thresholds": RATIO_THRESHOLDS}))
+    P.append(state_timeline(
+        "Probe results",
+        target("max by (probe, env, location) (canary_probe_success{%s})" % F,
+               "{{probe}} {{location}}"),
+        "Last result of each probe over time: green OK, red FAIL.", h=10))
+
+    P.append(row("Latency"))
+    P.append(timeseries(
+        "p95 run duration per probe (5m)",
+        target("canary:probe_latency_seconds:p95_5m{%s}" % F, "{{probe}} {{location}}"),
+        "95th percentile of each probe's run duration, end to end, over 5 minutes "
+        "(canary:probe_latency_seconds:p95_5m; histogram buckets, so it is an estimate).",
+        unit="s", links=PROBE_LINK))
+    P.append(timeseries(
+        "p50 run duration per probe",
+        target("histogram_quantile(0.5, sum by (le, probe, env, location) "
+               "(rate(canary_probe_duration_seconds_bucket{%s}[$__rate_interval])))" % F,
+               "{{probe}} {{location}}"),
+        "Median run duration of each probe (canary_probe_duration_seconds).",
+        unit="s", links=PROBE_LINK))
+    P.append(heatmap(
+        "Run duration, all probes",
+        "sum by (le) (increase(canary_probe_duration_seconds_bucket{%s}[$__rate_interval]))" % F,
+        "How many runs fell in each duration bucket, all probes together.", w=24))
+
+    P.append(row("Failures"))
+    P.append(timeseries(
+        "Failures by reason",
+        target("sum by (reason) (rate(canary_probe_failures_total{%s}[$__rate_interval])) * 60"
+               % F, "{{reason}}"),
+        "Failed runs per minute, by reason (canary_probe_failures_total).",
+        unit="short", w=12, bars=True, stack=True))
+    P.append(bargauge(
+        "Failures by reason (time range)",
+        target("sort_desc(sum by (reason) "
+               "(increase(canary_probe_failures_total{%s}[$__range])) > 0)" % F,
+               "{{reason}}", instant=True),
+        "Failed runs in the dashboard's time range, by reason.",
+        w=12, defaults={"thresholds": thresholds((None, RED)), "decimals": 0}))
+    P.append(table(
+        "Failures by probe and reason (time range)",
+        target("sum by (probe, type, category, reason, env, location) "
+               "(increase(canary_probe_failures_total{%s}[$__range])) > 0" % F,
+               instant=True, fmt="table"),
+        "Failed runs in the dashboard's time range per probe and reason.",
+        w=24,
+        transformations=[organize(HIDDEN, {"Value": "failures"},
+                                  ["probe", "reason", "Value", "type", "category", "env",
+                                   "location"])],
+        overrides=[probe_link_override(),
+                   {"matcher": {"id": "byName", "options": "failures"},
+                    "properties": [{"id": "decimals", "value": 0}]}],
+        sort=[{"displayName": "failures", "desc": True}]))
+
+    # canaryd's own series have no env/location: they are kept for the
+    # instances (Prometheus targets) that export probes of the selected ones.
+    inst = ("on (instance) group by (instance) (canary_probe_info{%s})" % F)
+    P.append(row("canaryd"))
+    P.append(timeseries(
+        "Scheduler lag p99",
+        target("histogram_quantile(0.99, sum by (le, instance) "
+               "(rate(canary_scheduler_lag_seconds_bucket[$__rate_interval]) and %s))" % inst,
+               "{{instance}}"),
+        "How late runs start (canary_scheduler_lag_seconds). A growing lag means the probe "
+        "loop is overloaded and results come late.", unit="s", w=8))
+    P.append(timeseries(
+        "Runs in flight and skipped",
+        [target("sum by (instance) (canary_probes_in_flight and %s)" % inst,
+                "in flight {{instance}}"),
+         target("sum by (instance) (rate(canary_scheduler_skipped_runs_total[$__rate_interval]) "
+                "and %s) * 60" % inst, "skipped/min {{instance}}")],
+        "Runs in progress, and slots skipped per minute because the previous run was still "
+        "going or the loop fell behind.", w=8))
+    P.append(stat(
+        "Config reload",
+        target("min by (instance) (canary_config_last_reload_successful and %s)" % inst,
+               "{{instance}}", instant=True),
+        "Whether each canaryd's last config load or reload succeeded (a failed reload keeps "
+        "the old config running).",
+        w=8, h=8, text_mode="value_and_name",
+        defaults={"mappings": [{"type": "value", "options": {
+            "0": {"text": "reload FAILED", "color": RED, "index": 0},
+            "1": {"text": "OK", "color": GREEN, "index": 1}}}],
+            "thresholds": thresholds((None, RED), (1, GREEN))}))
+    return dashboard(
+        "canaryd-overview", "canaryd / Overview",
+        "Synthetic monitoring: success by category and overall, failing probes and reasons, "
+        "latency, firing alerts.", P, False,
+        [{"type": "dashboards", "tags": ["canaryd"], "asDropdown": False, "includeVars": True,
+          "keepTime": True, "title": "canaryd", "icon": "external link", "targetBlank": False,
+          "tooltip": "", "url": ""}])
+
+
+# ------------------------------------------------------------------ per probe
+
+def per_probe():
+    P = []
+    P.append(row("Result"))
+    P.append(stat("Last result",
+                  target("canary_probe_success{%s}" % FP, "{{location}}", instant=True),
+                  "Result of the last run (canary_probe_success). The reason and message are "
+                  "in canaryd's state API: /api/v1/state/<probe>.",
+                  defaults={"mappings": RESULT_MAPPINGS,
+                            "thresholds": thresholds((None, RED), (1, GREEN))}))
+    P.append(stat("Success (5m)",
+                  target("canary:probe_success:ratio_5m{%s}" % FP, "{{location}}",
+                         instant=True),
+                  "Share of runs that succeeded over 5 minutes.", unit="percentunit",
+                  defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
+    P.append(stat("Success (1h)",
+                  target("canary:probe_success:ratio_1h{%s}" % FP, "{{location}}",
+                         instant=True),
+                  "Share of runs that succeeded over 1 hour.", unit="percentunit",
+                  defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
+    P.append(stat("Since last success",
+                  target("time() - canary_probe_last_success_timestamp_seconds{%s}" % FP,
+                         "{{location}}", instant=True),
+                  "Time since the last successful run (no value: no success since canaryd "
+                  "started). Compare with the interval.", unit="dtdurations",
+                  defaults={"thresholds": thresholds((None, GREEN), (300, ORANGE),
+                                                     (3600, RED)),
+                            "noValue": "never"}))
+    P.append(stat("Runs (1h)",
+                  target("canary:probe_runs:increase_1h{%s}" % FP, "{{location}}",
+                         instant=True),
+                  "Runs completed over the last hour (canary:probe_runs:increase_1h).",
+                  defaults={"thresholds": thresholds((None, BLUE)), "decimals": 0}))
+    P.append(stat("Interval / timeout",
+                  [target("canary_probe_interval_seconds{%s}" % FP, "interval", instant=True),
+                   target("canary_probe_timeout_seconds{%s}" % FP, "timeout", instant=True)],
+                  "The probe's configured interval and timeout.", unit="s",
+                  text_mode="value_and_name",
+                  defaults={"thresholds": thresholds((None, BLUE))}))
+    P.append(table(
+        "Probe",
+        target("canary_probe_info{%s}" % FP, instant=True, fmt="table"),
+        "The probe's labels: type, category, critical, the config's global labels and the "
+        "probe's own labels.", w=24, h=4,
+        transformations=[organize(HIDDEN + ("Value",),
+                                  order=["probe", "type", "category", "critical", "env",
+                                         "location"])]))
+    P.append(state_timeline(
+        "Result over time",
+        target("canary_probe_success{%s}" % FP, "{{probe}} {{location}}"),
+        "Each run's result as scraped: green OK, red FAIL.", h=5))
+    P.append(timeseries(
+        "Success ratio",
+        [target("canary:probe_success:ratio_5m{%s}" % FP, "5m {{location}}"),
+         target("canary:probe_success:ratio_1h{%s}" % FP, "1h {{location}}")],
+        "Share of runs that succeeded, over 5 minutes and 1 hour.", unit="percentunit",
+        w=8, defaults={"min": 0, "max": 1}))
+    P.append(timeseries(
+        "Failures by reason",
+        target("sum by (reason) (rate(canary_probe_failures_total{%s}[$__rate_interval])) * 60"
+               % FP, "{{reason}}"),
+        "Failed runs per minute by reason. Every reason the probe type knows exists from "
+        "the start at 0.", w=8, bars=True, stack=True))
+    P.append(bargauge(
+        "Failures by reason (time range)",
+        target("sort_desc(sum by (reason) "
+               "(increase(canary_probe_failures_total{%s}[$__range])))" % FP,
+               "{{reason}}", instant=True),
+        "Failed runs in the dashboard's time range, per reason (all the type's reasons, "
+        "zeros included).", w=8, defaults={"thresholds": thresholds((None, GREEN), (1, RED)),
+                                             "decimals": 0}))
+
+    P.append(row("Latency and phases"))
+    P.append(timeseries(
+        "Run duration",
+        [target("histogram_quantile(0.5, sum by (le) "
+                "(rate(canary_probe_duration_seconds_bucket{%s}[$__rate_interval])))" % FP,
+                "p50"),
+         target("canary:probe_latency_seconds:p95_5m{%s}" % FP, "p95 (5m) {{location}}"),
+         target("histogram_quantile(0.99, sum by (le) "
+                "(rate(canary_probe_duration_seconds_bucket{%s}[$__rate_interval])))" % FP,
+                "p99"),
+         target("canary:probe_latency_seconds:mean_5m{%s}" % FP, "mean (5m) {{location}}")],
+        "End-to-end run duration (canary_probe_duration_seconds): percentiles from the "
+        "histogram, and the 5-minute mean and p95 recording rules the alerts use.",
+        unit="s"))
+    P.append(heatmap(
+        "Run duration distribution",
+        "sum by (le) (increase(canary_probe_duration_seconds_bucket{%s}[$__rate_interval]))"
+        % FP, "Runs per duration bucket."))
+    phase_mean = ("sum by (phase) (rate(canary_probe_phase_duration_seconds_sum{%s}"
+                  "[$__rate_interval])) / sum by (phase) "
+                  "(rate(canary_probe_phase_duration_seconds_count{%s}[$__rate_interval]))"
+                  % (FP, FP))
+    P.append(timeseries(
+        "Connection phases (mean)",
+        target("(%s) unless on (phase) %s" % (phase_mean, EVENT_PHASES), "{{phase}}"),
+        "Mean duration of each phase (canary_probe_phase_duration_seconds): http dns, "
+        "connect, tls, first_byte, total; redis auth, command; postgres query; WebSocket "
+        "handshake, first_message, close; agent token, first_event. Phases a run never "
+        "reached are left out.", unit="s"))
+    P.append(bargauge(
+        "Phase p95 (time range)",
+        target("histogram_quantile(0.95, sum by (le, phase) "
+               "(rate(canary_probe_phase_duration_seconds_bucket{%s}[$__range]))) > 0" % FP,
+               "{{phase}}", instant=True),
+        "95th percentile of every phase over the dashboard's time range, agent events "
+        "included.", unit="s", sort="asc",
+        defaults={"thresholds": thresholds((None, BLUE))}))
+
+    P.append(row("Agent pipeline"))
+    P.append(bargauge(
+        "Time from message to each event (mean, time range)",
+        target("(sum by (phase) (rate(canary_probe_phase_duration_seconds_sum{%s}[$__range])) "
+               "/ sum by (phase) (rate(canary_probe_phase_duration_seconds_count{%s}"
+               "[$__range]))) and on (phase) %s" % (FP, FP, EVENT_PHASES),
+               "{{phase}}", instant=True),
+        "agent_pipeline probes: mean seconds from sending the message to each expected "
+        "event's first arrival, in arrival order. An event that never came has no bar.",
+        unit="s", sort="asc", defaults={"thresholds": thresholds((None, BLUE))}))
+    P.append(timeseries(
+        "Time from message to each event (mean)",
+        target("(%s) and on (phase) %s" % (phase_mean, EVENT_PHASES), "{{phase}}"),
+        "agent_pipeline probes: the per-event phases over time (seconds from the message).",
+        unit="s"))
+    P.append(timeseries(
+        "Events received per minute",
+        target("sum by (event) (rate(canary_agent_events_received_total{%s}"
+               "[$__rate_interval])) * 60" % FP, "{{event}}"),
+        "Frames received per configured event type, and `other` for every other type "
+        "(heartbeats, progress).", w=8))
+    P.append(bargauge(
+        "Expected events missing (time range)",
+        target("sort_desc(sum by (event) "
+               "(increase(canary_agent_event_missing_total{%s}[$__range])))" % FP,
+               "{{event}}", instant=True),
+        "Failed runs in which this expected event never came (canary_agent_event_missing_"
+        "total), in the dashboard's time range.", w=8,
+        defaults={"thresholds": thresholds((None, GREEN), (1, RED)), "decimals": 0}))
+    P.append(table(
+        "Required fields missing (time range)",
+        target("sum by (event, field) "
+               "(increase(canary_agent_event_field_missing_total{%s}[$__range]))" % FP,
+               instant=True, fmt="table"),
+        "Events that arrived without a required field (or with it null), per event and "
+        "field (canary_agent_event_field_missing_total).", w=8,
+        transformations=[organize(HIDDEN, {"Value": "missing"}, ["event", "field", "Value"])],
+        overrides=[{"matcher": {"id": "byName", "options": "missing"},
+                    "properties": [{"id": "decimals", "value": 0},
+                                   {"id": "custom.cellOptions",
+                                    "value": {"type": "color-background"}},
+                                   {"id": "thresholds",
+                                    "value": thresholds((None, GREEN), (1, RED))}]}],
+        sort=[{"displayName": "missing", "desc": True}]))
+
+    P.append(row("WebSocket"))
+    P.append(stat("Negotiated subprotocol",
+                  target("canary_ws_subprotocol_info{%s}" % FP, "{{subprotocol}}",
+                         instant=True),
+                  "The subprotocol the server last selected (canary_ws_subprotocol_info): a "
+                  "configured entry (secret parts as <redacted>) or `none`.",
+                  w=6, text_mode="name", defaults={"thresholds": thresholds((None, BLUE))}))
+    P.append(stat("Last close code",
+                  target("canary_ws_close_code{%s}" % FP, "{{location}}", instant=True),
+                  "The last close code seen: 1000 clean, the server's code (e.g. 1011), or "
+                  "1006 for a drop without a close frame.",
+                  w=6, text_mode="value_and_name",
+                  defaults={"decimals": 0, "thresholds": thresholds((None, RED)),
+                            "mappings": [{"type": "value", "options": {
+                                str(c): {"text": "%d %s" % (c, t), "color": col, "index": i}
+                                for i, (c, (t, col)) in enumerate(CLOSE_CODES.items())}}]}))
+    P.append(stat("Connections OK of configured",
+                  [target("canary_ws_connections_ok{%s}" % FP, "ok", instant=True),
+                   target("canary_ws_connections_configured{%s}" % FP, "configured",
+                          instant=True)],
+                  "Connections of the last run that succeeded, and how many each run opens "
+                  "(the \"7 of 7\").", w=6, text_mode="value_and_name",
+                  defaults={"decimals": 0, "thresholds": thresholds((None, BLUE))}))
+    P.append(panel("gauge", "Connections OK ratio",
+                   target("canary_ws_connections_ok{%s} / canary_ws_connections_configured{%s}"
+                          % (FP, FP), "{{location}}", instant=True),
+                   6, 4, "canary_ws_connections_ok / canary_ws_connections_configured.",
+                   unit="percentunit",
+                   defaults={"min": 0, "max": 1,
+                             "thresholds": thresholds((None, RED), (1, GREEN))},
+                   options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
+                                              "values": False},
+                            "showThresholdLabels": False, "showThresholdMarkers": True}))
+    P.append(timeseries(
+        "Connections over time",
+        [target("canary_ws_connections_ok{%s}" % FP, "ok {{location}}"),
+         target("canary_ws_connections_configured{%s}" % FP, "configured {{location}}")],
+        "Successful connections per run against the configured count.", w=8,
+        defaults={"min": 0, "decimals": 0}))
+    P.append(state_timeline(
+        "Close code over time",
+        target("canary_ws_close_code{%s}" % FP, "{{location}}"),
+        "The last close code at each scrape.", w=8, h=8,
+        mappings=[{"type": "value", "options": {
+            str(c): {"text": "%d %s" % (c, t), "color": col, "index": i}
+            for i, (c, (t, col)) in enumerate(CLOSE_CODES.items())}}],
+        defaults={"thresholds": thresholds((None, RED))}))
+    P.append(state_timeline(
+        "Subprotocol over time",
+        target("canary_ws_subprotocol_info{%s}" % FP, "{{subprotocol}}"),
+        "Which subprotocol the server selected over time (one row per value).", w=8, h=8,
+        mappings=[{"type": "value", "options": {"1": {"text": "selected", "color": BLUE,
+                                                      "index": 0}}}]))
+
+    P.append(row("TLS"))
+    P.append(stat("Certificate expires in",
+                  target("canary_tls_cert_expiry_timestamp_seconds{%s} - time()" % FP,
+                         "{{location}}", instant=True),
+                  "Time until the target's leaf certificate expires "
+                  "(canary_tls_cert_expiry_timestamp_seconds - time()); https and wss "
+                  "probes only. Negative: already expired.", w=8, unit="dtdurations",
+                  defaults={"thresholds": thresholds((None, RED), (3 * 86400, ORANGE),
+                                                     (14 * 86400, GREEN))}))
+    P.append(timeseries(
+        "Certificate expiry",
+        target("(canary_tls_cert_expiry_timestamp_seconds{%s} - time()) / 86400" % FP,
+               "days left {{location}}"),
+        "Days until the leaf certificate expires; a jump up is a renewal.", w=16, h=4,
+        unit="d"))
+    return dashboard(
+        "canaryd-probe", "canaryd / Probe",
+        "One probe in detail: result, reasons, phases (agent events included), WebSocket "
+        "negotiation and connections, TLS expiry.", P, True,
+        [{"type": "link", "title": "Overview", "icon": "dashboard", "includeVars": True,
+          "keepTime": True, "targetBlank": False, "tooltip": "", "asDropdown": False,
+          "tags": [], "url": "/d/canaryd-overview/canaryd-overview"}])
+
+
+DASHBOARDS = {"canaryd-overview.json": overview, "canaryd-probe.json": per_probe}
+
+
+def render(build):
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv):
+    check = "--check" in argv[1:]
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = OUT / name
+        text = render(build)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            OUT.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print("out of date (run deploy/grafana/generate_dashboards.py): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
