@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -189,6 +190,11 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   // handshakes behind hung ones.
   info.max_http_header_pool = 65535;
   info.pt_serv_buf_size = kServiceBufferBytes;
+  // Three quarters of the descriptor limit: the rest stays for the HTTP
+  // server, the other probe types and lws itself.
+  rlimit lim{};
+  size_t fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? static_cast<size_t>(lim.rlim_cur) : 1024;
+  max_live_ = std::max<size_t>(16, fds / 4 * 3);
   context_ = lws_create_context(&info);
   if (context_ == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
   vhosts_[""] = lws_get_vhost_by_name(context_, "canaryd");
@@ -244,9 +250,12 @@ WsConnection::WsConnection(std::shared_ptr<const WsEndpoint> endpoint, Handler* 
 WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEndpoint> endpoint,
                                  const ResolvedAddress& addr, Handler* handler) {
   auto* c = new WsConnection(std::move(endpoint), handler);
+  c->live_ = service.live_;
+  ++*c->live_;
   const WsEndpoint& ep = *c->endpoint_;
+  bool room = *service.live_ <= service.max_live_;
   lws_vhost* vhost =
-      service.context_ && !service.shut_down_ ? service.vhost_for(ep.ca_file) : nullptr;
+      room && service.context_ && !service.shut_down_ ? service.vhost_for(ep.ca_file) : nullptr;
   c->start_ns_ = uv_hrtime();  // after the vhost: loading a trust store is not connect time
   std::string offered;
   for (const auto& p : ep.subprotocols) {
@@ -277,7 +286,15 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
   }
   if (c->wsi_ == nullptr && !c->ended_) {
     c->ended_ = true;
-    c->pending_end_ = WsEnd{false, Reason::kConnect, "cannot start the connection", {}, {}};
+    c->pending_end_ =
+        room ? WsEnd{false, Reason::kConnect, "cannot start the connection", {}, {}}
+             : WsEnd{false,
+                     Reason::kConnect,
+                     fmt::format("canaryd holds its limit of {} WebSocket connections (3/4 of the "
+                                 "open-files limit); raise LimitNOFILE",
+                                 service.max_live_),
+                     {},
+                     {}};
   }
   if (c->ended_) {
     // Whatever ended inside connect_via_info is reported on the next loop

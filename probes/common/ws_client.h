@@ -121,6 +121,7 @@ class WsConnection {
  private:
   friend class WsService;
   WsConnection(std::shared_ptr<const WsEndpoint> endpoint, Handler* handler);
+  ~WsConnection() { --*live_; }
   int on_callback(int reason, void* user, void* in, size_t len);
   void end(WsEnd e);
   void check_negotiation(struct lws* wsi);
@@ -130,6 +131,7 @@ class WsConnection {
   // Shared: an aborted connection can outlive its probe (a reload) until lws
   // has closed the socket.
   std::shared_ptr<const WsEndpoint> endpoint_;
+  std::shared_ptr<size_t> live_;  // the service's count; may outlive the service
   Handler* handler_;
   struct lws* wsi_ = nullptr;
   uv_timer_t* deferred_ = nullptr;  // delivers an end that happened inside open()
@@ -174,6 +176,11 @@ class WsService {
 
   uv_loop_t* loop_;
   lws_context* context_ = nullptr;
+  // Connections alive (open, or closing until lws lets go of the socket), and
+  // the most allowed: beyond it a run fails at once instead of taking the
+  // descriptors that /metrics and the other probes need.
+  std::shared_ptr<size_t> live_ = std::make_shared<size_t>(0);
+  size_t max_live_ = 0;
   bool shut_down_ = false;
   std::map<std::string, lws_vhost*> vhosts_;  // by CA file and its mtime
 };

@@ -708,3 +708,35 @@ TEST_CASE("websocket: runs cancelled during the TCP connect release their socket
                      {{"probe", "syn-00"}, {"reason", "timeout"}}) >= 8.0);
   CHECK(d.state("syn-00")["last"]["details"]["timeout_phase"] == "connect");
 }
+
+TEST_CASE("websocket: past its descriptor budget a run fails at once and the daemon stays up",
+          "[websocket]") {
+  // With 200 descriptors canaryd keeps at most 150 WebSocket connections;
+  // 40 probes of 7 held connections want 280. The excess runs fail as
+  // `connect` naming the limit, instead of starving everything of descriptors.
+  auto& p = platform();
+  std::string probes;
+  for (int i = 0; i < 40; ++i)
+    probes += ws_probe(
+        fmt::format("many-{:02d}", i),
+        {url(p.ws("?subprotocol=first")), "subprotocols: [jwt-auth]", "connections: 7", "hold: 2s"},
+        "4s", "10s");
+  TempDir dir;
+  std::string path = dir.write_file("c.yaml", "global:\n  listen: 127.0.0.1:9\nprobes:\n" + probes);
+  auto r = run_command(
+      {"prlimit", "--nofile=200:200", canaryd_bin(), "once", "--config", path, "--json"}, 60s);
+  INFO(r.err);
+  json out = json::parse(r.out, nullptr, false);
+  REQUIRE_FALSE(out.is_discarded());
+  int limited = 0, passed = 0;
+  for (const auto& res : out["results"]) {
+    if (res["success"].get<bool>()) ++passed;
+    if (res["reason"] == "connect" &&
+        res["message"].get<std::string>().find("limit of 150 WebSocket connections") !=
+            std::string::npos)
+      ++limited;
+  }
+  CHECK(limited > 0);
+  CHECK(passed > 0);  // the connections within the budget still work
+  CHECK(r.exit_code == 1);
+}
