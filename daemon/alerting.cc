@@ -93,7 +93,7 @@ std::string join(const std::vector<std::string>& parts) {
 class RuleWriter {
  public:
   RuleWriter(const AlertingConfig& cfg, const std::vector<std::string>& globals)
-      : cfg_(cfg), globals_(join(globals)) {
+      : cfg_(cfg), globals_(join(globals)), global_names_(globals) {
     probe_by_ = join({"probe", "type", "category", globals_});
     short_ = prom_duration(cfg.short_window);
     long_ = prom_duration(cfg.long_window);
@@ -161,21 +161,26 @@ class RuleWriter {
 
   // The most frequent failure reason over the long window, for the
   // description: Prometheus runs this query when it renders the annotation.
-  std::string top_reason(const std::string& filter_label) const {
-    std::string selector =
-        filter_label.empty()
-            ? std::string(
-                  "printf \"topk(1, sum by (reason) (increase(canary_probe_failures_total[" +
-                  long_ + "])) > 0)\"")
-            : fmt::format(
-                  "printf \"topk(1, sum by (reason) "
-                  "(increase(canary_probe_failures_total{{{0}=%q}}[{1}])) > 0)\" "
-                  "$labels.{0}",
-                  filter_label, long_);
-    return fmt::format(
-        "{{{{ with {} | query }}}}{{{{ range . }}}}{{{{ .Labels.reason }}}}{{{{ end }}}}"
-        "{{{{ else }}}}none{{{{ end }}}}",
-        selector);
+  // It is narrowed by the alert's own labels (`filter_labels` and the global
+  // labels), so another environment's probes never supply the reason;
+  // `critical_only` joins with the info series as the critical ratio does.
+  std::string top_reason(std::vector<std::string> filter_labels, bool critical_only = false) const {
+    for (const auto& g : global_names_) filter_labels.push_back(g);
+    std::string matchers, args;
+    for (const auto& l : filter_labels) {
+      matchers += (matchers.empty() ? "" : ",") + l + "=%q";
+      args += " $labels." + l;
+    }
+    std::string series = "canary_probe_failures_total" +
+                         (matchers.empty() ? std::string() : "{" + matchers + "}") + "[" + long_ +
+                         "]";
+    std::string inner = "increase(" + series + ")";
+    if (critical_only)
+      inner +=
+          " and on (" + join({"probe", globals_}) + ") canary_probe_info{critical=\\\"true\\\"}";
+    std::string query = "printf \"topk(1, sum by (reason) (" + inner + ") > 0)\"" + args;
+    return "{{ with " + query +
+           " | query }}{{ range . }}{{ .Labels.reason }}{{ end }}{{ else }}none{{ end }}";
   }
 
   void alert(YAML::Emitter& out, const AlertRuleConfig& r) {
@@ -186,7 +191,7 @@ class RuleWriter {
     std::string probe_text =
         "{{ $labels.probe }} ({{ $labels.type }}, category {{ "
         "$labels.category }})";
-    std::string reason = "Top failure reason over " + long_ + ": " + top_reason("probe") + ".";
+    std::string reason = "Top failure reason over " + long_ + ": " + top_reason({"probe"}) + ".";
     auto per_probe_ratio = [&](const std::string& type, const char* op) {
       return fmt::format(
           "canary:probe_success:ratio_{0}{{type=\"{1}\"}} {2} {3} and {4}{{type=\"{1}\"}} >= {5}",
@@ -263,7 +268,7 @@ class RuleWriter {
       description = fmt::format(
           "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
           "(threshold {}). Top failure reason over {}: {}.",
-          w, percent(r.threshold), long_, top_reason(""));
+          w, percent(r.threshold), long_, top_reason({}, level == "critical"));
     } else if (key == "category_success_low") {
       expr = fmt::format(
           "canary:category_success:ratio_{0} < {1} and on ({2}) canary:category_runs:increase_{0} "
@@ -273,7 +278,7 @@ class RuleWriter {
       description = fmt::format(
           "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
           "(threshold {}). Top failure reason over {}: {}.",
-          w, percent(r.threshold), long_, top_reason("category"));
+          w, percent(r.threshold), long_, top_reason({"category"}));
     } else if (key == "canaryd_down") {
       expr = fmt::format("up{{job=\"{0}\"}} == 0 or absent(up{{job=\"{0}\"}})", cfg_.job);
       summary = "canaryd is down or not scraped";
@@ -282,8 +287,11 @@ class RuleWriter {
           "being probed, so no other canary alert can fire.",
           cfg_.job);
     } else if (key == "probe_stale") {
+      // Measured at the scrape (timestamp()), not at evaluation: the gap
+      // between the two would make short-interval probes look stale.
       expr = fmt::format(
-          "(time() - canary_probe_last_run_timestamp_seconds) > {} * canary_probe_interval_seconds",
+          "(timestamp(canary_probe_last_run_timestamp_seconds) - "
+          "canary_probe_last_run_timestamp_seconds) > {} * canary_probe_interval_seconds",
           thr);
       summary = "Probe " + probe_text + " has not run for " + thr + " intervals";
       description =
@@ -322,6 +330,7 @@ class RuleWriter {
 
   const AlertingConfig& cfg_;
   std::string globals_;
+  std::vector<std::string> global_names_;
   std::string probe_by_;
   std::string short_;
   std::string long_;
