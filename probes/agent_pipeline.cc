@@ -379,6 +379,9 @@ void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
   if (sp == nullptr || sp->state != State::kAwaiting) return;
   Session& s = *sp;
   uint64_t now = uv_hrtime();
+  // Offsets count from when the message really left, not from when it was
+  // queued: under load the two are a loop pass or more apart.
+  if (c->last_write_ns() != 0) s.sent_ns = c->last_write_ns();
   double offset = seconds_between(s.sent_ns, now);
   auto fail_with = [&](Reason reason, std::string message) {
     auto r = ProbeResult::failure(reason, std::move(message));

@@ -167,6 +167,8 @@ void WebSocketProbe::on_ws_open(WsConnection* c) {
 void WebSocketProbe::on_ws_message(WsConnection* c, std::string_view text) {
   Conn* conn = find(c);
   if (conn == nullptr || conn->state != State::kAwaitMessage) return;
+  // From when the message really left (not when it was queued), if one was sent.
+  if (opts_.send && c->last_write_ns() != 0) conn->message_start_ns = c->last_write_ns();
   conn->phases.emplace_back("first_message", seconds_since(conn->message_start_ns, uv_hrtime()));
   if (opts_.expect_text && text != *opts_.expect_text) {
     fail(*conn, Reason::kAssertion,

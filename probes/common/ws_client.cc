@@ -616,6 +616,7 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
         std::vector<unsigned char> buf(LWS_PRE + text.size());
         std::memcpy(buf.data() + LWS_PRE, text.data(), text.size());
         int n = lws_write(wsi, buf.data() + LWS_PRE, text.size(), LWS_WRITE_TEXT);
+        last_write_ns_ = uv_hrtime();
         outbox_.erase(outbox_.begin());
         if (n < 0) {
           pending_end_ = WsEnd{false, Reason::kConnect, "sending a message failed", {}, {}};

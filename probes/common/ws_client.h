@@ -114,6 +114,9 @@ class WsConnection {
   bool negotiated() const { return negotiated_; }
   std::optional<double> cert_expiry_unix() const { return cert_expiry_; }
   uint64_t open_ns() const { return handshake_end_ns_; }
+  // When the last text message actually went out (a send waits for the
+  // socket to be writable, a loop pass or more after send_text()); 0 before.
+  uint64_t last_write_ns() const { return last_write_ns_; }
 
   // lws's protocol callback (one for every connection); not for probes.
   static int callback(struct lws* wsi, int reason, void* user, void* in, size_t len);
@@ -153,6 +156,7 @@ class WsConnection {
   uint64_t connect_end_ns_ = 0;
   uint64_t tls_end_ns_ = 0;
   uint64_t handshake_end_ns_ = 0;
+  uint64_t last_write_ns_ = 0;
 };
 
 // The lws context on one loop, with one client vhost per CA file (lws keeps
