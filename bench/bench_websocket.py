@@ -21,10 +21,7 @@ BENCH_WS_FIXTURES (fixture processes, 1-3, default 2; probes are spread over
 them round-robin).
 """
 
-import http.client
-import json
 import os
-import subprocess
 import sys
 import time
 
@@ -68,94 +65,25 @@ def ws_config(listen_port, n_probes, fixture_ports, connections):
     return "\n".join(lines) + "\n"
 
 
-def check_config(form, text):
-    """canaryd check-config first: a clear message if this build has no websocket probe."""
-    path = os.path.join(c.tmpdir(f"ws-check-{form}"), "canaryd.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    r = subprocess.run([c.CANARYD, "check-config", path], capture_output=True, text=True,
-                       timeout=120)
-    if r.returncode != 0:
-        msg = (r.stderr or r.stdout).strip().splitlines()
-        more = f" (and {len(msg) - 2} more lines)" if len(msg) > 2 else ""
-        raise RuntimeError(f"{c.CANARYD} check-config rejects the {form} config: "
-                           + "; ".join(msg[:2]) + more)
-
-
-def ws_stats(port):
-    status, body = c.http_get(f"http://127.0.0.1:{port}/_ws_stats", timeout=30)
-    if status != 200:
-        raise RuntimeError(f"fixture :{port} /_ws_stats returned {status}")
-    s = json.loads(body)
-    s.pop("recent", None)
-    return s
-
-
-def fixtures_stats(fixtures):
-    """Summed counters of all fixture processes, and the monotonic time they were read."""
-    total = {}
-    for _, port in fixtures:
-        for k, v in ws_stats(port).items():
-            if isinstance(v, (int, float)):
-                total[k] = total.get(k, 0) + v
-    return total, time.monotonic()
-
-
-def wait_fixtures_idle(fixtures, timeout=10.0):
-    """Waits (bounded) until no WebSocket is open or hanging on any fixture."""
-    deadline = time.monotonic() + timeout
-    while True:
-        s, _ = fixtures_stats(fixtures)
-        left = s.get("open_total", 0) + s.get("hanging", 0)
-        if left == 0 or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.25)
-
-
-def log_lines(d):
-    try:
-        with open(os.path.join(d.dir, "canaryd.log"), "rb") as f:
-            return [x.decode(errors="replace").rstrip() for x in f if x.strip()]
-    except OSError:
-        return []
-
-
-def try_scrape(d, attempts=3):
-    """/metrics, retried (bounded); None if canaryd cannot serve it (e.g. out of fds)."""
-    last = None
-    for _ in range(attempts):
-        try:
-            return c.scrape(d.base, METRICS, timeout=30)
-        except (OSError, RuntimeError, http.client.HTTPException) as e:
-            last = e
-            time.sleep(1)
-    c.log(f"  /metrics failed {attempts} times ({last!r}): its figures are n/a")
-    return None
-
-
-def counter_delta(after, before, name):
-    return c.sum_samples(after, name) - c.sum_samples(before, name)
-
-
 def run_form(form, n_probes, fixtures, warmup, window):
     conns = FORMS[form]
     port = c.free_port()
     text = ws_config(port, n_probes, [p for _, p in fixtures], conns)
-    check_config(form, text)
+    c.check_config(f"websocket-{form}", text)
     c.log(f"\nwebsocket [{form}]: {n_probes} probes x {conns} connection(s) at 1s "
           f"(timeout {TIMEOUT}) on {len(fixtures)} fixture process(es); expecting "
           f"{n_probes * conns / INTERVAL_S:,.0f} handshakes/s; warm-up {warmup:.0f}s, "
           f"window {window:.0f}s")
     r = {"form": form, "connections": conns, "probes": n_probes,
          "expected_handshakes_per_s": n_probes * conns / INTERVAL_S,
-         "fixture_open_before": wait_fixtures_idle(fixtures)}
+         "fixture_open_before": c.wait_fixtures_idle(fixtures)}
     d = c.Canaryd(f"ws-{form}", text)
     try:
         measure(r, d, fixtures, warmup, window)
     finally:
         r["canaryd_exit"] = d.stop()
-        r["fixture_open_after"] = wait_fixtures_idle(fixtures)
-        lines = log_lines(d)
+        r["fixture_open_after"] = c.wait_fixtures_idle(fixtures)
+        lines = d.log_lines()
         r["log_lines"], r["log_tail"] = len(lines), lines[-5:]
     return r
 
@@ -174,8 +102,8 @@ def measure(r, d, fixtures, warmup, window):
         alive("warm-up")
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
-    fx0, tf0 = fixtures_stats(fixtures)
-    s0 = try_scrape(d)
+    fx0, tf0 = c.fixtures_stats(fixtures)
+    s0 = c.try_scrape(d, METRICS)
     if s0 is None:
         raise RuntimeError("/metrics cannot be served at the start of the window")
     t0, cpu0, m0, net0 = time.monotonic(), c.cpu_ticks(d.pid), c.machine_ticks(), c.tcp_ext()
@@ -189,8 +117,8 @@ def measure(r, d, fixtures, warmup, window):
     t1, cpu1, m1, net1 = time.monotonic(), c.cpu_ticks(d.pid), c.machine_ticks(), c.tcp_ext()
     fcpu1 = [c.cpu_ticks(p.pid) for p, _ in fixtures]
     status, fds = c.proc_status(d.pid), c.open_fds(d.pid)
-    s1 = try_scrape(d)
-    fx1, tf1 = fixtures_stats(fixtures)
+    s1 = c.try_scrape(d, METRICS)
+    fx1, tf1 = c.fixtures_stats(fixtures)
 
     wall = t1 - t0
     fx = {k: fx1.get(k, 0) - fx0.get(k, 0) for k in fx1}
@@ -218,16 +146,16 @@ def measure(r, d, fixtures, warmup, window):
         before, after = s0[0], s1[0]
         # Runs between the two scrapes, as a rate over the time between them
         # (the CPU window sits inside, without the scrapes' own cost).
-        runs = counter_delta(after, before, "canary_probe_runs_total")
+        runs = c.counter_delta(after, before, "canary_probe_runs_total")
         lag = c.histogram_delta(c.histogram(after, "canary_scheduler_lag_seconds"),
                                 c.histogram(before, "canary_scheduler_lag_seconds"))
         r.update({
             "runs": runs, "runs_per_s": runs / (s1[3] - s0[3]),
             "handshakes_per_s": runs / (s1[3] - s0[3]) * conns,
-            "failures": counter_delta(after, before, "canary_probe_failures_total"),
+            "failures": c.counter_delta(after, before, "canary_probe_failures_total"),
             "failure_reasons": {k: int(v) for k, v in c.delta_by_label(
                 after, before, "canary_probe_failures_total", "reason").items()},
-            "skipped": counter_delta(after, before, "canary_scheduler_skipped_runs_total"),
+            "skipped": c.counter_delta(after, before, "canary_scheduler_skipped_runs_total"),
             "lag_p50": c.histogram_quantile(0.5, lag), "lag_p99": c.histogram_quantile(0.99, lag),
             # Gauges of each probe's last run, summed at the end of the window.
             "last_run_conns_ok": c.sum_samples(after, "canary_ws_connections_ok"),
@@ -238,39 +166,33 @@ def measure(r, d, fixtures, warmup, window):
     r["cpu_pct_per_1k_101"] = r["cpu_pct"] / (fx101 / 1000.0) if fx101 else None
 
 
-def fmt_reasons(r):
-    return ", ".join(f"{k} {v}" for k, v in sorted(r.items(), key=lambda kv: -kv[1])) or "-"
-
-
-def num(x, spec=",.0f", unit=""):
-    return "n/a" if x is None else f"{x:{spec}}{unit}"
-
-
 def print_table(results, n_fixtures):
     def row(label, f):
         return (label, [f(r) for r in results])
 
     rows = [
         row("probes x connections per run", lambda r: f"{r['probes']} x {r['connections']}"),
-        row("handshakes/s expected", lambda r: num(r["expected_handshakes_per_s"])),
-        row("handshakes/s achieved (runs x conns)", lambda r: num(r["handshakes_per_s"])),
-        row("  fixture: upgrades / 101s per s", lambda r: f"{num(r['fixture_attempts_per_s'])}"
-                                                         f" / {num(r['fixture_101_per_s'])}"),
-        row("  accept-queue overflows (machine)", lambda r: num(r["listen_overflows"])),
+        row("handshakes/s expected", lambda r: c.num(r["expected_handshakes_per_s"])),
+        row("handshakes/s achieved (runs x conns)", lambda r: c.num(r["handshakes_per_s"])),
+        row("  fixture: upgrades / 101s per s", lambda r: f"{c.num(r['fixture_attempts_per_s'])}"
+                                                         f" / {c.num(r['fixture_101_per_s'])}"),
+        row("  accept-queue overflows (machine)", lambda r: c.num(r["listen_overflows"])),
         row("runs / failed runs in window",
-            lambda r: f"{num(r['runs'])} / {num(r['failures'])}"),
-        row("  failed runs by reason", lambda r: fmt_reasons(r["failure_reasons"])),
-        row("  skipped slots", lambda r: num(r["skipped"])),
+            lambda r: f"{c.num(r['runs'])} / {c.num(r['failures'])}"),
+        row("  failed runs by reason", lambda r: c.fmt_reasons(r["failure_reasons"])),
+        row("  skipped slots", lambda r: c.num(r["skipped"])),
         row("  connections ok in each probe's last run",
-            lambda r: f"{num(r['last_run_conns_ok'])} of {num(r['last_run_conns'])}"),
-        row("canaryd CPU (of one core)", lambda r: num(r["cpu_pct"], ".1f", " %")),
-        row("canaryd CPU per 1,000 handshakes/s", lambda r: num(r["cpu_pct_per_1k_hs"], ".1f", " %")),
-        row("  per 1,000 fixture 101s/s", lambda r: num(r["cpu_pct_per_1k_101"], ".1f", " %")),
+            lambda r: f"{c.num(r['last_run_conns_ok'])} of {c.num(r['last_run_conns'])}"),
+        row("canaryd CPU (of one core)", lambda r: c.num(r["cpu_pct"], ".1f", " %")),
+        row("canaryd CPU per 1,000 handshakes/s",
+            lambda r: c.num(r["cpu_pct_per_1k_hs"], ".1f", " %")),
+        row("  per 1,000 fixture 101s/s", lambda r: c.num(r["cpu_pct_per_1k_101"], ".1f", " %")),
         row("canaryd RSS end / max", lambda r: f"{c.mib(r['rss_end'])} / {c.mib(r['rss_max'])}"),
         row("scheduler lag p50 / p99", lambda r: f"{c.ms(r['lag_p50'])} / {c.ms(r['lag_p99'])}"),
         row(f"fixture CPU ({n_fixtures} process(es), each)",
             lambda r: " + ".join(f"{x:.0f} %" for x in r["fixture_cpu_pct"])),
-        row("machine CPU busy (2 cores = 100 %)", lambda r: num(r["machine_busy_pct"], ".1f", " %")),
+        row("machine CPU busy (2 cores = 100 %)",
+            lambda r: c.num(r["machine_busy_pct"], ".1f", " %")),
         row("fixture: client close / EOF", lambda r: f"{r['fixture_ends']['client_closes']:,} / "
                                                      f"{r['fixture_ends']['eofs']:,}"),
         row("fixture WS open after canaryd stopped", lambda r: str(r["fixture_open_after"])),
@@ -279,15 +201,8 @@ def print_table(results, n_fixtures):
         row("canaryd log lines (warn+)", lambda r: str(r["log_lines"])),
     ]
     heads = [f"{r['form']} (conns {r['connections']})" for r in results]
-    w0 = max(len(x[0]) for x in rows)
-    ws = [max([len(h)] + [len(x[1][i]) for x in rows]) for i, h in enumerate(heads)]
-    print()
-    print(f"websocket benchmark ({results[0]['probes']} probes at 1s, "
-          f"{results[0]['window_s']:.0f} s window)")
-    print((f"  {'':<{w0}}  " + "  ".join(h.ljust(w) for h, w in zip(heads, ws))).rstrip())
-    for label, vals in rows:
-        print(f"  {label:<{w0}}  " + "  ".join(v.ljust(w) for v, w in zip(vals, ws)).rstrip())
-    print()
+    c.print_columns(f"websocket benchmark ({results[0]['probes']} probes at 1s, "
+                    f"{results[0]['window_s']:.0f} s window)", heads, rows)
     for r in results:
         for n in notes(r):
             print(f"  [{r['form']}] {n}")
@@ -343,8 +258,8 @@ def main():
             failed.append(form)
             continue
         results.append(r)
-        c.log(f"  {num(r['handshakes_per_s'])} handshakes/s, {num(r['failures'])} failed runs "
-              f"({fmt_reasons(r['failure_reasons'])}), canaryd CPU {r['cpu_pct']:.1f} %, "
+        c.log(f"  {c.num(r['handshakes_per_s'])} handshakes/s, {c.num(r['failures'])} failed runs "
+              f"({c.fmt_reasons(r['failure_reasons'])}), canaryd CPU {r['cpu_pct']:.1f} %, "
               f"fixture CPU {' + '.join(f'{x:.0f} %' for x in r['fixture_cpu_pct'])}, "
               f"lag p99 {c.ms(r['lag_p99'])}")
     if results:

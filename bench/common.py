@@ -8,6 +8,7 @@ benchmark killed outright does not leave servers behind.
 
 import atexit
 import ctypes
+import http.client
 import json
 import math
 import os
@@ -287,12 +288,71 @@ class Canaryd:
         forget(self.proc)
         return rc
 
+    def log_lines(self):
+        """The non-empty lines of its log (warn and above at --log-level warn)."""
+        try:
+            with open(os.path.join(self.dir, "canaryd.log"), "rb") as f:
+                return [x.decode(errors="replace").rstrip() for x in f if x.strip()]
+        except OSError:
+            return []
+
     def log_tail(self, n=20):
         try:
             with open(os.path.join(self.dir, "canaryd.log"), "rb") as f:
                 return b"".join(f.readlines()[-n:]).decode(errors="replace")
         except OSError:
             return ""
+
+
+def check_config(tag, text):
+    """`canaryd check-config` on a config first: a clear message if this build
+    lacks a probe type or rejects a key, rather than a daemon that will not start."""
+    path = os.path.join(tmpdir(f"check-{tag}"), "canaryd.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([CANARYD, "check-config", path], capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        msg = (r.stderr or r.stdout).strip().splitlines()
+        more = f" (and {len(msg) - 2} more lines)" if len(msg) > 2 else ""
+        raise RuntimeError(f"{CANARYD} check-config rejects the {tag} config: "
+                           + "; ".join(msg[:2]) + more)
+
+
+# --------------------------------------------------------------------------
+# The test fixture's WebSocket counters (tests/fixtures/fake_platform.py)
+
+def fixture_ws_stats(port):
+    """GET /_ws_stats of one fixture process, without its `recent` handshakes."""
+    status, body = http_get(f"http://127.0.0.1:{port}/_ws_stats", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"fixture :{port} /_ws_stats returned {status}")
+    s = json.loads(body)
+    s.pop("recent", None)
+    return s
+
+
+def fixtures_stats(fixtures):
+    """Summed numeric counters of all fixture processes ((proc, port) pairs), and
+    the monotonic time they were read."""
+    total = {}
+    for _, port in fixtures:
+        for k, v in fixture_ws_stats(port).items():
+            if isinstance(v, (int, float)):
+                total[k] = total.get(k, 0) + v
+    return total, time.monotonic()
+
+
+def wait_fixtures_idle(fixtures, timeout=10.0):
+    """Waits (bounded) until no WebSocket is open or hanging on any fixture;
+    returns how many are left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s, _ = fixtures_stats(fixtures)
+        left = s.get("open_total", 0) + s.get("hanging", 0)
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.25)
 
 
 # --------------------------------------------------------------------------
@@ -326,8 +386,26 @@ def scrape(base, names, timeout=120.0):
     return out, t1 - t0, len(body), (t0 + t1) / 2
 
 
+def try_scrape(d, names, attempts=3, timeout=30):
+    """scrape() of a Canaryd, retried (bounded); None if it cannot serve /metrics
+    (e.g. out of fds), said in the log."""
+    last = None
+    for _ in range(attempts):
+        try:
+            return scrape(d.base, names, timeout=timeout)
+        except (OSError, RuntimeError, http.client.HTTPException) as e:
+            last = e
+            time.sleep(1)
+    log(f"  /metrics failed {attempts} times ({last!r}): its figures are n/a")
+    return None
+
+
 def sum_samples(samples, name, pred=None):
     return sum(v for n, l, v in samples if n == name and (pred is None or pred(l)))
+
+
+def counter_delta(after, before, name, pred=None):
+    return sum_samples(after, name, pred) - sum_samples(before, name, pred)
 
 
 def delta_by_label(after, before, name, label, pred=None):
@@ -449,6 +527,30 @@ def signed_ms(x, digits=2):
 
 def mib(x):
     return f"{x / (1 << 20):.0f} MiB"
+
+
+def num(x, spec=",.0f", unit=""):
+    """x formatted with `spec`, or n/a for None and NaN."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:{spec}}{unit}"
+
+
+def fmt_reasons(counts):
+    """{reason: count} as "timeout 3, connect 1", largest first; "-" if empty."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def print_columns(title, heads, rows):
+    """A figures table: rows of (label, [one value per head]), labels left."""
+    w0 = max(len(x[0]) for x in rows)
+    ws = [max([len(h)] + [len(x[1][i]) for x in rows]) for i, h in enumerate(heads)]
+    print()
+    print(title)
+    print((f"  {'':<{w0}}  " + "  ".join(h.ljust(w) for h, w in zip(heads, ws))).rstrip())
+    for label, vals in rows:
+        print(f"  {label:<{w0}}  " + "  ".join(v.ljust(w) for v, w in zip(vals, ws)).rstrip())
+    print()
 
 
 def save_result(name, data):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints the summary table of the benchmark results in a directory
 (the JSON files bench_cpu.py, bench_latency.py and bench_scale.py write, and
-bench_websocket.py's when it ran).
+bench_websocket.py's and bench_agent.py's when they ran).
 
 usage: report.py RESULTS_DIR
 """
@@ -160,11 +160,39 @@ def rows_w(w):
     return rows, notes
 
 
+def rows_g(g):
+    if not g:  # optional (run_all.sh g): no "not run" row
+        return [], []
+    st, e, w = g["settings"], g["error_vs_injected"], g.get("wire") or {}
+    own = w.get("canaryd_own") or {}
+    late = w.get("fixture_late") or {}
+    tag = f"(g) agent ~{g['fixture_open_mean']:,.0f} open"
+    rows = [
+        (f"{tag}: event err p50", pms(e["median"]), f"canaryd own {pms(own.get('median'))}",
+         "< 2 ms", yes(g["met_median"]) if num(e["median"]) else "n/a"),
+        (f"{tag}: event err max", pms(e["max"]), f"canaryd own {pms(own.get('max'))}",
+         "< 10 ms", yes(g["met_max"]) if num(e["max"]) else "n/a"),
+        (f"{tag}: CPU, RSS max", f"{g['cpu_pct']:.1f} %, {mib(g['rss_max'])}",
+         f"fixture CPU {' + '.join(f'{x:.0f} %' for x in g['fixture_cpu_pct'])}",
+         "", "not asserted"),
+    ]
+    runs = f"{g['runs_per_s']:,.0f}" if num(g["runs_per_s"]) else "n/a"
+    fails = f"{g['failures']:.0f}" if num(g["failures"]) else "n/a"
+    notes = [f"(g) {st['probes']} agent_pipeline probes at {st['interval']:g} s, events "
+             f"{st['delay_ms']} ms apart: {runs} conversations/s, {fails} failed runs "
+             f"({', '.join(f'{k} {v}' for k, v in g['failure_reasons'].items()) or '-'}), "
+             f"lag p99 {pms(g['lag_p99'])}. Error = canaryd's per-event phase - the injected "
+             f"delay, {e['n']:,} samples (mean {pms(e['mean'])}, p99 {pms(e['p99'])}); of it "
+             f"the fixture's lateness on the wire: p50 {pms(late.get('median'))}, max "
+             f"{pms(late.get('max'))}. Machine busy {g['machine_busy_pct']:.0f} % of 2 cores."]
+    return rows, notes
+
+
 def main():
     d = sys.argv[1]
     rows, notes = [], []
     for fn, name in ((rows_a, "a_cpu"), (rows_b, "b_latency"), (rows_c, "c_scale"),
-                     (rows_w, "websocket")):
+                     (rows_w, "websocket"), (rows_g, "agent")):
         r, n = fn(load(d, name))
         rows += r
         notes += n

@@ -20,10 +20,15 @@ is its measurement error: its time from timer start to the SYN, from the
 handshake to sending the request, and from the response's arrival to the
 moment it noticed (its event loop's delay), which is what (b) is about.
 
+WsTextCapture (the agent benchmark) records instead, on a set of server ports,
+every packet whose TCP payload starts a WebSocket text frame (first byte 0x81):
+the client's message of an agent conversation and each event the server sends.
+
 Needs CAP_NET_RAW (root here). Loopback only, by construction.
 """
 
 import ctypes
+import json
 import socket
 import struct
 import threading
@@ -33,6 +38,8 @@ ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 PACKET_HOST = 0
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 
 
 class _SockFilter(ctypes.Structure):
@@ -66,6 +73,54 @@ def _bpf_tcp_port(port):
     return arr, _SockFprog(len(prog), arr)
 
 
+def _assemble(prog):
+    """Classic BPF with labels: items are (code, jt, jf, k) where jt/jf may be a
+    label name, or a str (a label at that point). Returns (array, sock_fprog)."""
+    labels, out = {}, []
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = len(out)
+        else:
+            out.append(item)
+    insns = []
+    for i, (code, jt, jf, k) in enumerate(out):
+        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
+        assert 0 <= jt < 256 and 0 <= jf < 256, (i, jt, jf)
+        insns.append(_SockFilter(code, jt, jf, k))
+    arr = (_SockFilter * len(insns))(*insns)
+    return arr, _SockFprog(len(insns), arr)
+
+
+def _bpf_ws_text(ports):
+    """Received unfragmented IPv4 TCP packets with one of `ports` as either port
+    whose payload starts with 0x81 (a final WebSocket text frame). A load past
+    the packet's end (no payload) ends the program with "drop"."""
+    prog = [
+        (0x20, 0, 0, 0xFFFFF004),           # A = skb->pkt_type
+        (0x15, 0, "drop", PACKET_HOST),
+        (0x30, 0, 0, 9),                    # A = ip[9] (protocol)
+        (0x15, 0, "drop", 6),               # TCP
+        (0x28, 0, 0, 6),                    # A = ip[6:2]
+        (0x45, "drop", 0, 0x1FFF),          # a fragment: drop
+        (0xB1, 0, 0, 0),                    # X = ip header length
+        (0x50, 0, 0, 12),                   # A = tcp[12] (data offset << 4)
+        (0x54, 0, 0, 0xF0),
+        (0x74, 0, 0, 2),                    # A = tcp header length
+        (0x0C, 0, 0, 0),                    # A += X
+        (0x07, 0, 0, 0),                    # X = A: the payload's offset
+        (0x50, 0, 0, 0),                    # A = payload[0]
+        (0x15, 0, "drop", 0x81),
+        (0xB1, 0, 0, 0),                    # X = ip header length
+        (0x48, 0, 0, 0),                    # A = source port
+    ]
+    prog += [(0x15, "accept", 0, p) for p in ports]
+    prog.append((0x48, 0, 0, 2))            # A = destination port
+    prog += [(0x15, "accept", 0, p) for p in ports]
+    prog += ["drop", (0x06, 0, 0, 0), "accept", (0x06, 0, 0, 0x40000)]
+    return _assemble(prog)
+
+
 class Conn:
     __slots__ = ("client_port", "syn", "synack", "req", "end", "tag", "resp_bytes")
 
@@ -92,19 +147,19 @@ class Conn:
         return (self.synack - self.syn) + (self.end - self.req)
 
 
-class WireCapture:
-    """Captures connections to 127.0.0.1:port in a background thread."""
+class _Capture:
+    """An AF_PACKET socket on lo with a BPF filter, read by a background thread
+    that hands each packet (the IP datagram) and its kernel timestamp to
+    self._packet."""
 
-    def __init__(self, port):
-        self.port = port
-        self.conns = []           # finished or in progress, in SYN order
-        self._open = {}           # client port -> Conn
+    def __init__(self, fprog):
         self._stop = threading.Event()
         self.packets = 0
+        self._drops = 0
         self.error = None
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self._filter = _bpf_tcp_port(port)  # keep the array alive
+        self._filter = fprog  # keep the array alive
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
                              bytes(ctypes.string_at(ctypes.addressof(self._filter[1]),
                                                     ctypes.sizeof(self._filter[1]))))
@@ -120,6 +175,7 @@ class WireCapture:
     def stop(self):
         self._stop.set()
         self._thread.join(timeout=5)
+        self.drops()
         self.sock.close()
 
     def _run(self):
@@ -141,6 +197,30 @@ class WireCapture:
                 self._packet(data, ts)
         except Exception as e:  # reported by the benchmark, never silent
             self.error = e
+
+    def drops(self):
+        """Packets the kernel dropped because this socket's buffer was full
+        (PACKET_STATISTICS; the counters reset on each read, so they are summed)."""
+        try:
+            got, dropped = struct.unpack("II", self.sock.getsockopt(SOL_PACKET,
+                                                                    PACKET_STATISTICS, 8))
+        except OSError:
+            return self._drops
+        self._drops += dropped
+        return self._drops
+
+    def _packet(self, ip, ts):
+        raise NotImplementedError
+
+
+class WireCapture(_Capture):
+    """Captures connections to 127.0.0.1:port in a background thread."""
+
+    def __init__(self, port):
+        self.port = port
+        self.conns = []           # finished or in progress, in SYN order
+        self._open = {}           # client port -> Conn
+        super().__init__(_bpf_tcp_port(port))
 
     def _packet(self, ip, ts):
         if len(ip) < 40 or ip[9] != 6:
@@ -182,6 +262,62 @@ class WireCapture:
     def finished(self, tag_prefix=None):
         return [c for c in list(self.conns)
                 if c.end is not None and (tag_prefix is None or (c.tag or "").startswith(tag_prefix))]
+
+
+def ws_text_payload(frame):
+    """The payload of the one WebSocket text frame at the start of `frame`
+    (unmasked), or None if it is not whole in these bytes."""
+    if len(frame) < 2:
+        return None
+    n, i = frame[1] & 0x7F, 2
+    if n == 126:
+        n, i = struct.unpack_from("!H", frame, 2)[0] if len(frame) >= 4 else -1, 4
+    elif n == 127:
+        n, i = struct.unpack_from("!Q", frame, 2)[0] if len(frame) >= 10 else -1, 10
+    if frame[1] & 0x80:
+        key, i = frame[i:i + 4], i + 4
+        if len(key) < 4 or n < 0 or len(frame) < i + n:
+            return None
+        data = frame[i:i + n]
+        mask = (key * (n // 4 + 1))[:n]
+        return (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+    if n < 0 or len(frame) < i + n:
+        return None
+    return frame[i:i + n]
+
+
+class WsTextCapture(_Capture):
+    """Packets to or from `ports` (the servers) on lo whose TCP payload starts a
+    WebSocket text frame. The thread only stores (time, client port, from the
+    server?, the first `keep` payload bytes); frames() decodes them afterwards,
+    so the capture costs little CPU while the benchmark runs."""
+
+    def __init__(self, ports, keep=512):
+        self.ports = frozenset(ports)
+        self.keep = keep
+        self.raw = []
+        super().__init__(_bpf_ws_text(sorted(self.ports)))
+
+    def _packet(self, ip, ts):
+        ihl = (ip[0] & 0x0F) * 4
+        sport, dport = struct.unpack_from("!HH", ip, ihl)
+        off = ihl + (ip[ihl + 12] >> 4) * 4
+        self.packets += 1
+        from_server = sport in self.ports
+        self.raw.append((ts, dport if from_server else sport, from_server,
+                         bytes(ip[off:off + self.keep])))
+
+    def frames(self):
+        """[(time, client port, from_server, JSON document)] of the text frames whose
+        payload is a whole JSON document; the count of the others."""
+        out, bad = [], 0
+        for ts, cport, from_server, frame in list(self.raw):
+            payload = ws_text_payload(frame)
+            try:
+                out.append((ts, cport, from_server, json.loads(payload)))
+            except (TypeError, ValueError):
+                bad += 1
+        return out, bad
 
 
 def pair(reported, conns, max_gap, slack=0.002):
