@@ -43,17 +43,6 @@ const std::vector<std::string> kAgentReasons = {"timeout",
                                                 "missing_event",
                                                 "schema"};
 
-// n random letters and digits: a value no fixed text contains by chance.
-std::string random_token(size_t n) {
-  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::random_device rd;
-  std::mt19937_64 gen(rd());
-  std::uniform_int_distribution<size_t> pick(0, sizeof kChars - 2);
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += kChars[pick(gen)];
-  return s;
-}
-
 // The fixture, started with a bypass key so that /auth/token answers only a
 // request carrying it (X-Bypass-Key); shared by the tests of this file.
 struct Platform {

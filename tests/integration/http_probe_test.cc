@@ -15,13 +15,7 @@ namespace {
 struct Platform {
   TempDir dir;
   std::string certs = make_certs(dir);
-  FakePlatform fp{options()};
-  FakePlatform::Options options() {
-    FakePlatform::Options o;
-    for (const char* name : {"good", "wronghost", "expired"})
-      o.tls.emplace_back(name, certs + "/" + name + ".pem", certs + "/" + name + ".key");
-    return o;
-  }
+  FakePlatform fp{tls_platform_options(certs)};
   std::string https(const std::string& name, const std::string& path) {
     return fmt::format("https://127.0.0.1:{}{}", fp.tls_port(name), path);
   }

@@ -47,13 +47,7 @@ const std::vector<std::string> kWsPhases = {"dns",           "connect", "tls",  
 struct Platform {
   TempDir dir;
   std::string certs = make_certs(dir);
-  FakePlatform fp{options()};
-  FakePlatform::Options options() {
-    FakePlatform::Options o;
-    for (const char* name : {"good", "wronghost", "expired"})
-      o.tls.emplace_back(name, certs + "/" + name + ".pem", certs + "/" + name + ".key");
-    return o;
-  }
+  FakePlatform fp{tls_platform_options(certs)};
   std::string ca() const { return certs + "/ca.pem"; }
   // query: "" or "?a=b&c=d".
   std::string ws(const std::string& query = "") const {
@@ -101,17 +95,6 @@ json ws_stats(const FakePlatform& fp, const std::string& grp) {
   json j = json::parse(r.body, nullptr, false);
   REQUIRE_FALSE(j.is_discarded());
   return j;
-}
-
-// n random letters and digits: a token no fixed text contains by chance.
-std::string random_token(size_t n) {
-  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::random_device rd;
-  std::mt19937_64 gen(rd());
-  std::uniform_int_distribution<size_t> pick(0, sizeof kChars - 2);
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += kChars[pick(gen)];
-  return s;
 }
 
 }  // namespace

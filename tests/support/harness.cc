@@ -24,6 +24,7 @@
 #include <fstream>
 #include <limits>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -855,6 +856,23 @@ std::string FakePlatform::url(std::string_view path_and_query) const {
   std::string url = "http://127.0.0.1:" + std::to_string(http_port_);
   if (!path_and_query.starts_with('/')) url += '/';
   return url + std::string(path_and_query);
+}
+
+FakePlatform::Options tls_platform_options(const std::string& certs_dir) {
+  FakePlatform::Options o;
+  for (const char* name : {"good", "wronghost", "expired"})
+    o.tls.emplace_back(name, certs_dir + "/" + name + ".pem", certs_dir + "/" + name + ".key");
+  return o;
+}
+
+std::string random_token(size_t n) {
+  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;
+  std::mt19937_64 gen(rd());
+  std::uniform_int_distribution<size_t> pick(0, sizeof kChars - 2);
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += kChars[pick(gen)];
+  return s;
 }
 
 OnceRun run_once_json(const std::string& config_yaml, const std::vector<std::string>& extra_env) {

@@ -196,6 +196,14 @@ class FakePlatform {
   std::map<std::string, int> tls_ports_;
 };
 
+// Options for a fake platform with the TLS listeners "good", "wronghost" and
+// "expired", using the certificates make_certs() wrote to `certs_dir`.
+FakePlatform::Options tls_platform_options(const std::string& certs_dir);
+
+// n random letters and digits: a value no fixed text contains by chance (a
+// test secret, say).
+std::string random_token(size_t n);
+
 // `canaryd once --config <config_yaml written to a temp file> --json`, the deploy gate as a
 // pipeline runs it. `out` is the parsed JSON (discarded, i.e. out.is_discarded(), if stdout
 // was not JSON).
