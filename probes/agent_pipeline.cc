@@ -163,6 +163,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   std::vector<std::string> missing(const Session& s) const;
   std::string after_text(const Session& s) const;
   ProbeDetails session_details(const Session& s) const;
+  Phases token_phase() const;  // the token step's time, if it ran
   Phases merged_phases() const;
   void release();
 
@@ -176,9 +177,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   std::optional<std::string> cached_token_;
   uint64_t cached_until_ns_ = 0;
   bool token_from_cache_ = false;
-  bool token_pending_ = false;
   AsyncResolve resolve_;
-  bool resolving_ = false;
   std::shared_ptr<const WsEndpoint> run_endpoint_;
   std::vector<Session> sessions_;
   uint64_t run_start_ns_ = 0;
@@ -200,9 +199,7 @@ Probe::Series AgentPipelineProbe::series() const {
 
 void AgentPipelineProbe::release() {
   if (token_call_) token_call_->cancel();
-  token_pending_ = false;
   resolve_.cancel();
-  resolving_ = false;
   for (auto& s : sessions_) {
     s.timer.stop();
     if (s.ws != nullptr) {
@@ -234,11 +231,9 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
     token_from_cache_ = true;
   } else {
     cached_token_.reset();
-    token_pending_ = true;
     token_call_->start(ctx.services->curl(shard_), [this](HttpCall::Response r) {
-      token_pending_ = false;
       token_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
-      Phases phases{{"token", *token_seconds_}};
+      Phases phases = token_phase();
       // Whatever goes wrong here is the auth service's failure, never the
       // WebSocket's: reason auth, with the status when there was one.
       auto auth_failure = [&](std::string message, std::optional<int> status) {
@@ -283,16 +278,15 @@ void AgentPipelineProbe::connect(std::shared_ptr<const WsEndpoint> endpoint) {
   run_endpoint_ = std::move(endpoint);
   const WsEndpoint& ep = *run_endpoint_;
   if (auto addr = numeric_address(ep.host, ep.port)) return open_sessions(*addr);
-  resolving_ = true;
   uint64_t dns_start = uv_hrtime();
   resolve_.start(ctx_->loop, ep.host, ep.port,
                  [this, dns_start](std::optional<ResolvedAddress> addr, std::string error) {
-                   resolving_ = false;
                    dns_seconds_ = seconds_between(dns_start, uv_hrtime());
                    if (!addr) {
                      auto r = ProbeResult::failure(
                          Reason::kDns,
-                         fmt::format("cannot resolve {}: {}", run_endpoint_->host, error));
+                         fmt::format("cannot resolve {}: {}", run_endpoint_->host, error),
+                         token_phase());
                      finish(std::move(r));
                      return;
                    }
@@ -537,9 +531,14 @@ void AgentPipelineProbe::fail(Session& s, ProbeResult result) {
   maybe_finish();
 }
 
-Phases AgentPipelineProbe::merged_phases() const {
+Phases AgentPipelineProbe::token_phase() const {
   Phases out;
   if (token_seconds_) out.emplace_back("token", *token_seconds_);
+  return out;
+}
+
+Phases AgentPipelineProbe::merged_phases() const {
+  Phases out = token_phase();
   if (dns_seconds_) out.emplace_back("dns", *dns_seconds_);
   // The event phases are offsets from sending the message, per session.
   std::vector<Phases> per_session;
@@ -608,10 +607,6 @@ void AgentPipelineProbe::maybe_finish() {
 
 void AgentPipelineProbe::finish(ProbeResult result) {
   result.phases.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
-  if (!result.phases.empty() && token_seconds_ &&
-      std::none_of(result.phases.begin(), result.phases.end(),
-                   [](const auto& p) { return p.first == "token"; }))
-    result.phases.insert(result.phases.begin(), {"token", *token_seconds_});
   result.details.subprotocol = negotiated_.label(*opts_.endpoint);
   result.details.connections_ok = static_cast<int>(std::count_if(
       sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
@@ -625,9 +620,9 @@ void AgentPipelineProbe::finish(ProbeResult result) {
 CancelInfo AgentPipelineProbe::cancel() {
   CancelInfo info;
   const Session* slowest = nullptr;
-  if (token_pending_) {
+  if (token_call_ && token_call_->in_flight()) {
     info.phase = "token";
-  } else if (resolving_) {
+  } else if (resolve_.pending()) {
     info.phase = "dns";
   } else {
     LeastAdvanced least;
@@ -646,9 +641,6 @@ CancelInfo AgentPipelineProbe::cancel() {
     info.phase = least.phase;
   }
   info.phases = merged_phases();
-  if (token_seconds_ && std::none_of(info.phases.begin(), info.phases.end(),
-                                     [](const auto& p) { return p.first == "token"; }))
-    info.phases.insert(info.phases.begin(), {"token", *token_seconds_});
   if (slowest != nullptr) {
     info.details = session_details(*slowest);
     if (slowest->state == State::kAwaiting) {

@@ -77,7 +77,6 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
   Done done_;
   RunContext* ctx_ = nullptr;
   AsyncResolve resolve_;
-  bool resolving_ = false;
   std::vector<Conn> conns_;
   uint64_t run_start_ns_ = 0;
   std::optional<double> dns_seconds_;
@@ -90,7 +89,6 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
 
 void WebSocketProbe::release() {
   resolve_.cancel();
-  resolving_ = false;
   for (auto& c : conns_) {
     c.hold.stop();
     if (c.ws != nullptr) {
@@ -117,10 +115,8 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
     open_all(*addr);
     return;
   }
-  resolving_ = true;
   resolve_.start(
       ctx.loop, ep.host, ep.port, [this](std::optional<ResolvedAddress> addr, std::string error) {
-        resolving_ = false;
         dns_seconds_ = seconds_since(run_start_ns_, uv_hrtime());
         if (!addr) {
           auto r = ProbeResult::failure(
@@ -322,7 +318,7 @@ std::string WebSocketProbe::progress_note() const {
 
 CancelInfo WebSocketProbe::cancel() {
   CancelInfo info;
-  if (resolving_) {
+  if (resolve_.pending()) {
     info.phase = "dns";
   } else {
     // The least advanced connection is the one that held the run up.
