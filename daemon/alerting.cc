@@ -203,49 +203,43 @@ class RuleWriter {
           "{5}",
           stat, w, type, thr, guard, cfg_.min_runs);
     };
+    // "Success over the last 5m is 42% <rest>" and "<what> over the last 5m is
+    // 12s <rest>": the sentence every ratio and latency alert opens with.
+    auto success_is = [&](const std::string& rest) {
+      return fmt::format("Success over the last {} is {{{{ $value | humanizePercentage }}}}{}", w,
+                         rest);
+    };
+    auto duration_is = [&](const char* what, const std::string& rest) {
+      return fmt::format("{} over the last {} is {{{{ $value | humanizeDuration }}}}{}", what, w,
+                         rest);
+    };
+    const std::string threshold_pct = " (threshold " + percent(r.threshold) + ")";
+    const std::string threshold_s = " (threshold " + seconds_text(r.threshold) + ")";
     const std::string key = r.key;
     if (key == "agent_pipeline_down") {
       expr = per_probe_ratio("agent_pipeline", "<=");
       summary = "Agent pipeline " + probe_text + " has not succeeded for " +
                 prom_duration(r.for_duration + cfg_.long_window);
-      description = fmt::format(
-                        "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
-                        "(at most {}), sustained for {}. ",
-                        w, percent(r.threshold), prom_duration(r.for_duration)) +
+      description = success_is(fmt::format(" (at most {}), sustained for {}. ",
+                                           percent(r.threshold), prom_duration(r.for_duration))) +
                     reason;
     } else if (key == "redis_down") {
       expr = per_probe_ratio("redis", "<=");
       summary = "Redis " + probe_text + " unreachable: every run failing for " +
                 prom_duration(r.for_duration);
-      description = fmt::format(
-                        "Success over the last {} is {{{{ $value | humanizePercentage }}}}, "
-                        "sustained for {}. ",
-                        w, prom_duration(r.for_duration)) +
-                    reason;
+      description = success_is(", sustained for " + prom_duration(r.for_duration) + ". ") + reason;
     } else if (key == "websocket_success_critical" || key == "websocket_success_low") {
       expr = per_probe_ratio("websocket", "<");
       summary = "WebSocket " + probe_text + " success below " + percent(r.threshold);
-      description = fmt::format(
-                        "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
-                        "(threshold {}). ",
-                        w, percent(r.threshold)) +
-                    reason;
+      description = success_is(threshold_pct + ". ") + reason;
     } else if (key == "database_latency_critical" || key == "database_latency_high") {
       expr = per_probe_latency("postgres", "mean");
       summary = "Database " + probe_text + " responding in more than " + seconds_text(r.threshold);
-      description = fmt::format(
-                        "Mean run time over the last {} is {{{{ $value | humanizeDuration "
-                        "}}}} (threshold {}). ",
-                        w, seconds_text(r.threshold)) +
-                    reason;
+      description = duration_is("Mean run time", threshold_s + ". ") + reason;
     } else if (key == "agent_pipeline_slow") {
       expr = per_probe_latency("agent_pipeline", "mean");
       summary = "Agent pipeline " + probe_text + " mean time above " + seconds_text(r.threshold);
-      description = fmt::format(
-                        "Mean conversation time over the last {} is {{{{ $value | "
-                        "humanizeDuration }}}} (threshold {}). ",
-                        w, seconds_text(r.threshold)) +
-                    reason;
+      description = duration_is("Mean conversation time", threshold_s + ". ") + reason;
     } else if (key == "latency_p95_high") {
       std::string types;
       for (const auto& t : cfg_.latency_types) types += (types.empty() ? "" : "|") + t;
@@ -254,10 +248,7 @@ class RuleWriter {
           ">= {4}",
           w, types, thr, guard, cfg_.min_runs);
       summary = "Probe " + probe_text + " p95 above the " + seconds_text(r.threshold) + " baseline";
-      description = fmt::format(
-          "p95 run time over the last {} is {{{{ $value | humanizeDuration "
-          "}}}} (baseline {}).",
-          w, seconds_text(r.threshold));
+      description = duration_is("p95 run time", " (baseline " + seconds_text(r.threshold) + ").");
     } else if (key == "critical_success_low" || key == "overall_success_low") {
       std::string level = key == "critical_success_low" ? "critical" : "overall";
       expr = fmt::format(
@@ -265,20 +256,16 @@ class RuleWriter {
           level, w, thr, globals_, cfg_.min_runs);
       summary = fmt::format("{} probes' success below {}", level == "critical" ? "Critical" : "All",
                             percent(r.threshold));
-      description = fmt::format(
-          "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
-          "(threshold {}). Top failure reason over {}: {}.",
-          w, percent(r.threshold), long_, top_reason({}, level == "critical"));
+      description = success_is(threshold_pct + ". Top failure reason over " + long_ + ": " +
+                               top_reason({}, level == "critical") + ".");
     } else if (key == "category_success_low") {
       expr = fmt::format(
           "canary:category_success:ratio_{0} < {1} and on ({2}) canary:category_runs:increase_{0} "
           ">= {3}",
           w, thr, by("category"), cfg_.min_runs);
       summary = "Category {{ $labels.category }} success below " + percent(r.threshold);
-      description = fmt::format(
-          "Success over the last {} is {{{{ $value | humanizePercentage }}}} "
-          "(threshold {}). Top failure reason over {}: {}.",
-          w, percent(r.threshold), long_, top_reason({"category"}));
+      description = success_is(threshold_pct + ". Top failure reason over " + long_ + ": " +
+                               top_reason({"category"}) + ".");
     } else if (key == "canaryd_down") {
       expr = fmt::format("up{{job=\"{0}\"}} == 0 or absent(up{{job=\"{0}\"}})", cfg_.job);
       summary = "canaryd is down or not scraped";
