@@ -793,6 +793,18 @@ class E2E:
                 and labels.get("location") == LOCATION
                 and (labels.get("probe") == probe or labels.get("category") == category))
 
+    def await_notification(self, want, status, since, timeout, what, probe):
+        """The first webhook notification after `since` with this status and labels."""
+        def found():
+            for t, receiver, a in notifications():
+                if t >= since and a.get("status") == status and matches(a["labels"], want):
+                    return t, receiver, a
+            return None
+
+        return wait_until(
+            found, timeout, what,
+            progress=lambda: f"ratio {probe}={self.ratio(probe)}; {self.prom_summary()}")
+
     def incident(self, title, p0, probe, category, expected_muted, break_fn, repair_fn):
         log(f"=== {title}")
         want = {"alertname": p0, "severity": "P0", "probe": probe, "category": category,
@@ -801,15 +813,8 @@ class E2E:
         break_fn()
 
         # 1. The page.
-        def paged():
-            for t, receiver, a in notifications():
-                if t >= t_break and a.get("status") == "firing" and matches(a["labels"], want):
-                    return t, receiver, a
-            return None
-
-        t, receiver, alert = wait_until(
-            paged, PAGE_TIMEOUT, f"the {p0} page",
-            progress=lambda: f"ratio {probe}={self.ratio(probe)}; {self.prom_summary()}")
+        t, receiver, alert = self.await_notification(
+            want, "firing", t_break, PAGE_TIMEOUT, f"the {p0} page", probe)
         log(f"ok   {fmt_alert(alert['labels'])} reached receiver {receiver!r}"
             f" {t - t_break:.1f}s after the fault; summary: {alert['annotations'].get('summary')}")
         if receiver != "pager":
@@ -931,15 +936,8 @@ class E2E:
         repair_fn()
 
         # 5. The resolved notification.
-        def resolved():
-            for t, receiver, a in notifications():
-                if t >= t_repair and a.get("status") == "resolved" and matches(a["labels"], want):
-                    return t, receiver, a
-            return None
-
-        t, receiver, alert = wait_until(
-            resolved, RESOLVE_TIMEOUT, f"the {p0} resolved notification",
-            progress=lambda: f"ratio {probe}={self.ratio(probe)}; {self.prom_summary()}")
+        t, receiver, alert = self.await_notification(
+            want, "resolved", t_repair, RESOLVE_TIMEOUT, f"the {p0} resolved notification", probe)
         log(f"ok   {p0} resolved at receiver {receiver!r} {t - t_repair:.1f}s after the repair"
             f" (endsAt {alert.get('endsAt')})")
         if receiver != "pager":
