@@ -200,15 +200,7 @@ def run(st):
 def measure(r, st, d, fixtures):
     r["rss_ready"] = c.proc_status(d.pid)["VmRSS"]
 
-    def alive(when):
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"canaryd exited ({d.proc.returncode}) in the {when}:\n"
-                               + d.log_tail())
-
-    deadline = time.monotonic() + st.warmup
-    while time.monotonic() < deadline:
-        alive("warm-up")
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    c.warm_up(d, st.warmup)
 
     fx0, tf0 = c.fixtures_stats(fixtures)
     s0 = c.try_scrape(d, METRICS, timeout=60)
@@ -220,17 +212,15 @@ def measure(r, st, d, fixtures):
         except OSError as e:  # no CAP_NET_RAW: the split is n/a, the rest stands
             r["wire_note"] = f"no packet capture ({e})"
     me = os.getpid()
-    t0, w0 = time.monotonic(), time.time()
-    cpu0, m0, me0 = c.cpu_ticks(d.pid), c.machine_ticks(), c.cpu_ticks(me)
-    fcpu0 = [c.cpu_ticks(p.pid) for p, _ in fixtures]
+    w0, me0 = time.time(), c.cpu_ticks(me)
+    win = c.Window(d, [p.pid for p, _ in fixtures])
     runs = {}
     fetch_s, fetch_errors, fetch_bytes, open_ws, scripts = [], [], 0, [], []
-    rss_max = fds_max = 0
-    next_at = t0
-    while time.monotonic() - t0 < st.window:
+    next_at = win.t0
+    while win.elapsed() < st.window:
         next_at += st.sample
-        time.sleep(max(0.0, min(next_at, t0 + st.window) - time.monotonic()))
-        alive("window")
+        time.sleep(max(0.0, min(next_at, win.t0 + st.window) - time.monotonic()))
+        c.ensure_alive(d, "window")
         a = time.monotonic()
         try:
             status, body = c.http_get(d.base + "/api/v1/state", timeout=30)
@@ -247,28 +237,19 @@ def measure(r, st, d, fixtures):
             scripts.append(fx.get("agents_running", 0))
         except (OSError, RuntimeError, ValueError, http.client.HTTPException):
             pass  # a sample fewer
-        rss_max = max(rss_max, c.proc_status(d.pid)["VmRSS"])
-        fds_max = max(fds_max, c.open_fds(d.pid))
-    t1, w1 = time.monotonic(), time.time()
-    cpu1, m1, me1 = c.cpu_ticks(d.pid), c.machine_ticks(), c.cpu_ticks(me)
-    fcpu1 = [c.cpu_ticks(p.pid) for p, _ in fixtures]
+        win.sample()
+    w1, me1 = time.time(), c.cpu_ticks(me)
+    figures = win.close()
     if cap is not None:
         cap.stop()
-    status, fds = c.proc_status(d.pid), c.open_fds(d.pid)
     s1 = c.try_scrape(d, METRICS, timeout=60)
     fx1, tf1 = c.fixtures_stats(fixtures)
 
-    wall = t1 - t0
     fxd = {k: fx1.get(k, 0) - fx0.get(k, 0) for k in fx1}
+    r.update(figures)
     r.update({
-        "window_s": wall,
-        "cpu_pct": 100.0 * (cpu1 - cpu0) / c.CLK_TCK / wall,
-        "fixture_cpu_pct": [100.0 * (b - a) / c.CLK_TCK / wall for a, b in zip(fcpu0, fcpu1)],
-        "machine_busy_pct": 100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
-        "bench_cpu_pct": 100.0 * (me1 - me0) / c.CLK_TCK / wall,
+        "bench_cpu_pct": 100.0 * (me1 - me0) / c.CLK_TCK / figures["window_s"],
         "ncpu": os.cpu_count(),
-        "rss_end": status["VmRSS"], "rss_max": max(rss_max, status["VmRSS"]),
-        "threads": status["Threads"], "fds_end": fds, "fds_max": max(fds_max, fds),
         "state_fetches": len(fetch_s), "state_bytes": fetch_bytes,
         "state_fetch_p50": c.percentile(fetch_s, 0.5),
         "state_fetch_max": max(fetch_s, default=None),
@@ -289,17 +270,10 @@ def measure(r, st, d, fixtures):
     r["other_cpu_pct"] = max(0.0, r["machine_busy_pct"] * r["ncpu"] - r["cpu_pct"]
                              - sum(r["fixture_cpu_pct"]) - r["bench_cpu_pct"])
     if s0 is not None and s1 is not None:
+        deltas = c.scrape_deltas(s0, s1)
+        r.update(deltas)
         before, after = s0[0], s1[0]
-        n = c.counter_delta(after, before, "canary_probe_runs_total")
-        lag = c.histogram_delta(c.histogram(after, "canary_scheduler_lag_seconds"),
-                                c.histogram(before, "canary_scheduler_lag_seconds"))
         r.update({
-            "runs": n, "runs_per_s": n / (s1[3] - s0[3]),
-            "failures": c.counter_delta(after, before, "canary_probe_failures_total"),
-            "failure_reasons": {k: int(v) for k, v in c.delta_by_label(
-                after, before, "canary_probe_failures_total", "reason").items()},
-            "skipped": c.counter_delta(after, before, "canary_scheduler_skipped_runs_total"),
-            "lag_p50": c.histogram_quantile(0.5, lag), "lag_p99": c.histogram_quantile(0.99, lag),
             "in_flight_end": c.sum_samples(after, "canary_probes_in_flight"),
             "events_per_s": c.counter_delta(after, before, "canary_agent_events_received_total")
             / (s1[3] - s0[3]),

@@ -92,44 +92,26 @@ def measure(r, d, fixtures, warmup, window):
     conns = r["connections"]
     r["rss_ready"] = c.proc_status(d.pid)["VmRSS"]
 
-    def alive(when):
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"canaryd exited ({d.proc.returncode}) in the {when}:\n"
-                               + d.log_tail())
-
-    deadline = time.monotonic() + warmup
-    while time.monotonic() < deadline:
-        alive("warm-up")
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    c.warm_up(d, warmup)
 
     fx0, tf0 = c.fixtures_stats(fixtures)
     s0 = c.try_scrape(d, METRICS)
     if s0 is None:
         raise RuntimeError("/metrics cannot be served at the start of the window")
-    t0, cpu0, m0, net0 = time.monotonic(), c.cpu_ticks(d.pid), c.machine_ticks(), c.tcp_ext()
-    fcpu0 = [c.cpu_ticks(p.pid) for p, _ in fixtures]
-    rss_max = fds_max = 0
-    while time.monotonic() - t0 < window:
-        time.sleep(min(1.0, max(0.05, window - (time.monotonic() - t0))))
-        alive("window")
-        rss_max = max(rss_max, c.proc_status(d.pid)["VmRSS"])
-        fds_max = max(fds_max, c.open_fds(d.pid))
-    t1, cpu1, m1, net1 = time.monotonic(), c.cpu_ticks(d.pid), c.machine_ticks(), c.tcp_ext()
-    fcpu1 = [c.cpu_ticks(p.pid) for p, _ in fixtures]
-    status, fds = c.proc_status(d.pid), c.open_fds(d.pid)
+    net0 = c.tcp_ext()
+    win = c.Window(d, [p.pid for p, _ in fixtures])
+    while win.elapsed() < window:
+        time.sleep(min(1.0, max(0.05, window - win.elapsed())))
+        c.ensure_alive(d, "window")
+        win.sample()
+    figures, net1 = win.close(), c.tcp_ext()
     s1 = c.try_scrape(d, METRICS)
     fx1, tf1 = c.fixtures_stats(fixtures)
 
-    wall = t1 - t0
     fx = {k: fx1.get(k, 0) - fx0.get(k, 0) for k in fx1}
+    r.update(figures)
     r.update({
-        "window_s": wall,
-        "cpu_pct": 100.0 * (cpu1 - cpu0) / c.CLK_TCK / wall,
-        "fixture_cpu_pct": [100.0 * (b - a) / c.CLK_TCK / wall for a, b in zip(fcpu0, fcpu1)],
-        "machine_busy_pct": 100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
         "listen_overflows": net1["ListenOverflows"] - net0["ListenOverflows"],
-        "rss_end": status["VmRSS"], "rss_max": max(rss_max, status["VmRSS"]),
-        "threads": status["Threads"], "fds_end": fds, "fds_max": max(fds_max, fds),
         "fixture_attempts_per_s": fx.get("attempts_total", 0) / (tf1 - tf0),
         "fixture_101_per_s": fx.get("upgrades_total", 0) / (tf1 - tf0),
         "fixture_ends": {k: fx.get(k, 0) for k in
@@ -143,20 +125,11 @@ def measure(r, d, fixtures, warmup, window):
         "last_run_conns_ok": None, "last_run_conns": None,
     })
     if s1 is not None:
-        before, after = s0[0], s1[0]
-        # Runs between the two scrapes, as a rate over the time between them
-        # (the CPU window sits inside, without the scrapes' own cost).
-        runs = c.counter_delta(after, before, "canary_probe_runs_total")
-        lag = c.histogram_delta(c.histogram(after, "canary_scheduler_lag_seconds"),
-                                c.histogram(before, "canary_scheduler_lag_seconds"))
+        deltas = c.scrape_deltas(s0, s1)
+        r.update(deltas)
+        after = s1[0]
         r.update({
-            "runs": runs, "runs_per_s": runs / (s1[3] - s0[3]),
-            "handshakes_per_s": runs / (s1[3] - s0[3]) * conns,
-            "failures": c.counter_delta(after, before, "canary_probe_failures_total"),
-            "failure_reasons": {k: int(v) for k, v in c.delta_by_label(
-                after, before, "canary_probe_failures_total", "reason").items()},
-            "skipped": c.counter_delta(after, before, "canary_scheduler_skipped_runs_total"),
-            "lag_p50": c.histogram_quantile(0.5, lag), "lag_p99": c.histogram_quantile(0.99, lag),
+            "handshakes_per_s": deltas["runs_per_s"] * conns,
             # Gauges of each probe's last run, summed at the end of the window.
             "last_run_conns_ok": c.sum_samples(after, "canary_ws_connections_ok"),
             "last_run_conns": c.sum_samples(after, "canary_ws_connections_configured"),

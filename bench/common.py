@@ -506,6 +506,74 @@ def open_fds(pid):
 
 
 # --------------------------------------------------------------------------
+# A measured window of a running canaryd
+
+def ensure_alive(d, when):
+    if d.proc.poll() is not None:
+        raise RuntimeError(f"canaryd exited ({d.proc.returncode}) in the {when}:\n"
+                           + d.log_tail())
+
+
+def warm_up(d, seconds):
+    """Waits `seconds`, checking every second that canaryd still runs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ensure_alive(d, "warm-up")
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+class Window:
+    """CPU of canaryd, the fixtures and the machine between start and close,
+    with canaryd's RSS and descriptors sampled on the way."""
+
+    def __init__(self, d, fixture_pids):
+        self.d, self.fixture_pids = d, list(fixture_pids)
+        self.t0 = time.monotonic()
+        self.cpu0, self.m0 = cpu_ticks(d.pid), machine_ticks()
+        self.fcpu0 = [cpu_ticks(p) for p in self.fixture_pids]
+        self.rss_max = self.fds_max = 0
+
+    def elapsed(self):
+        return time.monotonic() - self.t0
+
+    def sample(self):
+        self.rss_max = max(self.rss_max, proc_status(self.d.pid)["VmRSS"])
+        self.fds_max = max(self.fds_max, open_fds(self.d.pid))
+
+    def close(self):
+        wall = time.monotonic() - self.t0
+        cpu1, m1 = cpu_ticks(self.d.pid), machine_ticks()
+        fcpu1 = [cpu_ticks(p) for p in self.fixture_pids]
+        status, fds = proc_status(self.d.pid), open_fds(self.d.pid)
+        return {
+            "window_s": wall,
+            "cpu_pct": 100.0 * (cpu1 - self.cpu0) / CLK_TCK / wall,
+            "fixture_cpu_pct": [100.0 * (b - a) / CLK_TCK / wall
+                                for a, b in zip(self.fcpu0, fcpu1)],
+            "machine_busy_pct": 100.0 * (m1[0] - self.m0[0]) / max(1, m1[1] - self.m0[1]),
+            "rss_end": status["VmRSS"], "rss_max": max(self.rss_max, status["VmRSS"]),
+            "threads": status["Threads"], "fds_end": fds, "fds_max": max(self.fds_max, fds),
+        }
+
+
+def scrape_deltas(s0, s1):
+    """Runs, failures by reason, skipped slots and scheduler lag between two
+    try_scrape() results (rates over the time between the scrapes)."""
+    before, after = s0[0], s1[0]
+    runs = counter_delta(after, before, "canary_probe_runs_total")
+    lag = histogram_delta(histogram(after, "canary_scheduler_lag_seconds"),
+                          histogram(before, "canary_scheduler_lag_seconds"))
+    return {
+        "runs": runs, "runs_per_s": runs / (s1[3] - s0[3]),
+        "failures": counter_delta(after, before, "canary_probe_failures_total"),
+        "failure_reasons": {k: int(v) for k, v in delta_by_label(
+            after, before, "canary_probe_failures_total", "reason").items()},
+        "skipped": counter_delta(after, before, "canary_scheduler_skipped_runs_total"),
+        "lag_p50": histogram_quantile(0.5, lag), "lag_p99": histogram_quantile(0.99, lag),
+    }
+
+
+# --------------------------------------------------------------------------
 # Numbers
 
 def percentile(values, q):
