@@ -612,9 +612,7 @@ void AgentPipelineProbe::finish(ProbeResult result) {
       sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
   result.details.connections_total = opts_.sessions;
   release();
-  Done done = std::move(done_);
-  done_ = nullptr;
-  if (done) done(std::move(result));
+  call_done(done_, std::move(result));
 }
 
 CancelInfo AgentPipelineProbe::cancel() {

@@ -362,9 +362,7 @@ void HttpProbe::on_complete(CURLcode rc) {
   }
   body_.clear();
   body_.shrink_to_fit();
-  Done done = std::move(done_);
-  done_ = nullptr;
-  if (done) done(std::move(result));
+  call_done(done_, std::move(result));
 }
 
 }  // namespace

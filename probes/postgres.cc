@@ -407,9 +407,7 @@ void PostgresProbe::release(bool cancel_query) {
 
 void PostgresProbe::finish(ProbeResult result) {
   release(false);
-  Done done = std::move(done_);
-  done_ = nullptr;
-  if (done) done(std::move(result));
+  call_done(done_, std::move(result));
 }
 
 CancelInfo PostgresProbe::cancel() {

@@ -143,6 +143,15 @@ struct RunContext {
 
 using Done = std::function<void(ProbeResult)>;
 
+// Hands `result` to `done` once and leaves `done` empty. `done` is moved out
+// before the call because the call may start the next run or destroy the
+// probe that holds it.
+inline void call_done(Done& done, ProbeResult result) {
+  Done d = std::move(done);
+  done = nullptr;
+  if (d) d(std::move(result));
+}
+
 // One configured probe. Runs of the same probe never overlap, so a probe may
 // keep the state of its in-flight run in members.
 //

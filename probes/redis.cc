@@ -266,9 +266,7 @@ void RedisProbe::release(TcpClient::Close how) {
 
 void RedisProbe::finish(ProbeResult result) {
   release();
-  Done done = std::move(done_);
-  done_ = nullptr;
-  if (done) done(std::move(result));
+  call_done(done_, std::move(result));
 }
 
 CancelInfo RedisProbe::cancel() {

@@ -124,9 +124,7 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
               {{"dns", *dns_seconds_}});
           r.details.connections_ok = 0;
           r.details.connections_total = opts_.connections;
-          Done done = std::move(done_);
-          done_ = nullptr;
-          if (done) done(std::move(r));
+          call_done(done_, std::move(r));
           return;
         }
         open_all(*addr);
@@ -280,9 +278,7 @@ void WebSocketProbe::maybe_finish() {
   if (result.details.close_code) d.close_code = result.details.close_code;
   result.details = std::move(d);
   conns_.clear();
-  Done done = std::move(done_);
-  done_ = nullptr;
-  done(std::move(result));
+  call_done(done_, std::move(result));
 }
 
 ProbeDetails WebSocketProbe::details() const {
