@@ -114,7 +114,8 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
 
 class AgentPipelineProbe : public Probe, private WsConnection::Handler {
  public:
-  explicit AgentPipelineProbe(AgentOptions opts) : opts_(std::move(opts)) {
+  explicit AgentPipelineProbe(AgentOptions opts)
+      : opts_(std::move(opts)), series_(series_of(opts_)) {
     if (opts_.token) token_call_ = std::make_unique<HttpCall>(opts_.token->http);
     static std::atomic<size_t> next_shard{0};
     shard_ = next_shard++;
@@ -125,7 +126,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   void start(RunContext& ctx, Done done) override;
   CancelInfo cancel() override;
   std::string target() const override { return opts_.endpoint->describe(); }
-  Series series() const override;
+  Series series() const override { return series_; }
 
  private:
   enum class State { kConnecting, kAwaiting, kClosing, kOk, kFailed };
@@ -166,8 +167,10 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   Phases token_phase() const;  // the token step's time, if it ran
   Phases merged_phases() const;
   void release();
+  static Series series_of(const AgentOptions& opts);
 
   AgentOptions opts_;
+  const Series series_;  // from the config: every run's phases use it
   std::unique_ptr<HttpCall> token_call_;
   size_t shard_ = 0;
   Done done_;
@@ -186,9 +189,9 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   NegotiationSeen negotiated_;
 };
 
-Probe::Series AgentPipelineProbe::series() const {
+Probe::Series AgentPipelineProbe::series_of(const AgentOptions& opts) {
   Series out;
-  for (const auto& e : opts_.events) {
+  for (const auto& e : opts.events) {
     if (std::find(out.events.begin(), out.events.end(), e.type) != out.events.end()) continue;
     out.events.push_back(e.type);
     out.phases.push_back(e.type);
@@ -560,7 +563,7 @@ Phases AgentPipelineProbe::merged_phases() const {
   std::vector<const Phases*> each;
   for (const auto& p : per_session) each.push_back(&p);
   append_slowest(out, each, {"connect", "tls", "handshake", "first_event"});
-  for (const auto& type : series().events) append_slowest(out, each, {type});
+  for (const auto& type : series_.events) append_slowest(out, each, {type});
   append_slowest(out, each, {"close"});
   return out;
 }
