@@ -219,11 +219,18 @@ void WsService::shutdown() {
 lws_vhost* WsService::vhost_for(const std::string& ca_file) {
   if (ca_file.empty()) return vhosts_[""];
   // lws loads the trust store when the vhost is made: a replaced CA file
-  // (rotation) gets a new vhost.
-  struct stat st {};
-  std::string key = ca_file;
-  if (stat(ca_file.c_str(), &st) == 0)
-    key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
+  // (rotation) gets a new vhost. The file is looked at once a second at
+  // most, not at every connection.
+  CaFile& ca = ca_files_[ca_file];
+  uint64_t now = uv_now(loop_);
+  if (ca.key.empty() || now - ca.checked_ms >= 1000) {
+    struct stat st {};
+    ca.key = ca_file;
+    if (stat(ca_file.c_str(), &st) == 0)
+      ca.key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
+    ca.checked_ms = now;
+  }
+  const std::string& key = ca.key;
   auto it = vhosts_.find(key);
   if (it != vhosts_.end()) return it->second;
   lws_context_creation_info info{};

@@ -187,6 +187,11 @@ class WsService {
   size_t max_live_ = 0;
   bool shut_down_ = false;
   std::map<std::string, lws_vhost*> vhosts_;  // by CA file and its mtime
+  struct CaFile {
+    std::string key;  // path, mtime and size when last looked at
+    uint64_t checked_ms = 0;
+  };
+  std::map<std::string, CaFile> ca_files_;  // by path
 };
 
 }  // namespace canaryd
