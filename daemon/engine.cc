@@ -30,9 +30,7 @@ Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
       clock_(clock),
       scheduler_(clock),
       rng_(std::random_device{}()) {
-  tick_ = new uv_timer_t;
-  uv_timer_init(loop_, tick_);
-  tick_->data = this;
+  tick_ = std::make_unique<PreciseTimer>(loop_, &Engine::on_tick, this);
   check_ = new uv_check_t;
   uv_check_init(loop_, check_);
   check_->data = this;
@@ -121,19 +119,14 @@ void Engine::arm_tick() {
   if (stopped_) return;
   auto due = scheduler_.next_due();
   if (!due) {
-    uv_timer_stop(tick_);
+    tick_->stop();
     return;
   }
-  Nanos wait = *due - clock_.now();
-  // libuv timers have millisecond resolution: round up so the tick never fires
-  // before the slot, then take_due() starts it within the same millisecond.
-  int64_t ms = wait.count() <= 0 ? 0 : (wait.count() + 999'999) / 1'000'000;
-  uv_update_time(loop_);
-  uv_timer_start(tick_, &Engine::on_tick, static_cast<uint64_t>(ms), 0);
+  tick_->start(*due - clock_.now());
 }
 
-void Engine::on_tick(uv_timer_t* timer) {
-  auto* self = static_cast<Engine*>(timer->data);
+void Engine::on_tick(void* engine) {
+  auto* self = static_cast<Engine*>(engine);
   for (const auto& d : self->scheduler_.take_due()) {
     auto it = self->instances_.find(d.id);
     if (it == self->instances_.end()) continue;
@@ -305,10 +298,7 @@ void Engine::stop() {
   for (auto& [id, inst] : instances_) discard(*inst);
   instances_.clear();
   by_name_.clear();
-  uv_timer_stop(tick_);
-  tick_->data = tick_;
-  uv_close(reinterpret_cast<uv_handle_t*>(tick_),
-           [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
+  tick_.reset();
   expiring_.clear();
   check_->data = check_;
   uv_close(reinterpret_cast<uv_handle_t*>(check_),

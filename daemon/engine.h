@@ -17,6 +17,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/config.h"
+#include "daemon/precise_timer.h"
 #include "daemon/scheduler.h"
 
 namespace canaryd {
@@ -66,7 +67,7 @@ class Engine {
   struct Instance;
 
   void arm_tick();
-  static void on_tick(uv_timer_t* timer);
+  static void on_tick(void* self);
   static void on_deadline(uv_timer_t* timer);
   static void on_check(uv_check_t* check);
   static void on_once_done(uv_timer_t* timer);
@@ -80,7 +81,7 @@ class Engine {
   LoopServices& services_;
   const Clock& clock_;
   Scheduler scheduler_;
-  uv_timer_t* tick_;  // heap: freed in its close callback
+  std::unique_ptr<PreciseTimer> tick_;  // runs start on time to the microsecond
   // Deadlines that fired this loop iteration, expired only after the I/O poll
   // (see on_deadline): (probe, generation).
   std::vector<std::pair<ProbeId, uint64_t>> expiring_;
