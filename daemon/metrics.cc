@@ -2,7 +2,13 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
 #include <sstream>
 
 #include "probes/registry.h"
@@ -21,39 +27,115 @@ using prometheus::BuildHistogram;
 
 // Probe latencies span sub-millisecond loopback checks to two-minute agent
 // conversations.
-const prometheus::Histogram::BucketBoundaries& latency_buckets() {
-  static const prometheus::Histogram::BucketBoundaries b = {
-      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120};
-  return b;
+constexpr std::array<double, 14> kLatencyBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                   1,     2,    5,     10,   30,  60,   120};
+
+}  // namespace
+
+namespace {
+
+using Label = prometheus::ClientMetric::Label;
+using Labels = std::vector<Label>;
+
+// A histogram's state: a count per bucket (not cumulative; the last is +Inf)
+// and the sum.
+struct Histo {
+  std::array<uint64_t, kLatencyBounds.size() + 1> counts{};
+  double sum = 0;
+
+  void observe(double v) {
+    // "le": the first bound at or above the value.
+    auto bound = std::lower_bound(kLatencyBounds.begin(), kLatencyBounds.end(), v);
+    counts[static_cast<size_t>(bound - kLatencyBounds.begin())]++;
+    sum += v;
+  }
+};
+
+Labels to_labels(const std::map<std::string, std::string>& m) {
+  Labels out;
+  out.reserve(m.size());
+  for (const auto& [k, v] : m) out.push_back({k, v});
+  return out;
+}
+
+// `base` plus one more label, kept in name order as the text format's
+// consumers (and prometheus-cpp's own families) have them.
+Labels with(const Labels& base, const char* name, const std::string& value) {
+  Labels out;
+  out.reserve(base.size() + 1);
+  bool placed = false;
+  for (const auto& l : base) {
+    if (!placed && l.name > name) {
+      out.push_back({name, value});
+      placed = true;
+    }
+    out.push_back(l);
+  }
+  if (!placed) out.push_back({name, value});
+  return out;
+}
+
+prometheus::ClientMetric scalar(Labels labels, prometheus::MetricType type, double v) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (type == prometheus::MetricType::Counter) {
+    m.counter.value = v;
+  } else {
+    m.gauge.value = v;
+  }
+  return m;
+}
+
+prometheus::ClientMetric histogram(Labels labels, const Histo& h) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  const auto& bounds = kLatencyBounds;
+  uint64_t cumulative = 0;
+  m.histogram.bucket.reserve(h.counts.size());
+  for (size_t i = 0; i < h.counts.size(); ++i) {
+    cumulative += h.counts[i];
+    m.histogram.bucket.push_back(
+        {cumulative, i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity()});
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = h.sum;
+  return m;
 }
 
 }  // namespace
 
 struct ProbeMetrics::Series {
-  prometheus::Labels labels;
-  prometheus::Labels info_labels;
-  prometheus::Counter* runs = nullptr;
-  std::map<Reason, prometheus::Counter*> failures;
-  prometheus::Gauge* success = nullptr;  // created at the first result: no value is not "failing"
-  prometheus::Histogram* duration = nullptr;
-  std::map<std::string, prometheus::Histogram*, std::less<>> phases;
-  prometheus::Gauge* last_success = nullptr;
-  prometheus::Gauge* last_run = nullptr;
-  prometheus::Gauge* cert_expiry = nullptr;
-  prometheus::Gauge* info = nullptr;
-  prometheus::Gauge* interval = nullptr;
-  prometheus::Gauge* timeout = nullptr;
-  // Created at the first result that carries them (WebSocket types).
-  prometheus::Gauge* subprotocol = nullptr;
-  std::string subprotocol_value;
-  prometheus::Gauge* close_code = nullptr;
-  prometheus::Gauge* connections_ok = nullptr;
-  prometheus::Gauge* connections = nullptr;
+  mutable std::mutex mu;  // the values below; labels and keys never change
+  Labels labels;
+  Labels info_labels;
+  std::string extra_key;  // the probe's Probe::Series, flattened: a change rebuilds
+  double interval = 0;
+  double timeout = 0;
+  double runs = 0;
+  std::vector<std::pair<Reason, double>> failures;  // every reason of the type
+  Histo duration;
+  std::vector<std::pair<std::string, Histo>> phases;
+  // Created at the first result that carries them: no value is not "failing".
+  std::optional<double> success;
+  std::optional<double> last_success;
+  std::optional<double> last_run;
+  std::optional<double> cert_expiry;
+  // WebSocket types.
+  std::optional<std::string> subprotocol;  // a configured value, redacted, or "none"
+  std::optional<double> close_code;
+  std::optional<double> connections_ok;
+  std::optional<double> connections;
   // Agent conversations: pre-created from the probe's configured events.
-  std::string extra_key;  // the probe's Series, flattened: a change rebuilds
-  std::map<std::string, prometheus::Counter*, std::less<>> missing;
-  std::map<std::pair<std::string, std::string>, prometheus::Counter*> field_missing;
-  std::map<std::string, prometheus::Counter*, std::less<>> received;
+  std::vector<std::pair<std::string, double>> missing;
+  std::vector<std::pair<std::pair<std::string, std::string>, double>> field_missing;
+  std::vector<std::pair<std::string, double>> received;
+};
+
+struct ProbeMetrics::Family {
+  const char* name;
+  const char* help;
+  prometheus::MetricType type;
+  void (*collect)(const Series& s, std::vector<prometheus::ClientMetric>& out);
 };
 
 namespace {
@@ -64,258 +146,255 @@ std::string extra_key(const Probe::Series& x) {
   for (const auto& [e, f] : x.fields) key += "f:" + e + '.' + f + '\n';
   return key;
 }
+
+constexpr auto kCounter = prometheus::MetricType::Counter;
+constexpr auto kGauge = prometheus::MetricType::Gauge;
+
+void optional_gauge(const Labels& labels, const std::optional<double>& v,
+                    std::vector<prometheus::ClientMetric>& out) {
+  if (v) out.push_back(scalar(labels, kGauge, *v));
+}
 }  // namespace
 
+const std::vector<ProbeMetrics::Family>& ProbeMetrics::families() {
+  using Out = std::vector<prometheus::ClientMetric>;
+  // failures_total comes before runs_total: a scrape renders families in this
+  // order, so a run finishing mid-scrape can make runs_total one ahead of the
+  // failures, never behind, and a failure ratio never exceeds 1.
+  static const std::vector<Family> all = {
+      {"canary_probe_failures_total", "Failed probe runs by failure reason.", kCounter,
+       [](const Series& s, Out& out) {
+         for (const auto& [r, n] : s.failures)
+           out.push_back(
+               scalar(with(s.labels, "reason", std::string(reason_name(r))), kCounter, n));
+       }},
+      {"canary_probe_runs_total", "Probe runs completed, whatever their result.", kCounter,
+       [](const Series& s, Out& out) { out.push_back(scalar(s.labels, kCounter, s.runs)); }},
+      {"canary_probe_success", "1 if the probe's last run succeeded, 0 if it failed.", kGauge,
+       [](const Series& s, Out& out) { optional_gauge(s.labels, s.success, out); }},
+      {"canary_probe_duration_seconds", "Duration of probe runs, end to end.",
+       prometheus::MetricType::Histogram,
+       [](const Series& s, Out& out) { out.push_back(histogram(s.labels, s.duration)); }},
+      {"canary_probe_phase_duration_seconds", "Duration of each phase of probe runs.",
+       prometheus::MetricType::Histogram,
+       [](const Series& s, Out& out) {
+         for (const auto& [phase, h] : s.phases)
+           out.push_back(histogram(with(s.labels, "phase", phase), h));
+       }},
+      {"canary_probe_last_success_timestamp_seconds",
+       "Unix time of the probe's last successful run.", kGauge,
+       [](const Series& s, Out& out) { optional_gauge(s.labels, s.last_success, out); }},
+      {"canary_probe_last_run_timestamp_seconds",
+       "Unix time the probe's last run finished, whatever its result.", kGauge,
+       [](const Series& s, Out& out) { optional_gauge(s.labels, s.last_run, out); }},
+      {"canary_tls_cert_expiry_timestamp_seconds",
+       "Unix time at which the target's leaf TLS certificate expires.", kGauge,
+       [](const Series& s, Out& out) { optional_gauge(s.labels, s.cert_expiry, out); }},
+      {"canary_probe_info", "Configured probes, for joins; always 1.", kGauge,
+       [](const Series& s, Out& out) { out.push_back(scalar(s.info_labels, kGauge, 1)); }},
+      {"canary_probe_interval_seconds", "Configured interval between runs of the probe.", kGauge,
+       [](const Series& s, Out& out) { out.push_back(scalar(s.labels, kGauge, s.interval)); }},
+      {"canary_probe_timeout_seconds", "Configured timeout of one run of the probe.", kGauge,
+       [](const Series& s, Out& out) { out.push_back(scalar(s.labels, kGauge, s.timeout)); }},
+      {"canary_ws_subprotocol_info",
+       "The subprotocol the server last selected (a configured value, secrets redacted; "
+       "\"none\" if it selected none); always 1.",
+       kGauge,
+       [](const Series& s, Out& out) {
+         if (s.subprotocol)
+           out.push_back(scalar(with(s.labels, "subprotocol", *s.subprotocol), kGauge, 1));
+       }},
+      {"canary_ws_close_code",
+       "The last WebSocket close code seen (1000 normal, 1006 dropped without a close frame, "
+       "1011 server error, ...).",
+       kGauge, [](const Series& s, Out& out) { optional_gauge(s.labels, s.close_code, out); }},
+      {"canary_ws_connections_ok", "Connections of the last run that succeeded.", kGauge,
+       [](const Series& s, Out& out) { optional_gauge(s.labels, s.connections_ok, out); }},
+      {"canary_ws_connections_configured", "Connections each run opens at once.", kGauge,
+       [](const Series& s, Out& out) { optional_gauge(s.labels, s.connections, out); }},
+      {"canary_agent_event_missing_total",
+       "Agent runs that failed without this expected event arriving.", kCounter,
+       [](const Series& s, Out& out) {
+         for (const auto& [event, n] : s.missing)
+           out.push_back(scalar(with(s.labels, "event", event), kCounter, n));
+       }},
+      {"canary_agent_event_field_missing_total",
+       "Agent events that arrived without a required field.", kCounter,
+       [](const Series& s, Out& out) {
+         for (const auto& [ef, n] : s.field_missing)
+           out.push_back(
+               scalar(with(with(s.labels, "event", ef.first), "field", ef.second), kCounter, n));
+       }},
+      {"canary_agent_events_received_total",
+       "Agent event frames received, by configured type; any other type counts as \"other\".",
+       kCounter,
+       [](const Series& s, Out& out) {
+         for (const auto& [event, n] : s.received)
+           out.push_back(scalar(with(s.labels, "event", event), kCounter, n));
+       }},
+  };
+  return all;
+}
+
 ProbeMetrics::ProbeMetrics(std::vector<std::pair<std::string, std::string>> global_labels)
-    : global_labels_(std::move(global_labels)),
-      registry_(std::make_shared<prometheus::Registry>()),
-      failures_(BuildCounter()
-                    .Name("canary_probe_failures_total")
-                    .Help("Failed probe runs by failure reason.")
-                    .Register(*registry_)),
-      runs_(BuildCounter()
-                .Name("canary_probe_runs_total")
-                .Help("Probe runs completed, whatever their result.")
-                .Register(*registry_)),
-      success_(BuildGauge()
-                   .Name("canary_probe_success")
-                   .Help("1 if the probe's last run succeeded, 0 if it failed.")
-                   .Register(*registry_)),
-      duration_(BuildHistogram()
-                    .Name("canary_probe_duration_seconds")
-                    .Help("Duration of probe runs, end to end.")
-                    .Register(*registry_)),
-      phase_duration_(BuildHistogram()
-                          .Name("canary_probe_phase_duration_seconds")
-                          .Help("Duration of each phase of probe runs.")
-                          .Register(*registry_)),
-      last_success_(BuildGauge()
-                        .Name("canary_probe_last_success_timestamp_seconds")
-                        .Help("Unix time of the probe's last successful run.")
-                        .Register(*registry_)),
-      last_run_(BuildGauge()
-                    .Name("canary_probe_last_run_timestamp_seconds")
-                    .Help("Unix time the probe's last run finished, whatever its result.")
-                    .Register(*registry_)),
-      cert_expiry_(BuildGauge()
-                       .Name("canary_tls_cert_expiry_timestamp_seconds")
-                       .Help("Unix time at which the target's leaf TLS certificate expires.")
-                       .Register(*registry_)),
-      info_(BuildGauge()
-                .Name("canary_probe_info")
-                .Help("Configured probes, for joins; always 1.")
-                .Register(*registry_)),
-      interval_(BuildGauge()
-                    .Name("canary_probe_interval_seconds")
-                    .Help("Configured interval between runs of the probe.")
-                    .Register(*registry_)),
-      timeout_(BuildGauge()
-                   .Name("canary_probe_timeout_seconds")
-                   .Help("Configured timeout of one run of the probe.")
-                   .Register(*registry_)),
-      ws_subprotocol_(BuildGauge()
-                          .Name("canary_ws_subprotocol_info")
-                          .Help("The subprotocol the server last selected (a configured value, "
-                                "secrets redacted; \"none\" if it selected none); always 1.")
-                          .Register(*registry_)),
-      ws_close_code_(BuildGauge()
-                         .Name("canary_ws_close_code")
-                         .Help("The last WebSocket close code seen (1000 normal, 1006 dropped "
-                               "without a close frame, 1011 server error, ...).")
-                         .Register(*registry_)),
-      ws_connections_ok_(BuildGauge()
-                             .Name("canary_ws_connections_ok")
-                             .Help("Connections of the last run that succeeded.")
-                             .Register(*registry_)),
-      ws_connections_(BuildGauge()
-                          .Name("canary_ws_connections_configured")
-                          .Help("Connections each run opens at once.")
-                          .Register(*registry_)),
-      agent_missing_(BuildCounter()
-                         .Name("canary_agent_event_missing_total")
-                         .Help("Agent runs that failed without this expected event arriving.")
-                         .Register(*registry_)),
-      agent_field_missing_(BuildCounter()
-                               .Name("canary_agent_event_field_missing_total")
-                               .Help("Agent events that arrived without a required field.")
-                               .Register(*registry_)),
-      agent_received_(BuildCounter()
-                          .Name("canary_agent_events_received_total")
-                          .Help("Agent event frames received, by configured type; any other "
-                                "type counts as \"other\".")
-                          .Register(*registry_)) {}
+    : global_labels_(std::move(global_labels)) {}
 
 ProbeMetrics::~ProbeMetrics() = default;
 
-prometheus::Labels ProbeMetrics::base_labels(const ProbeSpec& spec) const {
-  prometheus::Labels labels;
-  for (const auto& [k, v] : global_labels_) labels[k] = v;
-  labels["probe"] = spec.name;
-  labels["type"] = spec.type;
-  labels["category"] = spec.category;
-  return labels;
-}
-
-void ProbeMetrics::remove(Series& s) {
-  runs_.Remove(s.runs);
-  for (auto& [r, c] : s.failures) failures_.Remove(c);
-  if (s.success) success_.Remove(s.success);
-  duration_.Remove(s.duration);
-  for (auto& [p, h] : s.phases) phase_duration_.Remove(h);
-  if (s.last_success) last_success_.Remove(s.last_success);
-  if (s.last_run) last_run_.Remove(s.last_run);
-  if (s.cert_expiry) cert_expiry_.Remove(s.cert_expiry);
-  info_.Remove(s.info);
-  interval_.Remove(s.interval);
-  timeout_.Remove(s.timeout);
-  if (s.subprotocol) ws_subprotocol_.Remove(s.subprotocol);
-  if (s.close_code) ws_close_code_.Remove(s.close_code);
-  if (s.connections_ok) ws_connections_ok_.Remove(s.connections_ok);
-  if (s.connections) ws_connections_.Remove(s.connections);
-  for (auto& [e, c] : s.missing) agent_missing_.Remove(c);
-  for (auto& [ef, c] : s.field_missing) agent_field_missing_.Remove(c);
-  for (auto& [e, c] : s.received) agent_received_.Remove(c);
-}
-
 void ProbeMetrics::sync_probes(const std::vector<const ConfiguredProbe*>& probes) {
-  std::unordered_map<std::string, const ConfiguredProbe*> wanted;
-  for (const auto* p : probes) wanted[p->spec.name] = p;
-
-  for (auto it = series_.begin(); it != series_.end();) {
-    auto w = wanted.find(it->first);
-    bool same = false;
-    if (w != wanted.end()) {
-      prometheus::Labels info = base_labels(w->second->spec);
-      info["critical"] = w->second->spec.critical ? "true" : "false";
-      for (const auto& [k, v] : w->second->spec.labels) info[k] = v;
-      same = info == it->second->info_labels &&
-             extra_key(w->second->probe ? w->second->probe->series() : Probe::Series{}) ==
-                 it->second->extra_key;
-    }
-    if (same) {
-      const auto& spec = w->second->spec;
-      it->second->interval->Set(std::chrono::duration<double>(spec.interval).count());
-      it->second->timeout->Set(std::chrono::duration<double>(spec.timeout).count());
-      ++it;
-    } else {
-      remove(*it->second);
-      it = series_.erase(it);
+  auto base_labels = [&](const ProbeSpec& spec) {
+    std::map<std::string, std::string> labels;
+    for (const auto& [k, v] : global_labels_) labels[k] = v;
+    labels["probe"] = spec.name;
+    labels["type"] = spec.type;
+    labels["category"] = spec.category;
+    return labels;
+  };
+  auto info_labels = [&](const ProbeSpec& spec) {
+    auto labels = base_labels(spec);
+    labels["critical"] = spec.critical ? "true" : "false";
+    for (const auto& [k, v] : spec.labels) labels[k] = v;
+    return to_labels(labels);
+  };
+  // Built outside the lock: a scrape in progress holds it shared.
+  std::map<std::string, std::unique_ptr<Series>, std::less<>> next;
+  std::unique_lock lock(mu_, std::defer_lock);
+  {
+    std::shared_lock read(mu_);
+    for (const auto* p : probes) {
+      const Probe::Series extra = p->probe ? p->probe->series() : Probe::Series{};
+      Labels info = info_labels(p->spec);
+      std::string key = extra_key(extra);
+      auto old = series_.find(p->spec.name);
+      if (old != series_.end() && old->second->info_labels == info &&
+          old->second->extra_key == key) {
+        next.emplace(p->spec.name, nullptr);  // kept: moved over below
+        continue;
+      }
+      auto s = std::make_unique<Series>();
+      s->labels = to_labels(base_labels(p->spec));
+      s->info_labels = std::move(info);
+      s->extra_key = std::move(key);
+      for (Reason r : p->type->reasons) s->failures.emplace_back(r, 0);
+      for (auto phase : p->type->phases) s->phases.emplace_back(std::string(phase), Histo{});
+      for (const auto& phase : extra.phases) {
+        bool known = std::any_of(s->phases.begin(), s->phases.end(),
+                                 [&](const auto& x) { return x.first == phase; });
+        if (!known) s->phases.emplace_back(phase, Histo{});
+      }
+      for (const auto& event : extra.events) {
+        s->missing.emplace_back(event, 0);
+        s->received.emplace_back(event, 0);
+      }
+      if (!extra.events.empty()) s->received.emplace_back("other", 0);
+      for (const auto& ef : extra.fields) s->field_missing.emplace_back(ef, 0);
+      next.emplace(p->spec.name, std::move(s));
     }
   }
-
+  lock.lock();
+  for (auto& [name, s] : next) {
+    if (!s) s = std::move(series_.at(name));
+  }
+  series_ = std::move(next);
   for (const auto* p : probes) {
-    if (series_.count(p->spec.name)) continue;
-    auto s = std::make_unique<Series>();
-    s->labels = base_labels(p->spec);
-    s->info_labels = s->labels;
-    s->info_labels["critical"] = p->spec.critical ? "true" : "false";
-    for (const auto& [k, v] : p->spec.labels) s->info_labels[k] = v;
-    s->runs = &runs_.Add(s->labels);
-    for (Reason r : p->type->reasons) {
-      auto labels = s->labels;
-      labels["reason"] = std::string(reason_name(r));
-      s->failures[r] = &failures_.Add(labels);
-    }
-    s->duration = &duration_.Add(s->labels, latency_buckets());
-    for (auto phase : p->type->phases) {
-      auto labels = s->labels;
-      labels["phase"] = std::string(phase);
-      s->phases.emplace(std::string(phase), &phase_duration_.Add(labels, latency_buckets()));
-    }
-    const Probe::Series extra = p->probe ? p->probe->series() : Probe::Series{};
-    s->extra_key = extra_key(extra);
-    for (const auto& phase : extra.phases) {
-      if (s->phases.count(phase)) continue;
-      auto labels = s->labels;
-      labels["phase"] = phase;
-      s->phases.emplace(phase, &phase_duration_.Add(labels, latency_buckets()));
-    }
-    for (const auto& event : extra.events) {
-      auto labels = s->labels;
-      labels["event"] = event;
-      s->missing.emplace(event, &agent_missing_.Add(labels));
-      s->received.emplace(event, &agent_received_.Add(labels));
-    }
-    if (!extra.events.empty()) {
-      auto labels = s->labels;
-      labels["event"] = "other";
-      s->received.emplace("other", &agent_received_.Add(labels));
-    }
-    for (const auto& [event, field] : extra.fields) {
-      auto labels = s->labels;
-      labels["event"] = event;
-      labels["field"] = field;
-      s->field_missing.emplace(std::make_pair(event, field), &agent_field_missing_.Add(labels));
-    }
-    s->info = &info_.Add(s->info_labels);
-    s->info->Set(1);
-    s->interval = &interval_.Add(s->labels);
-    s->interval->Set(std::chrono::duration<double>(p->spec.interval).count());
-    s->timeout = &timeout_.Add(s->labels);
-    s->timeout->Set(std::chrono::duration<double>(p->spec.timeout).count());
-    series_.emplace(p->spec.name, std::move(s));
+    Series& s = *series_.at(p->spec.name);
+    std::lock_guard values(s.mu);
+    s.interval = std::chrono::duration<double>(p->spec.interval).count();
+    s.timeout = std::chrono::duration<double>(p->spec.timeout).count();
   }
 }
 
 void ProbeMetrics::record(const RunRecord& rec) {
+  std::shared_lock lock(mu_);
   auto it = series_.find(rec.spec.name);
   if (it == series_.end()) return;
   Series& s = *it->second;
-  s.runs->Increment();
-  if (!s.success) s.success = &success_.Add(s.labels);
-  s.success->Set(rec.result.success ? 1 : 0);
-  s.duration->Observe(rec.duration_seconds);
+  std::lock_guard values(s.mu);
+  s.runs += 1;
+  s.success = rec.result.success ? 1 : 0;
+  s.duration.observe(rec.duration_seconds);
   for (const auto& [phase, seconds] : rec.result.phases) {
-    auto h = s.phases.find(phase);
-    if (h != s.phases.end()) h->second->Observe(seconds);
+    for (auto& [name, h] : s.phases) {
+      if (name == phase) {
+        h.observe(seconds);
+        break;
+      }
+    }
   }
   double now = std::chrono::duration<double>(rec.finished.time_since_epoch()).count();
-  if (!s.last_run) s.last_run = &last_run_.Add(s.labels);
-  s.last_run->Set(now);
+  s.last_run = now;
   if (rec.result.success) {
-    if (!s.last_success) s.last_success = &last_success_.Add(s.labels);
-    s.last_success->Set(now);
+    s.last_success = now;
   } else {
-    auto f = s.failures.find(rec.result.reason);
-    if (f == s.failures.end()) f = s.failures.find(Reason::kInternal);
-    if (f != s.failures.end()) f->second->Increment();
+    auto counted = [&](Reason r) {
+      for (auto& [reason, n] : s.failures) {
+        if (reason == r) {
+          n += 1;
+          return true;
+        }
+      }
+      return false;
+    };
+    if (!counted(rec.result.reason)) counted(Reason::kInternal);
   }
   const ProbeDetails& d = rec.result.details;
-  if (d.subprotocol && *d.subprotocol != s.subprotocol_value) {
-    // One series per probe: the value is a label, so a change replaces it.
-    if (s.subprotocol) ws_subprotocol_.Remove(s.subprotocol);
-    auto labels = s.labels;
-    labels["subprotocol"] = *d.subprotocol;
-    s.subprotocol = &ws_subprotocol_.Add(labels);
-    s.subprotocol->Set(1);
-    s.subprotocol_value = *d.subprotocol;
-  }
-  if (d.close_code) {
-    if (!s.close_code) s.close_code = &ws_close_code_.Add(s.labels);
-    s.close_code->Set(*d.close_code);
-  }
+  if (d.subprotocol) s.subprotocol = *d.subprotocol;
+  if (d.close_code) s.close_code = *d.close_code;
   if (d.connections_total) {
-    if (!s.connections) s.connections = &ws_connections_.Add(s.labels);
-    if (!s.connections_ok) s.connections_ok = &ws_connections_ok_.Add(s.labels);
-    s.connections->Set(*d.connections_total);
-    s.connections_ok->Set(d.connections_ok.value_or(0));
+    s.connections = *d.connections_total;
+    s.connections_ok = d.connections_ok.value_or(0);
   }
   // Label values come only from the pre-created (configured) series.
-  for (const auto& [event, n] : d.events_received) {
-    auto c = s.received.find(event);
-    if (c != s.received.end()) c->second->Increment(n);
-  }
-  for (const auto& event : d.missing_events) {
-    auto c = s.missing.find(event);
-    if (c != s.missing.end()) c->second->Increment();
-  }
-  if (d.missing_field) {
-    auto c = s.field_missing.find(*d.missing_field);
-    if (c != s.field_missing.end()) c->second->Increment();
-  }
-  if (rec.result.details.cert_expiry_unix) {
-    if (!s.cert_expiry) s.cert_expiry = &cert_expiry_.Add(s.labels);
-    s.cert_expiry->Set(*rec.result.details.cert_expiry_unix);
+  auto add = [](auto& counters, const auto& key, double n) {
+    for (auto& [k, v] : counters) {
+      if (k == key) {
+        v += n;
+        return;
+      }
+    }
+  };
+  for (const auto& [event, n] : d.events_received) add(s.received, event, n);
+  for (const auto& event : d.missing_events) add(s.missing, event, 1);
+  if (d.missing_field) add(s.field_missing, *d.missing_field, 1);
+  if (d.cert_expiry_unix) s.cert_expiry = *d.cert_expiry_unix;
+}
+
+void ProbeMetrics::render(std::string& out) const {
+  // The families are built and serialized a slice of probes at a time: a
+  // whole family of 10,000 probes as prometheus-cpp objects would take
+  // several times the exposition's size.
+  constexpr size_t kSlice = 2000;
+  std::shared_lock lock(mu_);
+  prometheus::TextSerializer serializer;
+  for (const Family& f : families()) {
+    bool first = true;
+    std::vector<prometheus::ClientMetric> metrics;
+    auto flush = [&] {
+      if (metrics.empty()) return;
+      std::ostringstream text;
+      serializer.Serialize(text,
+                           {prometheus::MetricFamily{f.name, f.help, f.type, std::move(metrics)}});
+      metrics.clear();
+      std::string chunk = text.str();
+      size_t from = 0;
+      if (!first) {
+        // A later slice of the same family: drop its # HELP and # TYPE lines.
+        for (int line = 0; line < 2; ++line) {
+          size_t eol = chunk.find('\n', from);
+          from = eol == std::string::npos ? chunk.size() : eol + 1;
+        }
+      }
+      out.append(chunk, from, std::string::npos);
+      first = false;
+    };
+    for (const auto& [name, s] : series_) {
+      {
+        std::lock_guard values(s->mu);
+        f.collect(*s, metrics);
+      }
+      if (metrics.size() >= kSlice) flush();
+    }
+    flush();
   }
 }
 
@@ -398,16 +477,12 @@ void DaemonMetrics::reload_result(bool ok, double unix_time, bool is_reload) {
   if (is_reload) (ok ? reloads_ok_ : reloads_failed_).Increment();
 }
 
-std::string render_metrics(const std::vector<std::shared_ptr<prometheus::Registry>>& registries) {
-  std::vector<prometheus::MetricFamily> families;
-  for (const auto& r : registries) {
-    auto f = r->Collect();
-    families.insert(families.end(), std::make_move_iterator(f.begin()),
-                    std::make_move_iterator(f.end()));
-  }
-  std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families);
-  return out.str();
+std::string render_metrics(const DaemonMetrics& daemon, const ProbeMetrics* probes) {
+  std::ostringstream text;
+  prometheus::TextSerializer().Serialize(text, daemon.registry()->Collect());
+  std::string out = text.str();
+  if (probes != nullptr) probes->render(out);
+  return out;
 }
 
 }  // namespace canaryd
