@@ -281,6 +281,12 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
     ci.protocol = offered.empty() ? nullptr : offered.c_str();
     ci.local_protocol_name = kProtocolName;
     ci.opaque_user_data = c;
+    // lws's default policy re-arms an idle ("validity") timer at every frame
+    // received, and lws 4.1 inserts timers into one sorted list by walking it:
+    // with 500 conversations open that walk ran for every agent event. canaryd
+    // times every phase itself, so lws's idle ping and hangup are off.
+    static const lws_retry_bo_t kNoIdlePolicy{};
+    ci.retry_and_idle_policy = &kNoIdlePolicy;
     if (ep.tls) {
       ci.ssl_connection = LCCSCF_USE_SSL;
       if (ep.insecure_skip_verify)
