@@ -30,6 +30,8 @@ BUILD = os.environ.get("CANARYD_BUILD_DIR", os.path.join(REPO, "build-release"))
 CANARYD = os.environ.get("CANARYD_BIN", os.path.join(BUILD, "canaryd"))
 LOADGEN = os.path.join(BUILD, "bench", "loadgen")
 BLACKHOLE = os.path.join(BUILD, "bench", "blackhole")
+AGENT_SERVER = os.path.join(BUILD, "bench", "agent_server")
+HICCUP = os.path.join(BUILD, "bench", "hiccup")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
@@ -252,6 +254,44 @@ def start_fake_platform(tag, timeout=30.0):
         except (OSError, ValueError, KeyError):
             time.sleep(0.05)
     raise RuntimeError(f"fake_platform not ready after {timeout}s")
+
+
+class Hiccups:
+    """bench/hiccup over a window: how long this machine stalls a runnable thread
+    (a 1 ms sleeper per CPU). No process here can be more punctual, so it is the
+    floor under any maximum latency a benchmark reports."""
+
+    def __init__(self, seconds):
+        self.proc = start("hiccup", [HICCUP, "--seconds", f"{seconds:.1f}"],
+                          stdout=subprocess.PIPE)
+
+    def result(self):
+        """The JSON summary ({"all": {"max": s, "over_10ms": n, ...}, ...}), or None."""
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+            forget(self.proc)
+            return json.loads(out)
+        except (subprocess.TimeoutExpired, ValueError):
+            stop(self.proc)
+            forget(self.proc)
+            return None
+
+
+def start_agent_server(tag, timeout=10.0):
+    """bench/agent_server (the punctual scripted agent, C++) on 127.0.0.1 and a port
+    the OS picks. Returns (proc, port) once its ready file says it listens."""
+    d = tmpdir(f"agent-server-{tag}")
+    ready = os.path.join(d, "ready")
+    p = start("agent_server", [AGENT_SERVER, "--max-conns", "20000", "--max-seconds", "900",
+                               "--ready-file", ready],
+              log_path=os.path.join(d, "agent_server.log"))
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(ready):  # written with a rename: complete or absent
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("agent_server did not start")
+        time.sleep(0.02)
+    with open(ready) as f:
+        return p, int(f.read().split()[1])
 
 
 def canaryd_config(listen_port, probes, state_history=None):
