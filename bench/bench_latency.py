@@ -49,9 +49,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (LOADGEN, Canaryd, canaryd_config, env_seconds, forget, free_port, http_get,
-                    log, ms, percentile, raise_fd_limit, save_result, scrape, signed_ms, start,
-                    start_nginx, sum_samples, tmpdir)
+from common import (LOADGEN, Canaryd, Hiccups, canaryd_config, env_seconds, forget, free_port,
+                    http_get, log, ms, percentile, raise_fd_limit, save_result, scrape, signed_ms,
+                    start, start_nginx, sum_samples, tmpdir)
 
 WARMUP = env_seconds("BENCH_WARMUP", 5)
 WINDOW = env_seconds("BENCH_LAT_WINDOW", 30)
@@ -111,6 +111,7 @@ def phase(name, sleep_port, health_url, background):
     rate = LAT_PROBES * 1000 / LAT_INTERVAL_MS
     w_start = time.time()
     deadline = time.monotonic() + WINDOW
+    hiccups = Hiccups(WINDOW)
     lg = start("loadgen", [LOADGEN, "--url", f"{sleep_url}?probe=ref", "--fresh",
                            "--rate", str(rate), "--concurrency", "64", "--duration", str(WINDOW),
                            "--timeout-ms", "2000", "--samples-out", samples_file],
@@ -122,6 +123,7 @@ def phase(name, sleep_port, health_url, background):
         raise RuntimeError(f"loadgen failed: {err.decode(errors='replace')}")
     lg_result = json.loads(out)
     w_end = w_start + lg_result["window_seconds"]
+    stalls = hiccups.result()
     time.sleep(0.5)  # the last runs of the window finish and are recorded
     if cap:
         cap.stop()
@@ -151,7 +153,8 @@ def phase(name, sleep_port, health_url, background):
 
     r = {"reported": quantiles(reported), "reported_failed": failed,
          "reference": quantiles(ref), "reference_errors": lg_result["errors"],
-         "curl_cli": quantiles(cli), "background_failures": bg_fail}
+         "curl_cli": quantiles(cli), "background_failures": bg_fail,
+         "hiccups": stalls}
     for tag in ("p50", "p99"):
         r[f"error_{tag}"] = r["reported"][tag] - r["reference"][tag]
         r[f"error_vs_cli_{tag}"] = r["reported"][tag] - r["curl_cli"][tag]
@@ -230,6 +233,11 @@ def phase(name, sleep_port, health_url, background):
             f"{ms(w['syn_to_request_p50'], 3)} vs {ms(w['reference_syn_to_request_p50'], 3)}; "
             f"request->response end {ms(w['request_to_end_p50'], 3)} vs "
             f"{ms(w['reference_request_to_end_p50'], 3)}")
+    if stalls:
+        a = stalls["all"]
+        log(f"  this machine's own stalls in the window (bench/hiccup, 1 ms sleeps): p50 "
+            f"{ms(a['p50'], 3)}, p99 {ms(a['p99'], 3)}, max {ms(a['max'], 3)}: the floor "
+            "under any p99 here")
     if background:
         log(f"  background probes: {bg_fail:.0f} failures")
     return r
