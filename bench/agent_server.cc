@@ -48,15 +48,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server_tool.h"
+
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "agent_server: %s: %s\n", what, std::strerror(errno));
-  std::exit(1);
-}
+[[noreturn]] void die(const char* what) { bench::die("agent_server", what); }
 
 int64_t now_ns() {
   timespec ts{};
@@ -186,7 +182,7 @@ class Server {
 
   void run(int64_t until) {
     epoll_event evs[256];
-    while (!g_stop && now_ns() < until) {
+    while (!bench::g_stop && now_ns() < until) {
       int n = epoll_wait(ep_, evs, 256, 200);
       if (n < 0 && errno != EINTR) die("epoll_wait");
       for (int i = 0; i < n; ++i) {
@@ -490,53 +486,15 @@ class Server {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long max_conns = 5000;
-  double max_seconds = 900;
-  std::string ready_file;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "agent_server: missing value for %s\n", a.c_str());
-      return 2;
-    }
-    if (a == "--max-conns") {
-      max_conns = std::atol(argv[++i]);
-    } else if (a == "--max-seconds") {
-      max_seconds = std::atof(argv[++i]);
-    } else if (a == "--ready-file") {
-      ready_file = argv[++i];
-    } else {
-      std::fprintf(stderr, "agent_server: unknown option %s\n", a.c_str());
-      return 2;
-    }
-  }
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGTERM, on_signal);
-  signal(SIGINT, on_signal);
-
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) die("socket");
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) die("bind");
-  if (listen(fd, 4096) < 0) die("listen");
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::string ready = "READY " + std::to_string(ntohs(addr.sin_port)) + "\n";
-
-  Server server(fd, max_conns);
-  if (!ready_file.empty()) {
-    std::string tmp = ready_file + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    if (f == nullptr || std::fputs(ready.c_str(), f) < 0 || std::fclose(f) != 0) die("ready file");
-    if (std::rename(tmp.c_str(), ready_file.c_str()) != 0) die("ready file");
-  }
-  std::fputs(ready.c_str(), stdout);
-  std::fflush(stdout);
-  server.run(now_ns() + static_cast<int64_t>(max_seconds * 1e9));
+  bench::ServerArgs args;
+  args.max_conns = 5000;
+  if (!bench::parse_server_args("agent_server", argc, argv, /*with_ports=*/false, args)) return 2;
+  bench::install_stop_signals();
+  int port = 0;
+  int fd = bench::listen_loopback("agent_server", &port);
+  Server server(fd, args.max_conns);
+  bench::announce_ready("agent_server", "READY " + std::to_string(port), args.ready_file);
+  server.run(now_ns() + static_cast<int64_t>(args.max_seconds * 1e9));
   server.print_counters();
   return 0;
 }

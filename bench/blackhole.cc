@@ -29,47 +29,17 @@
 #include <string>
 #include <vector>
 
+#include "server_tool.h"
+
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "blackhole: %s: %s\n", what, std::strerror(errno));
-  std::exit(1);
-}
+[[noreturn]] void die(const char* what) { bench::die("blackhole", what); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int nports = 1;
-  long max_conns = 20000;
-  double max_seconds = 900;
-  std::string ready_file;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "blackhole: missing value for %s\n", a.c_str());
-      return 2;
-    }
-    if (a == "--ports") {
-      nports = std::atoi(argv[++i]);
-    } else if (a == "--max-conns") {
-      max_conns = std::atol(argv[++i]);
-    } else if (a == "--max-seconds") {
-      max_seconds = std::atof(argv[++i]);
-    } else if (a == "--ready-file") {
-      ready_file = argv[++i];
-    } else {
-      std::fprintf(stderr, "usage: blackhole [--ports N] [--max-conns N] [--max-seconds S] "
-                           "[--ready-file F]\n");
-      return 2;
-    }
-  }
-  if (nports < 1 || nports > 64 || max_conns < 1 || max_seconds <= 0 || max_seconds > 3600) {
-    std::fprintf(stderr, "blackhole: bad arguments\n");
-    return 2;
-  }
+  bench::ServerArgs args;
+  if (!bench::parse_server_args("blackhole", argc, argv, /*with_ports=*/true, args)) return 2;
 
   // Every held connection is a descriptor.
   rlimit lim{};
@@ -77,43 +47,26 @@ int main(int argc, char** argv) {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
   }
-  signal(SIGTERM, on_signal);
-  signal(SIGINT, on_signal);
-  signal(SIGPIPE, SIG_IGN);
+  bench::install_stop_signals();
 
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) die("epoll_create1");
   std::vector<int> listeners;
   std::string ready = "READY";
-  for (int i = 0; i < nports; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = 0;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("bind");
-    if (listen(fd, 4096) != 0) die("listen");
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  for (int i = 0; i < args.ports; ++i) {
+    int port = 0;
+    int fd = bench::listen_loopback("blackhole", &port);
     ready += ' ';
-    ready += std::to_string(ntohs(addr.sin_port));
+    ready += std::to_string(port);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = (1ull << 32) | static_cast<uint32_t>(fd);  // high bit: a listener
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
     listeners.push_back(fd);
   }
-  if (!ready_file.empty()) {
-    std::string tmp = ready_file + ".tmp";
-    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
-      std::fprintf(f, "%s\n", ready.c_str());
-      std::fclose(f);
-      std::rename(tmp.c_str(), ready_file.c_str());
-    }
-  }
-  std::printf("%s\n", ready.c_str());
-  std::fflush(stdout);
+  bench::announce_ready("blackhole", ready, args.ready_file);
+  const long max_conns = args.max_conns;
+  const double max_seconds = args.max_seconds;
 
   unsigned long long accepted = 0, closed = 0, refused = 0, bytes = 0;
   long open_now = 0, open_max = 0;
@@ -122,7 +75,7 @@ int main(int argc, char** argv) {
                             std::chrono::duration<double>(max_seconds));
   std::vector<epoll_event> events(1024);
   static char sink[16384];
-  while (!g_stop && std::chrono::steady_clock::now() < deadline) {
+  while (!bench::g_stop && std::chrono::steady_clock::now() < deadline) {
     int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 200);
     if (n < 0) {
       if (errno == EINTR) continue;

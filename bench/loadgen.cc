@@ -22,12 +22,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <ctime>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -183,8 +183,8 @@ int main(int argc, char** argv) {
   }
 
   const auto start = Clock::now();
-  const auto window_start = start + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(o.warmup));
+  const auto window_start =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup));
   const auto stop_launching = window_start + std::chrono::duration_cast<Clock::duration>(
                                                  std::chrono::duration<double>(o.duration));
   // In-flight requests get their own timeout to finish, then are abandoned.
@@ -276,8 +276,8 @@ int main(int argc, char** argv) {
           clock_gettime(CLOCK_REALTIME, &wall);
           long local_port = 0;
           curl_easy_getinfo(e, CURLINFO_LOCAL_PORT, &local_port);
-          w_samples.push_back({static_cast<double>(wall.tv_sec) + wall.tv_nsec / 1e9,
-                               w_totals.back(), local_port});
+          w_samples.push_back(
+              {static_cast<double>(wall.tv_sec) + wall.tv_nsec / 1e9, w_totals.back(), local_port});
         }
       } else {
         ++w_errors;
