@@ -42,14 +42,15 @@ BENCH_BASE_WINDOW (15 s).
 
 import json
 import os
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BLACKHOLE, CLK_TCK, Canaryd, canaryd_config, cpu_ticks, env_seconds,
-                    free_port, histogram, histogram_delta, histogram_quantile, http_get, log, mib,
-                    open_fds, percentile, proc_status, raise_fd_limit, save_result, scrape, start,
-                    start_nginx, sum_samples, tmpdir)
+from common import (BLACKHOLE, CLK_TCK, CONNECT_FLOOR, Canaryd, canaryd_config, cpu_ticks,
+                    env_seconds, free_port, histogram, histogram_delta, histogram_quantile,
+                    http_get, log, mib, open_fds, percentile, proc_status, raise_fd_limit,
+                    save_result, scrape, start, start_nginx, sum_samples, tmpdir)
 
 HUNG = int(env_seconds("BENCH_HUNG", 10000))
 HEALTHY = 100
@@ -79,6 +80,18 @@ def start_blackhole():
     with open(ready) as f:
         ports = [int(x) for x in f.read().split()[1:]]
     return p, ports
+
+
+def connect_floor(port):
+    """bench/connect_floor against the blackhole: the kernel's CPU per hung run
+    on loopback, µs (None if it could not run)."""
+    try:
+        out = subprocess.run([CONNECT_FLOOR, "--port", str(port), "--batch", "5000",
+                              "--rounds", "4"], capture_output=True, timeout=120, check=True)
+        return json.loads(out.stdout)["cpu_us_per_connection"]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        log(f"  connect_floor failed: {e}")
+        return None
 
 
 def reset_peak(pid):
@@ -240,6 +253,16 @@ def main():
     bh, bh_ports = start_blackhole()
     base = run("baseline", port, bh_ports, 0)
     full = run("full", port, bh_ports, HUNG, base.get("metrics_bytes_per_probe"))
+    floor = connect_floor(bh_ports[0])
+    if floor and full.get("hung_runs_per_s"):
+        per_run = full["cpu_cores"] / (full["hung_runs_per_s"] + HEALTHY) * 1e6
+        due = HUNG + HEALTHY
+        full["cpu_us_per_run"] = per_run
+        log(f"loop budget: canaryd spent {per_run:.0f} µs of CPU per run; the kernel alone "
+            f"charges {floor:.0f} µs per hung run on loopback (bench/connect_floor: socket, "
+            f"connect, send, RST close; no HTTP client). {due:,} runs/s need "
+            f"{due * per_run / 1e6:.2f} cores at canaryd's cost, {due * floor / 1e6:.2f} at the "
+            "kernel's alone, of the one loop thread's 1.00")
 
     lag_src = "hist" if "hist" in full else "wire"
     lag = full.get(lag_src, {})
@@ -257,6 +280,7 @@ def main():
         "met_timeouts": timeouts_ok, "met_healthy": healthy_ok,
         "metrics_served": full["metrics"]["ok"],
         "target_lag_p99": TARGET_LAG_P99, "target_rss": TARGET_RSS,
+        "kernel_us_per_hung_run": floor,
     }
     p99_text = "n/a" if lag.get("p99") is None else f"{lag['p99'] * 1e3:.2f} ms"
     if saturated:
