@@ -85,7 +85,7 @@ ConfiguredProbe configured(std::string name, ProbePtr p, Duration interval, Dura
   c.spec.fingerprint = std::move(fingerprint);
   c.type = http;
   c.probe = std::move(p);
-  c.target = "t";
+  c.target = std::string("t");
   return c;
 }
 
