@@ -255,7 +255,10 @@ HttpResponse Service::handle(const HttpRequest& req) {
     return r;
   }
   if (path == "/api/v1/state" || path == "/api/v1/state/") {
-    return json_response(200, state_.all(std::chrono::system_clock::now()));
+    HttpResponse r;
+    r.content_type = "application/json";
+    r.body = state_.all_text(std::chrono::system_clock::now());
+    return r;
   }
   constexpr std::string_view kStatePrefix = "/api/v1/state/";
   if (path.rfind(kStatePrefix, 0) == 0) {

@@ -166,9 +166,24 @@ nlohmann::ordered_json StateStore::probe_json(const ProbeState& p, WallTime now)
   return j;
 }
 
-nlohmann::ordered_json StateStore::all(WallTime now) const {
-  nlohmann::ordered_json j;
-  j["generated_at"] = format_time(now);
+namespace {
+
+std::string pretty(const nlohmann::ordered_json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// A pretty dump placed `by` spaces deep: JSON text has no raw newline inside
+// strings, so indenting after each newline is exact.
+void append_indented(std::string& out, const std::string& text, size_t by) {
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out.append(by, ' ');
+  }
+}
+
+}  // namespace
+
+std::string StateStore::all_text(WallTime now) const {
   nlohmann::ordered_json config;
   {
     std::lock_guard lock(config_mu_);
@@ -176,25 +191,38 @@ nlohmann::ordered_json StateStore::all(WallTime now) const {
     config["last_reload_successful"] = last_reload_ok_;
     if (!last_reload_error_.empty()) config["last_reload_error"] = last_reload_error_;
   }
-  j["config"] = config;
-  int passing = 0, failing = 0, pending = 0;
-  nlohmann::ordered_json probes = nlohmann::ordered_json::array();
-  std::shared_lock map_lock(map_mu_);
-  for (const auto& [name, p] : probes_) {
-    std::lock_guard lock(p->mu);
-    if (!p->last) {
-      ++pending;
-    } else if (p->last->success) {
-      ++passing;
-    } else {
-      ++failing;
+  size_t passing = 0, failing = 0, pending = 0, count = 0;
+  std::string probes;
+  {
+    std::shared_lock map_lock(map_mu_);
+    for (const auto& [name, p] : probes_) {
+      std::string one;
+      {
+        std::lock_guard lock(p->mu);
+        if (!p->last) {
+          ++pending;
+        } else if (p->last->success) {
+          ++passing;
+        } else {
+          ++failing;
+        }
+        one = pretty(probe_json(*p, now));
+      }
+      probes += count++ == 0 ? "\n    " : ",\n    ";
+      append_indented(probes, one, 4);
     }
-    probes.push_back(probe_json(*p, now));
   }
-  j["summary"] = {
-      {"probes", probes_.size()}, {"passing", passing}, {"failing", failing}, {"pending", pending}};
-  j["probes"] = std::move(probes);
-  return j;
+  // The layout nlohmann's dump(2) gives the whole document, written piecewise.
+  nlohmann::ordered_json summary = {
+      {"probes", count}, {"passing", passing}, {"failing", failing}, {"pending", pending}};
+  std::string out = "{\n  \"generated_at\": " + pretty(format_time(now)) + ",\n  \"config\": ";
+  append_indented(out, pretty(config), 2);
+  out += ",\n  \"summary\": ";
+  append_indented(out, pretty(summary), 2);
+  out += ",\n  \"probes\": ";
+  out += count == 0 ? "[]" : "[" + probes + "\n  ]";
+  out += "\n}\n";
+  return out;
 }
 
 std::optional<nlohmann::ordered_json> StateStore::probe(const std::string& name,

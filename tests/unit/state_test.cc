@@ -39,7 +39,7 @@ TEST_CASE("a probe is pending until its first result") {
   REQUIRE(j);
   CHECK((*j)["status"] == "pending");
   CHECK((*j)["last"].is_null());
-  CHECK(f.store.all(f.t0)["summary"]["pending"] == 1);
+  CHECK(nlohmann::json::parse(f.store.all_text(f.t0))["summary"]["pending"] == 1);
   CHECK_FALSE(f.store.probe("nope", f.t0));
 }
 
@@ -89,4 +89,28 @@ TEST_CASE("results carry phases in order and typed details") {
   CHECK(j["phases"].begin().key() == "dns");
   CHECK(j["details"]["timeout_phase"] == "connect");
   CHECK(j["duration_seconds"] == 5.0);
+}
+
+TEST_CASE(
+    "the whole state is the JSON text one document dump gives, though built a probe at a time") {
+  Fixture f;
+  f.record(ProbeResult::ok({{"dns", 0.001}, {"total", 0.25}}), f.t0);
+  f.record(ProbeResult::failure(Reason::kTimeout, "timed out after 1s during \"connect\"\n"),
+           f.t0 + 30s);
+  f.store.set_config_status("t.yaml", false, "t.yaml:3: bad key");
+  std::string text = f.store.all_text(f.t0 + 40s);
+  auto doc = nlohmann::ordered_json::parse(text);
+  // A dump of the parsed document reproduces the text byte for byte: the
+  // pieces are laid out exactly as one dump(2) of the whole would be.
+  CHECK(doc.dump(2) + "\n" == text);
+  CHECK(doc["summary"]["probes"] == 1);
+  CHECK(doc["summary"]["failing"] == 1);
+  CHECK(doc["probes"][0]["name"] == "p");
+  CHECK(doc["probes"][0]["history"].size() == 2);
+  CHECK(doc["config"]["last_reload_error"] == "t.yaml:3: bad key");
+
+  canaryd::StateStore empty;
+  std::string none = empty.all_text(f.t0);
+  CHECK(nlohmann::ordered_json::parse(none).dump(2) + "\n" == none);
+  CHECK(nlohmann::json::parse(none)["probes"].empty());
 }
