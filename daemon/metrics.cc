@@ -30,10 +30,6 @@ using prometheus::BuildHistogram;
 constexpr std::array<double, 14> kLatencyBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                    1,     2,    5,     10,   30,  60,   120};
 
-}  // namespace
-
-namespace {
-
 using Label = prometheus::ClientMetric::Label;
 using Labels = std::vector<Label>;
 

@@ -1,13 +1,13 @@
-// Prometheus metrics, built once with prometheus-cpp and updated from each
-// result. Names and labels are a contract (DESIGN.md): dashboards and the
+// Prometheus metrics, updated from each result and rendered in the text
+// format by prometheus-cpp. Names and labels are a contract (DESIGN.md): dashboards and the
 // generated alert rules query them.
 //
 // Two sets: the daemon's own series live for the whole process; the probe
 // series carry the config's global labels and are rebuilt only when those
 // labels change.
 //
-// Thread-safety: record()/sync_probes()/set_*() on the loop thread; render()
-// from any thread.
+// Thread-safety: record()/sync_probes()/set_*() on the loop thread;
+// render()/render_metrics() from any thread.
 #pragma once
 
 #include <prometheus/counter.h>
