@@ -56,10 +56,6 @@ struct AgentOptions {
   int sessions = 1;
 };
 
-double seconds_between(uint64_t from_ns, uint64_t to_ns) {
-  return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
-}
-
 std::string format_offset(double seconds) {
   if (seconds < 1) return fmt::format("{:.0f}ms", seconds * 1000);
   return fmt::format("{:.1f}s", seconds);

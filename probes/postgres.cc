@@ -28,8 +28,6 @@ struct PostgresOptions {
   std::string password;  // redacted from every libpq message
 };
 
-double seconds_between(uint64_t from, uint64_t to) { return static_cast<double>(to - from) / 1e9; }
-
 // A uv_poll on one of libpq's sockets. libpq may close a socket and open a new
 // one (often with the same number) inside PQconnectPoll, which libuv cannot
 // notice; so each connect step gets a fresh watcher, closed before libpq can

@@ -59,6 +59,11 @@ std::optional<Reason> reason_from_name(std::string_view name);
 using Seconds = std::chrono::duration<double>;
 using Phases = std::vector<std::pair<std::string, double>>;
 
+// Seconds from one uv_hrtime() reading to a later one (0 if it is not later).
+inline double seconds_between(uint64_t from_ns, uint64_t to_ns) {
+  return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
+}
+
 // One event of an agent conversation as it arrived: its type (a configured
 // type, or "other") and its time since the message was sent.
 struct EventSeen {

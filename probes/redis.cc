@@ -26,10 +26,6 @@ struct RedisOptions {
   std::optional<std::string> expect_role;  // "master" or "replica"
 };
 
-double seconds_since(uint64_t start_ns) {
-  return static_cast<double>(uv_hrtime() - start_ns) / 1e9;
-}
-
 class RedisProbe : public Probe, private TcpClient::Handler {
  public:
   explicit RedisProbe(RedisOptions opts) : opts_(std::move(opts)) {}
@@ -87,7 +83,7 @@ std::string RedisProbe::phase_name() const {
 
 void RedisProbe::end_phase(const char* name) {
   uint64_t now = uv_hrtime();
-  phases_.emplace_back(name, static_cast<double>(now - phase_start_ns_) / 1e9);
+  phases_.emplace_back(name, seconds_between(phase_start_ns_, now));
   phase_start_ns_ = now;
 }
 
@@ -138,7 +134,7 @@ void RedisProbe::send_next() {
   if (step_ == Step::kSelect && !opts_.db) step_ = Step::kPing;
   if (step_ == Step::kRole && !opts_.expect_role) {
     end_phase("command");
-    phases_.emplace_back("total", seconds_since(run_start_ns_));
+    phases_.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
     finish(ProbeResult::ok(std::move(phases_)));
     return;
   }
@@ -227,7 +223,7 @@ void RedisProbe::on_reply(const RespValue& reply) {
       // Redis still says "slave" for a replica.
       std::string normalized = role == "slave" ? "replica" : role;
       end_phase("command");
-      phases_.emplace_back("total", seconds_since(run_start_ns_));
+      phases_.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
       if (normalized != *opts_.expect_role) {
         finish(ProbeResult::failure(
             Reason::kAssertion,

@@ -30,10 +30,6 @@ struct WebSocketOptions {
   bool close = true;
 };
 
-double seconds_since(uint64_t start_ns, uint64_t now) {
-  return now > start_ns ? static_cast<double>(now - start_ns) / 1e9 : 0.0;
-}
-
 class WebSocketProbe : public Probe, private WsConnection::Handler {
  public:
   explicit WebSocketProbe(WebSocketOptions opts) : opts_(std::move(opts)) {}
@@ -117,7 +113,7 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
   }
   resolve_.start(
       ctx.loop, ep.host, ep.port, [this](std::optional<ResolvedAddress> addr, std::string error) {
-        dns_seconds_ = seconds_since(run_start_ns_, uv_hrtime());
+        dns_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
         if (!addr) {
           auto r = ProbeResult::failure(
               Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.endpoint->host, error),
@@ -163,7 +159,7 @@ void WebSocketProbe::on_ws_message(WsConnection* c, std::string_view text) {
   if (conn == nullptr || conn->state != State::kAwaitMessage) return;
   // From when the message really left (not when it was queued), if one was sent.
   if (opts_.send && c->last_write_ns() != 0) conn->message_start_ns = c->last_write_ns();
-  conn->phases.emplace_back("first_message", seconds_since(conn->message_start_ns, uv_hrtime()));
+  conn->phases.emplace_back("first_message", seconds_between(conn->message_start_ns, uv_hrtime()));
   if (opts_.expect_text && text != *opts_.expect_text) {
     fail(*conn, Reason::kAssertion,
          fmt::format("the message is \"{}\", expected \"{}\"", redact_clipped(text, 64),
@@ -216,7 +212,7 @@ void WebSocketProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
   negotiated_.note(*c);
   if (end.clean) {
     if (conn->state == State::kClosing) {
-      conn->phases.emplace_back("close", seconds_since(conn->close_start_ns, uv_hrtime()));
+      conn->phases.emplace_back("close", seconds_between(conn->close_start_ns, uv_hrtime()));
       succeed(*conn);
     } else if (conn->state == State::kHolding) {
       // The server may end a session with 1000; it was open and healthy.
@@ -271,7 +267,7 @@ void WebSocketProbe::maybe_finish() {
                          : "ok";
   }
   result.phases = merged_phases();
-  result.phases.emplace_back("total", seconds_since(run_start_ns_, uv_hrtime()));
+  result.phases.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
   ProbeDetails d = details();
   d.connections_ok = ok;
   if (result.details.status_code) d.status_code = result.details.status_code;

@@ -42,10 +42,6 @@ const lws_protocols kProtocols[] = {
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
-double seconds_between(uint64_t from_ns, uint64_t to_ns) {
-  return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
-}
-
 // What the server sent, safe to quote in a message: short, and redacted.
 std::string shown(std::string_view value) { return redact_clipped(value, kMaxShownValue); }
 
