@@ -248,10 +248,6 @@ HttpResponse Service::handle(const HttpRequest& req) {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = render_metrics(daemon_metrics_, probes.get());
-    // Rendering a large registry allocates several times the exposition's
-    // size in intermediates; hand that memory back instead of keeping the
-    // peak resident.
-    malloc_trim(0);
     return r;
   }
   if (path == "/api/v1/state" || path == "/api/v1/state/") {
