@@ -213,17 +213,9 @@ def run(st):
           f"~{st.script_s:.1f} s, ~{st.expected_concurrency:,.0f} open at a time; warm-up "
           f"{st.warmup:.0f}s, window {st.window:.0f}s; /api/v1/state every {st.sample:g}s"
           + ("; capturing the frames on lo" if st.wire else ""))
-    r = {"settings": {k: v for k, v in vars(st).items()},
-         "fixture_open_before": c.wait_fixtures_idle(fixtures)}
-    d = c.Canaryd("agent", text)
-    try:
-        measure(r, st, d, fixtures)
-    finally:
-        r["canaryd_exit"] = d.stop()
-        r["fixture_open_after"] = c.wait_fixtures_idle(fixtures)
-        lines = d.log_lines()
-        r["log_lines"], r["log_tail"] = len(lines), lines[-5:]
-    return r
+    r = {"settings": {k: v for k, v in vars(st).items()}}
+    return c.run_daemon_against_fixtures(r, "agent", text, fixtures,
+                                         lambda d: measure(r, st, d, fixtures))
 
 
 def measure(r, st, d, fixtures):

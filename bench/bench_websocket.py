@@ -75,17 +75,9 @@ def run_form(form, n_probes, fixtures, warmup, window):
           f"{n_probes * conns / INTERVAL_S:,.0f} handshakes/s; warm-up {warmup:.0f}s, "
           f"window {window:.0f}s")
     r = {"form": form, "connections": conns, "probes": n_probes,
-         "expected_handshakes_per_s": n_probes * conns / INTERVAL_S,
-         "fixture_open_before": c.wait_fixtures_idle(fixtures)}
-    d = c.Canaryd(f"ws-{form}", text)
-    try:
-        measure(r, d, fixtures, warmup, window)
-    finally:
-        r["canaryd_exit"] = d.stop()
-        r["fixture_open_after"] = c.wait_fixtures_idle(fixtures)
-        lines = d.log_lines()
-        r["log_lines"], r["log_tail"] = len(lines), lines[-5:]
-    return r
+         "expected_handshakes_per_s": n_probes * conns / INTERVAL_S}
+    return c.run_daemon_against_fixtures(r, f"ws-{form}", text, fixtures,
+                                         lambda d: measure(r, d, fixtures, warmup, window))
 
 
 def measure(r, d, fixtures, warmup, window):

@@ -396,6 +396,22 @@ def wait_fixtures_idle(fixtures, timeout=10.0):
         time.sleep(0.25)
 
 
+def run_daemon_against_fixtures(r, tag, config_text, fixtures, measure):
+    """Starts canaryd on `config_text`, runs measure(d), and, however that ends,
+    stops canaryd and records into `r` its exit status, the WebSockets still
+    open on the fixtures before and after, and the tail of its log."""
+    r["fixture_open_before"] = wait_fixtures_idle(fixtures)
+    d = Canaryd(tag, config_text)
+    try:
+        measure(d)
+    finally:
+        r["canaryd_exit"] = d.stop()
+        r["fixture_open_after"] = wait_fixtures_idle(fixtures)
+        lines = d.log_lines()
+        r["log_lines"], r["log_tail"] = len(lines), lines[-5:]
+    return r
+
+
 # --------------------------------------------------------------------------
 # Prometheus text format
 
