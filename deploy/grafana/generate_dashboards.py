@@ -123,6 +123,12 @@ def bargauge(title, targets, desc, unit=None, w=12, h=8, defaults=None, sort=Non
                           "showUnfilled": True, "minVizHeight": 10, "minVizWidth": 0})
 
 
+def ratio_stat(title, expr, legend, desc):
+    """A success ratio, now: red below 75 %, orange below 90 %."""
+    return stat(title, target(expr, legend, instant=True), desc, unit="percentunit",
+                defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1})
+
+
 def state_timeline(title, targets, desc, w=24, h=8, mappings=None, defaults=None):
     d = {"mappings": mappings or RESULT_MAPPINGS, "thresholds": thresholds((None, BLUE))}
     d.update(defaults or {})
@@ -267,18 +273,15 @@ def probe_link_override(field="probe"):
 def overview():
     P = []
     P.append(row("Now"))
-    P.append(stat("Overall success (5m)",
-                  target("canary:overall_success:ratio_5m{%s}" % F, "{{env}} {{location}}",
-                         instant=True),
-                  "Share of all runs that succeeded over the last 5 minutes "
-                  "(recording rule canary:overall_success:ratio_5m), per env and location.",
-                  unit="percentunit", defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
-    P.append(stat("Critical probes success (5m)",
-                  target("canary:critical_success:ratio_5m{%s}" % F, "{{env}} {{location}}",
-                         instant=True),
-                  "Success of the probes marked critical: true over the last 5 minutes "
-                  "(canary:critical_success:ratio_5m).",
-                  unit="percentunit", defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
+    P.append(ratio_stat("Overall success (5m)", "canary:overall_success:ratio_5m{%s}" % F,
+                        "{{env}} {{location}}",
+                        "Share of all runs that succeeded over the last 5 minutes "
+                        "(recording rule canary:overall_success:ratio_5m), per env and "
+                        "location."))
+    P.append(ratio_stat("Critical probes success (5m)",
+                        "canary:critical_success:ratio_5m{%s}" % F, "{{env}} {{location}}",
+                        "Success of the probes marked critical: true over the last 5 minutes "
+                        "(canary:critical_success:ratio_5m)."))
     P.append(stat("Probes failing now",
                   target("count(canary_probe_success{%s} == 0) or vector(0)" % F, "failing",
                          instant=True),
@@ -474,16 +477,10 @@ def per_probe():
                   "in canaryd's state API: /api/v1/state/<probe>.",
                   defaults={"mappings": RESULT_MAPPINGS,
                             "thresholds": thresholds((None, RED), (1, GREEN))}))
-    P.append(stat("Success (5m)",
-                  target("canary:probe_success:ratio_5m{%s}" % FP, "{{location}}",
-                         instant=True),
-                  "Share of runs that succeeded over 5 minutes.", unit="percentunit",
-                  defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
-    P.append(stat("Success (1h)",
-                  target("canary:probe_success:ratio_1h{%s}" % FP, "{{location}}",
-                         instant=True),
-                  "Share of runs that succeeded over 1 hour.", unit="percentunit",
-                  defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1}))
+    P.append(ratio_stat("Success (5m)", "canary:probe_success:ratio_5m{%s}" % FP,
+                        "{{location}}", "Share of runs that succeeded over 5 minutes."))
+    P.append(ratio_stat("Success (1h)", "canary:probe_success:ratio_1h{%s}" % FP,
+                        "{{location}}", "Share of runs that succeeded over 1 hour."))
     P.append(stat("Since last success",
                   target("time() - canary_probe_last_success_timestamp_seconds{%s}" % FP,
                          "{{location}}", instant=True),
