@@ -23,6 +23,18 @@ PreciseTimer::PreciseTimer(uv_loop_t* loop, Callback cb, void* data) : h_(new Ha
   if (h_->fd >= 0 && uv_poll_init(loop, &h_->poll, h_->fd) == 0) {
     h_->poll.data = h_;
     ++h_->open_handles;
+    // Watched for good: re-arming is one timerfd_settime, with no epoll_ctl
+    // per tick. The handle holds the loop open only while the timer is armed,
+    // as an armed libuv timer would.
+    uv_poll_start(&h_->poll, UV_READABLE, [](uv_poll_t* p, int /*status*/, int /*events*/) {
+      auto* h = static_cast<Handles*>(p->data);
+      uint64_t expirations = 0;
+      // Nothing to read: the timer was re-armed or stopped after it fired.
+      if (read(h->fd, &expirations, sizeof expirations) != sizeof expirations) return;
+      uv_unref(reinterpret_cast<uv_handle_t*>(p));
+      h->cb(h->data);
+    });
+    uv_unref(reinterpret_cast<uv_handle_t*>(&h_->poll));
   } else if (h_->fd >= 0) {
     close(h_->fd);
     h_->fd = -1;
@@ -63,21 +75,14 @@ void PreciseTimer::start(std::chrono::nanoseconds wait) {
   spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
   spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
   timerfd_settime(h_->fd, 0, &spec, nullptr);
-  uv_poll_start(&h_->poll, UV_READABLE, [](uv_poll_t* p, int /*status*/, int /*events*/) {
-    auto* h = static_cast<Handles*>(p->data);
-    uint64_t expirations = 0;
-    // Nothing to read: the timer was re-armed after it fired; the new one is pending.
-    if (read(h->fd, &expirations, sizeof expirations) != sizeof expirations) return;
-    uv_poll_stop(p);
-    h->cb(h->data);
-  });
+  uv_ref(reinterpret_cast<uv_handle_t*>(&h_->poll));
 }
 
 void PreciseTimer::stop() {
   if (h_->fd >= 0) {
     itimerspec off{};
     timerfd_settime(h_->fd, 0, &off, nullptr);
-    uv_poll_stop(&h_->poll);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&h_->poll));
   }
   uv_timer_stop(&h_->fallback);
 }
