@@ -199,13 +199,7 @@ Probe::Series AgentPipelineProbe::series_of(const AgentOptions& opts) {
 void AgentPipelineProbe::release() {
   if (token_call_) token_call_->cancel();
   resolve_.cancel();
-  for (auto& s : sessions_) {
-    s.timer.stop();
-    if (s.ws != nullptr) {
-      s.ws->abort();
-      s.ws = nullptr;
-    }
-  }
+  for (auto& s : sessions_) drop_connection(s.timer, s.ws);
   sessions_.clear();
 }
 
@@ -521,11 +515,7 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
 
 void AgentPipelineProbe::fail(Session& s, ProbeResult result) {
   s.state = State::kFailed;
-  s.timer.stop();
-  if (s.ws != nullptr) {
-    s.ws->abort();
-    s.ws = nullptr;
-  }
+  drop_connection(s.timer, s.ws);
   s.failure = std::move(result);
   maybe_finish();
 }

@@ -85,13 +85,7 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
 
 void WebSocketProbe::release() {
   resolve_.cancel();
-  for (auto& c : conns_) {
-    c.hold.stop();
-    if (c.ws != nullptr) {
-      c.ws->abort();
-      c.ws = nullptr;
-    }
-  }
+  for (auto& c : conns_) drop_connection(c.hold, c.ws);
   conns_.clear();
 }
 
@@ -235,11 +229,7 @@ void WebSocketProbe::succeed(Conn& conn) {
 void WebSocketProbe::fail(Conn& conn, Reason reason, std::string message, std::optional<int> status,
                           std::optional<int> close_code) {
   conn.state = State::kFailed;
-  conn.hold.stop();
-  if (conn.ws != nullptr) {
-    conn.ws->abort();
-    conn.ws = nullptr;
-  }
+  drop_connection(conn.hold, conn.ws);
   if (!first_failure_) {
     first_failure_ = ProbeResult::failure(reason, std::move(message));
     first_failure_->details.status_code = status;

@@ -1,5 +1,5 @@
 // Pieces the two WebSocket-based probe types (websocket, agent_pipeline)
-// share for a run of several connections: a timer each, the negotiated
+// share for a run of several connections: a timer each, dropping a connection, the negotiated
 // subprotocol, the slowest connection's phases, and the least advanced
 // connection's phase at a timeout.
 #pragma once
@@ -40,6 +40,16 @@ class OneShotTimer {
   struct Handle;
   Handle* h_ = nullptr;
 };
+
+// Ends one connection of a run now: stops its timer and aborts the connection,
+// if there is one, and forgets it (a WsConnection frees itself).
+inline void drop_connection(OneShotTimer& timer, WsConnection*& ws) {
+  timer.stop();
+  if (ws != nullptr) {
+    ws->abort();
+    ws = nullptr;
+  }
+}
 
 // Which offered subprotocol the servers of a run selected.
 struct NegotiationSeen {
