@@ -1,7 +1,7 @@
 // Pieces the two WebSocket-based probe types (websocket, agent_pipeline)
-// share for a run of several connections: a timer each, dropping a connection, the negotiated
-// subprotocol, the slowest connection's phases, and the least advanced
-// connection's phase at a timeout.
+// share for a run of several connections: a timer each, dropping a
+// connection, the negotiated subprotocol, the slowest connection's phases,
+// and the least advanced connection's phase at a timeout.
 #pragma once
 
 #include <uv.h>
