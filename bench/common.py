@@ -310,7 +310,7 @@ def canaryd_config(listen_port, probes, state_history=None):
 
 
 class Canaryd:
-    def __init__(self, tag, config_text, ready_timeout=120.0):
+    def __init__(self, tag, config_text, ready_timeout=120.0, extra_args=()):
         d = tmpdir(f"canaryd-{tag}")
         self.dir = d
         self.port = int(re.search(r"listen: 127\.0\.0\.1:(\d+)", config_text).group(1))
@@ -319,7 +319,7 @@ class Canaryd:
         with open(self.config, "w") as f:
             f.write(config_text)
         self.proc = start("canaryd", [CANARYD, "run", "--config", self.config,
-                                      "--log-level", "warn"],
+                                      "--log-level", "warn", *extra_args],
                           log_path=os.path.join(d, "canaryd.log"))
         self.pid = self.proc.pid
         wait_http(self.base + "/-/ready", proc=self.proc, timeout=ready_timeout)
