@@ -241,9 +241,10 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
   uv_timer_stop(inst.deadline);
   if (inst.scheduled) scheduler_.finished(id);
   double duration = static_cast<double>(uv_hrtime() - inst.started_ns) / 1e9;
-  // Library error texts can quote what they were given (a URL, a header); no
-  // secret may leave the daemon through them.
-  result.message = global_secrets().redact(result.message);
+  // The backstop for every probe: a message may quote a target or a library
+  // (a URL, a header, a server's error), so it is redacted, clipped and made
+  // one line here whatever the probe did.
+  result.message = target_text(result.message, kResultMessageBytes);
   // The probe's own end-to-end figure (e.g. curl's timer) is more exact than
   // ours, which includes loop latency.
   for (const auto& [phase, seconds] : result.phases) {

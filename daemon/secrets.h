@@ -1,13 +1,15 @@
-// Secret values read from ${env:..} and ${file:..} references.
+// Secret values read from ${env:..} and ${file:..} references, and the one
+// function that makes a target's text safe to show (target_text).
 //
 // Every text that leaves the daemon (result messages, logs, errors, the state
-// API) passes through redact(), so a secret that leaks into, say, a library's
-// error string is still never shown.
+// API) passes through redact() or target_text(), so a secret that leaks into,
+// say, a library's error string is still never shown.
 #pragma once
 
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace canaryd {
@@ -29,7 +31,15 @@ class Secrets {
   void add_transient(std::string value);
   static constexpr size_t kMaxTransient = 256;
   void merge(const Secrets& other);
+  // Every occurrence of every value replaced by kRedacted. Overlapping or
+  // adjacent occurrences (of one value or of several) become one kRedacted.
   std::string redact(std::string_view text) const;
+  // The byte ranges [begin, end) of `text` that redact() replaces, sorted and
+  // merged, for the occurrences that start before `starts_before`.
+  std::vector<std::pair<size_t, size_t>> secret_ranges(std::string_view text,
+                                                       size_t starts_before) const;
+  // The length of the longest value (0 when there is none).
+  size_t longest() const;
   bool contains_secret(std::string_view text) const;
   size_t size() const;
   // Changes when any value changes; reveals nothing usable about the values.
@@ -46,9 +56,36 @@ class Secrets {
 Secrets& global_secrets();
 
 inline constexpr std::string_view kRedacted = "<redacted>";
+// Ends a text that target_text() shortened.
+inline constexpr std::string_view kClipMarker = "\u2026[clipped]";
 
-// A value from a target, shortened for a message: redacted first and clipped
-// after, so a clipped secret cannot slip past the redactor.
-std::string redact_clipped(std::string_view text, size_t max_chars);
+// How much of a target's text (an error reply, a frame, a value, a library
+// error quoting them) a probe quotes in a message.
+inline constexpr size_t kTargetTextBytes = 256;
+// The engine's backstop for every result message, whoever wrote it.
+inline constexpr size_t kResultMessageBytes = 1024;
+// The logger's backstop for one line.
+inline constexpr size_t kLogLineBytes = 16 * 1024;
+
+// A text a target supplied, made safe for a message, the history, a log line
+// or a page. In this order, so no step can undo an earlier one:
+//  1. redacted with global_secrets() (configured values and run-time tokens),
+//     on the raw bytes: a secret holding a control character or invalid UTF-8
+//     is still found, and one that the clip would cut is already gone;
+//  2. clipped to at most `max_bytes` of output, kClipMarker included, at a
+//     character boundary and never inside kRedacted or an escape;
+//  3. sanitized: control characters (C0, DEL, C1) and the Unicode line
+//     separators and bidi overrides become visible escapes (\n, \x1b,
+//     \u2028), and every invalid UTF-8 byte becomes U+FFFD.
+// The result is one line of valid UTF-8. Only as much of `raw` is scanned as
+// the output needs, so a megabyte of text costs about max_bytes of work.
+// Applying it again with the same or a larger max_bytes changes nothing
+// (unless a secret was added meanwhile).
+// With LineBreaks::kSpace, a line break (LF or CRLF) or tab becomes a space
+// instead (one, however many in a row): for library texts that are multi-line
+// by design, such as libpq's. A lone CR is still escaped.
+enum class LineBreaks { kEscape, kSpace };
+std::string target_text(std::string_view raw, size_t max_bytes = kTargetTextBytes,
+                        LineBreaks line_breaks = LineBreaks::kEscape);
 
 }  // namespace canaryd

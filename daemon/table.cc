@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "daemon/secrets.h"
+
 namespace canaryd {
 
 std::string render_table(const std::vector<std::string>& header,
@@ -35,6 +37,8 @@ std::string format_seconds(double s) {
   if (!std::isfinite(s) || s < 0) return "-";
   if (s < 1) return fmt::format("{:.0f}ms", s * 1000);
   if (s < 60) return fmt::format("{:.2f}s", s);
+  // Past this (300 million years) the cast below would overflow.
+  if (s >= 1e16) return fmt::format("{:.0f}d", s / 86400);
   auto total = static_cast<int64_t>(s);
   if (total < 3600) return fmt::format("{}m{:02d}s", total / 60, static_cast<int>(total % 60));
   if (total < 86400)
@@ -43,10 +47,7 @@ std::string format_seconds(double s) {
 }
 
 std::string one_line(std::string text, size_t max) {
-  std::replace_if(
-      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
-  if (text.size() > max) text = text.substr(0, max - 3) + "...";
-  return text;
+  return target_text(text, max, LineBreaks::kSpace);
 }
 
 }  // namespace canaryd

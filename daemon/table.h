@@ -13,7 +13,8 @@ std::string render_table(const std::vector<std::string>& header,
 // "850ms", "2.40s", "1m05s", "3h12m", "2d4h": short enough for a table cell.
 std::string format_seconds(double seconds);
 
-// Cuts text to `max` characters on one line, for a table cell.
+// Text for a table cell: target_text() with line breaks as spaces, at most
+// `max` bytes.
 std::string one_line(std::string text, size_t max);
 
 }  // namespace canaryd

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/secrets.h"
 #include "probes/common/resolve.h"
 
 namespace canaryd {
@@ -25,7 +26,7 @@ struct PostgresOptions {
   std::string dbname;
   std::string query = "SELECT 1";
   std::optional<std::string> expect;
-  std::string password;  // redacted from every libpq message
+  std::string password;  // a secret: global_secrets() redacts it from every message
 };
 
 // A uv_poll on one of libpq's sockets. libpq may close a socket and open a new
@@ -67,7 +68,8 @@ class PostgresProbe : public Probe {
   void query_step(int events);
   void on_result(PGresult* res);
   ProbeResult connect_failure() const;
-  std::string scrub(std::string text) const;
+  // A libpq or server text for a message: target_text() with its lines joined.
+  static std::string scrub(std::string_view text);
   void finish(ProbeResult result);
   void release(bool cancel_query);
 
@@ -311,7 +313,7 @@ void PostgresProbe::on_result(PGresult* res) {
       }
       std::string got = PQgetisnull(res, 0, 0) ? "null" : PQgetvalue(res, 0, 0);
       if (got != *opts_.expect) {
-        if (got.size() > 80) got = got.substr(0, 77) + "...";
+        got = target_text(got, 80);
         result_ = ProbeResult::failure(
             Reason::kAssertion,
             scrub(fmt::format("the query returned \"{}\", expected \"{}\"", got, *opts_.expect)));
@@ -335,9 +337,10 @@ void PostgresProbe::on_result(PGresult* res) {
     return;
   }
   Reason reason = code.rfind("28", 0) == 0 ? Reason::kAuth : Reason::kQuery;
+  // Each server text on its own, so a long message cannot push the code out.
   result_ = ProbeResult::failure(
-      reason, scrub(fmt::format("query failed: {}{}", message,
-                                code.empty() ? "" : " (SQLSTATE " + code + ")")));
+      reason, fmt::format("query failed: {}{}", scrub(message),
+                          code.empty() ? "" : " (SQLSTATE " + target_text(code, 16) + ")"));
 }
 
 ProbeResult PostgresProbe::connect_failure() const {
@@ -358,13 +361,11 @@ ProbeResult PostgresProbe::connect_failure() const {
   return ProbeResult::failure(reason, text, phases_);
 }
 
-std::string PostgresProbe::scrub(std::string text) const {
-  if (!opts_.password.empty()) {
-    for (size_t pos; (pos = text.find(opts_.password)) != std::string::npos;)
-      text.replace(pos, opts_.password.size(), "<redacted>");
-  }
-  std::replace(text.begin(), text.end(), '\n', ' ');
-  return text;
+std::string PostgresProbe::scrub(std::string_view text) {
+  // libpq writes one fact per line ("...failed: FATAL: ...\n\tIs the server
+  // running...?"): spaces read better there than visible "\n\t" escapes.
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  return target_text(text, kTargetTextBytes, LineBreaks::kSpace);
 }
 
 void PostgresProbe::release(bool cancel_query) {

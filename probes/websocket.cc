@@ -156,7 +156,7 @@ void WebSocketProbe::on_ws_message(WsConnection* c, std::string_view text) {
   conn->phases.emplace_back("first_message", seconds_between(conn->message_start_ns, uv_hrtime()));
   if (opts_.expect_text && text != *opts_.expect_text) {
     fail(*conn, Reason::kAssertion,
-         fmt::format("the message is \"{}\", expected \"{}\"", redact_clipped(text, 64),
+         fmt::format("the message is \"{}\", expected \"{}\"", target_text(text, 64),
                      *opts_.expect_text));
     return;
   }

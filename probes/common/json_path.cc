@@ -48,8 +48,8 @@ bool json_equals_scalar(const nlohmann::json& value, const std::string& expected
 }
 
 std::string json_brief(const nlohmann::json& value, size_t max_chars) {
-  return redact_clipped(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        max_chars);
+  return target_text(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                     max_chars);
 }
 
 }  // namespace canaryd

@@ -17,8 +17,8 @@ const nlohmann::json* json_at_path(const nlohmann::json& doc, std::string_view p
 // text, numbers numerically, booleans and null by their YAML spelling.
 bool json_equals_scalar(const nlohmann::json& value, const std::string& expected);
 
-// A short, printable rendering of a value for messages (capped, since it comes
-// from the target and may be huge).
+// A value for a message, through target_text() (it comes from the target and
+// may be huge, hold a secret or a line break).
 std::string json_brief(const nlohmann::json& value, size_t max_chars = 80);
 
 }  // namespace canaryd

@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "daemon/secrets.h"
+
 namespace canaryd {
 
 namespace {
@@ -131,10 +133,7 @@ std::string resp_brief(const RespValue& v) {
       s = fmt::format("(array of {})", v.items.size());
       break;
   }
-  for (char& c : s)
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
+  return target_text(s, 80);
 }
 
 }  // namespace canaryd

@@ -27,7 +27,7 @@ RespParse parse_resp(std::string_view buf, size_t& consumed, RespValue& out);
 // Encodes a command as an array of bulk strings.
 std::string resp_command(const std::vector<std::string_view>& args);
 
-// A printable, capped rendering of a reply for messages.
+// A reply for a message, through target_text(): redacted, clipped, one line.
 std::string resp_brief(const RespValue& v);
 
 inline constexpr size_t kRespMaxBulk = 1024 * 1024;

@@ -42,8 +42,8 @@ const lws_protocols kProtocols[] = {
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
-// What the server sent, safe to quote in a message: short, and redacted.
-std::string shown(std::string_view value) { return redact_clipped(value, kMaxShownValue); }
+// What the server sent, safe to quote in a message (see target_text).
+std::string shown(std::string_view value) { return target_text(value, kMaxShownValue); }
 
 void lws_log(int level, const char* line) {
   std::string_view text(line);
