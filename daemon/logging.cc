@@ -12,53 +12,30 @@ namespace canaryd {
 
 namespace {
 
-// %* : the message, redacted; JSON-escaped when `json_` is set.
-class RedactedMessageFlag : public spdlog::custom_flag_formatter {
+// %* : the message made safe by target_text() (redacted, one line, valid
+// UTF-8, control characters escaped visibly), so neither a target's text nor
+// anything else can forge a line, reach the terminal raw or break a JSON line.
+// In JSON only the quote and the backslash are left to escape.
+class SafeMessageFlag : public spdlog::custom_flag_formatter {
  public:
-  explicit RedactedMessageFlag(bool json) : json_(json) {}
+  explicit SafeMessageFlag(bool json) : json_(json) {}
 
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
     std::string text =
-        global_secrets().redact(std::string_view(msg.payload.data(), msg.payload.size()));
+        target_text(std::string_view(msg.payload.data(), msg.payload.size()), kLogLineBytes);
     if (!json_) {
       dest.append(text.data(), text.data() + text.size());
       return;
     }
-    std::string escaped;
-    escaped.reserve(text.size() + 8);
-    for (unsigned char c : text) {
-      switch (c) {
-        case '"':
-          escaped += "\\\"";
-          break;
-        case '\\':
-          escaped += "\\\\";
-          break;
-        case '\n':
-          escaped += "\\n";
-          break;
-        case '\r':
-          escaped += "\\r";
-          break;
-        case '\t':
-          escaped += "\\t";
-          break;
-        default:
-          if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            escaped += buf;
-          } else {
-            escaped += static_cast<char>(c);
-          }
-      }
+    for (char c : text) {
+      if (c == '"' || c == '\\') dest.push_back('\\');
+      dest.push_back(c);
     }
-    dest.append(escaped.data(), escaped.data() + escaped.size());
   }
 
   std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<RedactedMessageFlag>(json_);
+    return std::make_unique<SafeMessageFlag>(json_);
   }
 
  private:
@@ -75,7 +52,7 @@ std::string setup_logging(const std::string& level, const std::string& format) {
     return "unknown log format \"" + format + "\" (use text or json)";
   bool json = format == "json";
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-  formatter->add_flag<RedactedMessageFlag>('*', json);
+  formatter->add_flag<SafeMessageFlag>('*', json);
   formatter->set_pattern(json ? R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":"%*"})"
                               : "%Y-%m-%dT%H:%M:%S.%eZ %-5l %*");
   auto logger = std::make_shared<spdlog::logger>("canaryd",

@@ -1,6 +1,6 @@
 // Levelled logging to stderr through spdlog, as text for people or as one JSON
-// object per line for log shippers. Every message passes through the secrets
-// redactor first.
+// object per line for log shippers. Every message passes through target_text()
+// first: redacted, and one line of valid UTF-8 with control characters escaped.
 #pragma once
 
 #include <string>

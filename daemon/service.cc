@@ -180,7 +180,10 @@ void Service::finish_reload(ConfigLoad load) {
     // The old config keeps running; the failure is exported and logged.
     std::string errors = global_secrets().redact(load.errors.str());
     while (!errors.empty() && errors.back() == '\n') errors.pop_back();
-    spdlog::error("config reload failed, keeping the running config:\n{}", errors);
+    // One log line per error: a line never holds a line break.
+    spdlog::error("config reload failed, keeping the running config ({} error(s)):",
+                  load.errors.size());
+    for (const auto& e : load.errors.list()) spdlog::error("  {}", e.str());
     daemon_metrics_.reload_result(false, unix_now(), true);
     state_.set_config_status(config_path_, false, errors);
     outcome.message = errors;
