@@ -5,7 +5,9 @@
 
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "daemon/secrets.h"
 #include "daemon/table.h"
 
 namespace canaryd {
@@ -19,10 +21,28 @@ size_t append(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
+// A state document from another version (or a broken proxy) may lack any key
+// or hold another type there: every read goes through these, which never
+// throw, and an absent value reads as null.
+const nlohmann::json& member(const nlohmann::json& j, const char* key) {
+  static const nlohmann::json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+// A value for the table: "-" when absent, and through target_text() since it
+// is another process's text on its way to a terminal.
 std::string cell(const nlohmann::json& j, const char* key) {
-  if (!j.contains(key) || j[key].is_null()) return "-";
-  if (j[key].is_string()) return j[key].get<std::string>();
-  return j[key].dump();
+  const auto& v = member(j, key);
+  if (v.is_null()) return "-";
+  return target_text(v.is_string() ? v.get_ref<const std::string&>() : v.dump(), 200);
+}
+
+std::optional<double> number(const nlohmann::json& j, const char* key) {
+  const auto& v = member(j, key);
+  if (!v.is_number()) return std::nullopt;
+  return v.get<double>();
 }
 
 }  // namespace
@@ -51,31 +71,33 @@ int run_status(const std::string& base_url, bool json) {
     return 2;
   }
   auto state = nlohmann::json::parse(body, nullptr, false);
-  if (status != 200 || state.is_discarded() || !state.contains("probes")) {
+  if (status != 200 || state.is_discarded() || !member(state, "probes").is_array()) {
     std::cerr << fmt::format("canaryd status: {} answered HTTP {} without a state document\n", url,
                              status);
     return 2;
   }
   bool any_failing = false;
+  size_t passing = 0, failing = 0, pending = 0;
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : state["probes"]) {
     std::string st = cell(p, "status");
-    any_failing |= st == "failing";
+    const bool is_failing = st == "failing";
+    any_failing |= is_failing;
+    ++(is_failing ? failing : st == "passing" ? passing : pending);
     std::string reason = "-", latency = "-", message = "";
-    if (p.contains("last") && p["last"].is_object()) {
-      const auto& last = p["last"];
+    if (const auto& last = member(p, "last"); last.is_object()) {
       reason = cell(last, "reason");
-      if (last["duration_seconds"].is_number())
-        latency = format_seconds(last["duration_seconds"].get<double>());
-      if (!last["success"].get<bool>()) message = one_line(cell(last, "message"), 80);
+      if (auto d = number(last, "duration_seconds")) latency = format_seconds(*d);
+      if (member(last, "success") == false || (is_failing && member(last, "success").is_null()))
+        message = one_line(cell(last, "message"), 80);
     }
     std::string since = "-";
-    if (p["failing_for_seconds"].is_number()) {
-      since = format_seconds(p["failing_for_seconds"].get<double>());
-    } else if (p["passing_for_seconds"].is_number()) {
-      since = format_seconds(p["passing_for_seconds"].get<double>());
+    if (auto f = number(p, "failing_for_seconds")) {
+      since = format_seconds(*f);
+    } else if (auto f = number(p, "passing_for_seconds")) {
+      since = format_seconds(*f);
     }
-    std::string upper = st == "passing" ? "PASS" : st == "failing" ? "FAIL" : "PENDING";
+    std::string upper = st == "passing" ? "PASS" : is_failing ? "FAIL" : "PENDING";
     rows.push_back({cell(p, "name"), cell(p, "type"), upper, reason, latency, since, message});
   }
   if (json) {
@@ -83,10 +105,15 @@ int run_status(const std::string& base_url, bool json) {
   } else {
     std::cout << render_table({"PROBE", "TYPE", "STATUS", "REASON", "LATENCY", "FOR", "MESSAGE"},
                               rows);
-    const auto& s = state["summary"];
-    std::cout << fmt::format("{} probes: {} passing, {} failing, {} pending\n", cell(s, "probes"),
-                             cell(s, "passing"), cell(s, "failing"), cell(s, "pending"));
-    if (state.contains("config") && state["config"].value("last_reload_successful", true) == false)
+    // The document's own summary when it has one; otherwise what the rows say.
+    const auto& s = member(state, "summary");
+    auto count = [&](const char* key, size_t counted) {
+      return s.is_object() ? cell(s, key) : std::to_string(counted);
+    };
+    std::cout << fmt::format("{} probes: {} passing, {} failing, {} pending\n",
+                             count("probes", rows.size()), count("passing", passing),
+                             count("failing", failing), count("pending", pending));
+    if (member(member(state, "config"), "last_reload_successful") == false)
       std::cout << "warning: the last config reload failed; the previous config is running\n";
   }
   return any_failing ? 1 : 0;
