@@ -2,20 +2,35 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <set>
 
 namespace canaryd {
 
-std::string format_time(WallTime t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+namespace {
+std::string format_unix_ms(int64_t ms) {
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   return fmt::format("{}.{:03d}Z", buf, static_cast<int>(ms % 1000));
+}
+}  // namespace
+
+std::string format_time(WallTime t) {
+  return format_unix_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+
+std::string format_unix_time(double seconds) {
+  // Never through WallTime: its nanoseconds end in 2262, and a certificate
+  // may well say 9999-12-31 (RFC 5280's "no well-defined expiration").
+  constexpr double kLast = 253402300799.999;  // 9999-12-31T23:59:59.999Z
+  const double clamped = std::isfinite(seconds) ? std::clamp(seconds, 0.0, kLast) : 0.0;
+  return format_unix_ms(static_cast<int64_t>(std::floor(clamped * 1000)));
 }
 
 static double seconds_between(WallTime from, WallTime to) {
@@ -34,9 +49,8 @@ nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds
   nlohmann::ordered_json d = nlohmann::ordered_json::object();
   const ProbeDetails& det = r.details;
   if (det.status_code) d["status_code"] = *det.status_code;
-  if (det.cert_expiry_unix)
-    d["cert_expiry"] = format_time(WallTime(std::chrono::duration_cast<WallTime::duration>(
-        std::chrono::duration<double>(*det.cert_expiry_unix))));
+  if (det.cert_expiry_unix && std::isfinite(*det.cert_expiry_unix))
+    d["cert_expiry"] = format_unix_time(*det.cert_expiry_unix);
   if (det.subprotocol) d["subprotocol"] = *det.subprotocol;
   if (det.close_code) d["close_code"] = *det.close_code;
   if (det.connections_ok) d["connections_ok"] = *det.connections_ok;

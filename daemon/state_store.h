@@ -28,6 +28,9 @@ using WallTime = std::chrono::system_clock::time_point;
 
 // RFC 3339 in UTC with milliseconds: "2026-11-21T08:30:00.123Z".
 std::string format_time(WallTime t);
+// The same for seconds since the epoch, such as a certificate's expiry; clamped
+// to 1970..9999, so any value a target sends can be shown.
+std::string format_unix_time(double seconds);
 
 // One result as JSON; shared by the state API and `canaryd once --json` so
 // both speak the same shape.
