@@ -22,6 +22,9 @@ struct Engine::Instance {
   uint64_t generation = 0;
   uint64_t started_ns = 0;
   uint64_t deadline_ns = 0;
+  // Set when an exception reached a C callback of this run: the run ends as
+  // internal with this text, whatever the probe reports.
+  std::optional<std::string> fault;
 };
 
 Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
@@ -142,6 +145,7 @@ void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
   ++in_flight_;
   const uint64_t generation = ++inst.generation;
   inst.started_ns = uv_hrtime();
+  inst.fault.reset();
   const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
   inst.deadline_ns = inst.started_ns + timeout_ns;
   if (due) {
@@ -157,11 +161,13 @@ void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
     if (next_due_ns < inst.deadline_ns)
       inst.deadline_ns = std::max(next_due_ns, inst.deadline_ns - grace_ns);
   }
-  inst.ctx = RunContext{&services_, loop_, next_run_id(), inst.deadline_ns};
+  const ProbeId id = inst.id;
+  inst.ctx =
+      RunContext{&services_, loop_, next_run_id(), inst.deadline_ns,
+                 [this, id, generation](std::string_view what) { fail_run(id, generation, what); }};
   uv_update_time(loop_);
   const uint64_t wait_ns = inst.deadline_ns - inst.started_ns;
   uv_timer_start(inst.deadline, &Engine::on_deadline, (wait_ns + 999'999) / 1'000'000, 0);
-  const ProbeId id = inst.id;
   try {
     inst.cfg.probe->start(inst.ctx, [this, id, generation](ProbeResult r) {
       complete(id, generation, std::move(r));
@@ -185,28 +191,58 @@ void Engine::on_deadline(uv_timer_t* timer) {
   if (!inst->running) return;
   // libuv runs timers before it polls for I/O: after a long loop iteration a
   // response may already be waiting on the socket. Expire the run only after
-  // this iteration's poll, so a reply that made it in time counts. The idle
-  // handle keeps that poll from blocking.
-  Engine* self = inst->engine;
-  if (self->expiring_.empty()) {
-    uv_check_start(self->check_, &Engine::on_check);
-    uv_idle_start(self->idle_, [](uv_idle_t*) {});
+  // this iteration's poll, so a reply that made it in time counts.
+  guarded("a deadline", [inst] { inst->engine->end_after_poll(*inst); });
+}
+
+void Engine::end_after_poll(Instance& inst) {
+  // The idle handle keeps this iteration's poll from blocking.
+  if (expiring_.empty()) {
+    uv_check_start(check_, &Engine::on_check);
+    uv_idle_start(idle_, [](uv_idle_t*) {});
   }
-  self->expiring_.emplace_back(inst->id, inst->generation);
+  expiring_.emplace_back(inst.id, inst.generation);
 }
 
 void Engine::on_check(uv_check_t* check) {
   auto* self = static_cast<Engine*>(check->data);
-  auto expiring = std::move(self->expiring_);
-  self->expiring_.clear();
-  uv_check_stop(self->check_);
-  uv_idle_stop(self->idle_);
+  guarded("ending runs", [self] { self->end_expiring(); });
+}
+
+void Engine::end_expiring() {
+  auto expiring = std::move(expiring_);
+  expiring_.clear();
+  uv_check_stop(check_);
+  uv_idle_stop(idle_);
   for (auto [id, generation] : expiring) {
-    auto it = self->instances_.find(id);
-    if (it == self->instances_.end()) continue;
+    auto it = instances_.find(id);
+    if (it == instances_.end()) continue;
     Instance& inst = *it->second;
-    if (inst.running && inst.generation == generation) self->expire(inst);
+    if (!inst.running || inst.generation != generation) continue;
+    if (!inst.fault) {
+      expire(inst);
+      continue;
+    }
+    try {
+      inst.cfg.probe->cancel();
+    } catch (const std::exception& e) {
+      spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
+    }
+    complete(id, generation, ProbeResult::failure(Reason::kInternal, ""));
   }
+}
+
+void Engine::fail_run(ProbeId id, uint64_t generation, std::string_view what) {
+  auto it = instances_.find(id);
+  if (it == instances_.end()) return;
+  Instance& inst = *it->second;
+  spdlog::error("probe {}: internal error in {}", inst.cfg.spec.name, what);
+  if (!inst.running || inst.generation != generation || inst.fault) return;
+  inst.fault = std::string(what);
+  // We may be deep inside a library's callback (libcurl's, lws's), where
+  // the probe must not tear its transfer down: cancel it once this loop
+  // iteration's callbacks are over, as a deadline does.
+  end_after_poll(inst);
 }
 
 void Engine::expire(Instance& inst) {
@@ -240,6 +276,13 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
   --in_flight_;
   uv_timer_stop(inst.deadline);
   if (inst.scheduled) scheduler_.finished(id);
+  if (inst.fault) {
+    // The probe may have carried on after the exception; its result is not
+    // to be trusted.
+    result = ProbeResult::failure(Reason::kInternal, "internal error in " + *inst.fault,
+                                  std::move(result.phases));
+    inst.fault.reset();
+  }
   double duration = static_cast<double>(uv_hrtime() - inst.started_ns) / 1e9;
   // The backstop for every probe: a message may quote a target or a library
   // (a URL, a header, a server's error), so it is redacted, clipped and made
@@ -290,7 +333,7 @@ void Engine::on_once_done(uv_timer_t* timer) {
   auto* self = static_cast<Engine*>(timer->data);
   auto done = std::move(self->once_done_);
   self->once_done_ = nullptr;
-  if (done) done();
+  if (done) guarded("the end of a one-shot run", done);
 }
 
 void Engine::stop() {

@@ -72,7 +72,10 @@ class Engine {
   static void on_check(uv_check_t* check);
   static void on_once_done(uv_timer_t* timer);
   void start_run(Instance& inst, std::optional<Nanos> due = std::nullopt);
+  void end_after_poll(Instance& inst);
+  void end_expiring();
   void expire(Instance& inst);
+  void fail_run(ProbeId id, uint64_t generation, std::string_view what);
   void complete(ProbeId id, uint64_t generation, ProbeResult result);
   void discard(Instance& inst);
   std::string next_run_id();
@@ -82,8 +85,9 @@ class Engine {
   const Clock& clock_;
   Scheduler scheduler_;
   std::unique_ptr<PreciseTimer> tick_;  // runs start on time to the microsecond
-  // Deadlines that fired this loop iteration, expired only after the I/O poll
-  // (see on_deadline): (probe, generation).
+  // Runs that end after this loop iteration's I/O poll: deadlines that fired
+  // (see on_deadline) and runs an exception ended (fail_run): (probe,
+  // generation).
   std::vector<std::pair<ProbeId, uint64_t>> expiring_;
   uv_check_t* check_;       // heap
   uv_timer_t* once_timer_;  // heap: runs run_now()'s all_done on a fresh loop turn

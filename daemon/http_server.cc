@@ -13,6 +13,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "probes/common/guard.h"
+
 namespace canaryd {
 
 namespace {
@@ -351,6 +353,8 @@ class Server {
   static void on_timer(uv_timer_t* timer);
   static void on_connection_handle_closed(uv_handle_t* handle);
 
+  void handle_read(Connection* c, ssize_t nread, const uv_buf_t* buf);
+  void handle_written(Connection* c, int status);
   void accept_one();
   void close_everything();
   void close_connection(Connection* c);
@@ -502,12 +506,14 @@ void Server::close_everything() {
 }
 
 void Server::on_stop_async(uv_async_t* async) {
-  static_cast<Server*>(async->data)->close_everything();
+  guarded("the HTTP server's stop",
+          [async] { static_cast<Server*>(async->data)->close_everything(); });
 }
 
 void Server::on_connection(uv_stream_t* listener, int status) {
   if (status < 0) return;  // e.g. EMFILE; libuv keeps the listener usable.
-  static_cast<Server*>(listener->data)->accept_one();
+  guarded("the HTTP server's accept",
+          [listener] { static_cast<Server*>(listener->data)->accept_one(); });
 }
 
 void Server::accept_one() {
@@ -585,7 +591,13 @@ void Server::on_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) 
 
 void Server::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(stream->data);
-  Server* s = c->server;
+  // A failure costs this connection, never the server.
+  if (!guarded("the HTTP server's read", [&] { c->server->handle_read(c, nread, buf); }))
+    c->server->close_connection(c);
+}
+
+void Server::handle_read(Connection* c, ssize_t nread, const uv_buf_t* buf) {
+  Server* s = this;
   if (nread == 0) return;  // EAGAIN.
   if (nread == UV_EOF) {
     c->peer_eof = true;
@@ -783,7 +795,12 @@ void Server::on_write(uv_write_t* req, int status) {
   Connection* c = w->conn;
   delete w;
   if (c->closing) return;  // Cancelled by uv_close().
-  Server* s = c->server;
+  if (!guarded("the HTTP server's write", [c, status] { c->server->handle_written(c, status); }))
+    c->server->close_connection(c);
+}
+
+void Server::handle_written(Connection* c, int status) {
+  Server* s = this;
   if (status < 0) {
     s->close_connection(c);
     return;

@@ -60,10 +60,10 @@ static void raise_fd_limit() {
 }
 
 int main(int argc, char** argv) {
-  // libuv's pool runs name lookups, PostgreSQL connect steps, query cancels
-  // and config parsing; its default of 4 threads is too few for hundreds of
-  // database probes a second. A fixed size: threads never grow with probes.
-  setenv("UV_THREADPOOL_SIZE", "8", /*overwrite=*/0);
+  // libuv's pool only parses configs (one reload at a time); name lookups
+  // and PostgreSQL's blocking steps have pools of their own (WorkPool), so
+  // that one kind of work hanging cannot stall another.
+  setenv("UV_THREADPOOL_SIZE", "2", /*overwrite=*/0);
   CLI::App app{"canaryd: synthetic monitoring for an AI chat platform", "canaryd"};
   app.set_version_flag("--version", "canaryd " CANARYD_VERSION);
   app.require_subcommand(0, 1);

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "probes/common/guard.h"
+
 namespace canaryd {
 
 struct PreciseTimer::Handles {
@@ -32,7 +34,7 @@ PreciseTimer::PreciseTimer(uv_loop_t* loop, Callback cb, void* data) : h_(new Ha
       // Nothing to read: the timer was re-armed or stopped after it fired.
       if (read(h->fd, &expirations, sizeof expirations) != sizeof expirations) return;
       uv_unref(reinterpret_cast<uv_handle_t*>(p));
-      h->cb(h->data);
+      guarded("the scheduler tick", [h] { h->cb(h->data); });
     });
     uv_unref(reinterpret_cast<uv_handle_t*>(&h_->poll));
   } else if (h_->fd >= 0) {
@@ -64,7 +66,7 @@ void PreciseTimer::start(std::chrono::nanoseconds wait) {
         &h_->fallback,
         [](uv_timer_t* t) {
           auto* h = static_cast<Handles*>(t->data);
-          h->cb(h->data);
+          guarded("the scheduler tick", [h] { h->cb(h->data); });
         },
         static_cast<uint64_t>(ms), 0);
     return;

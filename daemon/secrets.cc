@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <optional>
+#include <utility>
 
 namespace canaryd {
 
@@ -32,12 +33,58 @@ void Secrets::add(std::string value) {
   values_.insert(pos, std::move(value));
 }
 
+void Secrets::release_locked(std::string value) {
+  if (pinned_.count(value)) return;  // still in use: stays pinned
+  auto it = std::find(transient_.begin(), transient_.end(), value);
+  if (it != transient_.end()) transient_.erase(it);  // becomes the newest again
+  transient_.push_back(std::move(value));
+  if (transient_.size() > kMaxTransient) transient_.erase(transient_.begin());
+}
+
 void Secrets::add_transient(std::string value) {
   if (value.size() < kMinLength) return;
   std::lock_guard lock(mu_);
-  if (std::find(transient_.begin(), transient_.end(), value) != transient_.end()) return;
-  transient_.push_back(std::move(value));
-  if (transient_.size() > kMaxTransient) transient_.erase(transient_.begin());
+  release_locked(std::move(value));
+}
+
+Secrets::Pin Secrets::pin(std::string value) {
+  Pin p;
+  if (value.size() < kMinLength) return p;
+  {
+    std::lock_guard lock(mu_);
+    ++pinned_[value];
+  }
+  p.owner_ = this;
+  p.value_ = std::move(value);
+  return p;
+}
+
+void Secrets::unpin(const std::string& value) {
+  std::lock_guard lock(mu_);
+  auto it = pinned_.find(value);
+  if (it == pinned_.end()) return;
+  if (--it->second > 0) return;
+  pinned_.erase(it);
+  release_locked(value);
+}
+
+Secrets::Pin::Pin(Pin&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)), value_(std::move(other.value_)) {}
+
+Secrets::Pin& Secrets::Pin::operator=(Pin&& other) noexcept {
+  if (this != &other) {
+    reset();
+    owner_ = std::exchange(other.owner_, nullptr);
+    value_ = std::move(other.value_);
+  }
+  return *this;
+}
+
+void Secrets::Pin::reset() {
+  if (owner_ == nullptr) return;
+  owner_->unpin(value_);
+  owner_ = nullptr;
+  value_.clear();
 }
 
 void Secrets::merge(const Secrets& other) {
@@ -47,6 +94,19 @@ void Secrets::merge(const Secrets& other) {
     copy = other.values_;
   }
   for (auto& v : copy) add(std::move(v));
+}
+
+void Secrets::replace_configured(const Secrets& current) {
+  std::vector<std::string> copy;
+  {
+    std::lock_guard lock(current.mu_);
+    copy = current.values_;
+  }
+  std::lock_guard lock(mu_);
+  for (auto& old : values_) {
+    if (std::find(copy.begin(), copy.end(), old) == copy.end()) release_locked(std::move(old));
+  }
+  values_ = std::move(copy);  // already longest first
 }
 
 std::string Secrets::redact(std::string_view text) const {
@@ -75,6 +135,7 @@ std::vector<std::pair<size_t, size_t>> Secrets::secret_ranges(std::string_view t
       ranges.emplace_back(pos, pos + secret.size());
   };
   for (const auto& secret : values_) find_all(secret);
+  for (const auto& [secret, pins] : pinned_) find_all(secret);
   for (const auto& secret : transient_) find_all(secret);
   std::sort(ranges.begin(), ranges.end());
   std::vector<std::pair<size_t, size_t>> merged;
@@ -91,6 +152,7 @@ std::vector<std::pair<size_t, size_t>> Secrets::secret_ranges(std::string_view t
 size_t Secrets::longest() const {
   std::lock_guard lock(mu_);
   size_t n = values_.empty() ? 0 : values_.front().size();  // values_ is longest first
+  for (const auto& [t, pins] : pinned_) n = std::max(n, t.size());
   for (const auto& t : transient_) n = std::max(n, t.size());
   return n;
 }
@@ -98,6 +160,9 @@ size_t Secrets::longest() const {
 bool Secrets::contains_secret(std::string_view text) const {
   std::lock_guard lock(mu_);
   for (const auto& secret : values_) {
+    if (text.find(secret) != std::string_view::npos) return true;
+  }
+  for (const auto& [secret, pins] : pinned_) {
     if (text.find(secret) != std::string_view::npos) return true;
   }
   for (const auto& secret : transient_) {
@@ -109,6 +174,11 @@ bool Secrets::contains_secret(std::string_view text) const {
 size_t Secrets::size() const {
   std::lock_guard lock(mu_);
   return values_.size();
+}
+
+size_t Secrets::transient_size() const {
+  std::lock_guard lock(mu_);
+  return pinned_.size() + transient_.size();
 }
 
 size_t Secrets::digest() const {

@@ -6,6 +6,7 @@
 // say, a library's error string is still never shown.
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -26,13 +27,41 @@ class Secrets {
   static constexpr size_t kMinLength = 4;
 
   void add(std::string value);
-  // A secret learned at run time (an issued token). Only the newest
-  // kMaxTransient are kept, so a token per run cannot grow memory forever.
+
+  // A secret learned at run time (an issued token), redacted for as long as
+  // its pin lives: a value still in use is never dropped. Once the last pin
+  // of a value goes, the value joins the newest kMaxTransient released
+  // values, still redacted (a target may quote an old token), until newer
+  // ones push it out; so a token per run cannot grow memory forever.
+  class Pin {
+   public:
+    Pin() = default;
+    ~Pin() { reset(); }
+    Pin(Pin&& other) noexcept;
+    Pin& operator=(Pin&& other) noexcept;
+    Pin(const Pin&) = delete;
+    Pin& operator=(const Pin&) = delete;
+    void reset();
+
+   private:
+    friend class Secrets;
+    Secrets* owner_ = nullptr;
+    std::string value_;
+  };
+  [[nodiscard]] Pin pin(std::string value);
+  // A run-time secret nobody keeps using: straight into the released values.
   void add_transient(std::string value);
   static constexpr size_t kMaxTransient = 256;
+
   void merge(const Secrets& other);
   // Every occurrence of every value replaced by kRedacted. Overlapping or
   // adjacent occurrences (of one value or of several) become one kRedacted.
+  // Makes the configured values exactly those of `current` (the config just
+  // installed), so reloads do not pile up the secrets of every config ever
+  // loaded. A value no longer configured (a removed probe's, the old value
+  // of a rotated secret) joins the released run-time values: a message
+  // already under way that quotes it is still redacted, and then it ages out.
+  void replace_configured(const Secrets& current);
   std::string redact(std::string_view text) const;
   // The byte ranges [begin, end) of `text` that redact() replaces, sorted and
   // merged, for the occurrences that start before `starts_before`.
@@ -41,14 +70,19 @@ class Secrets {
   // The length of the longest value (0 when there is none).
   size_t longest() const;
   bool contains_secret(std::string_view text) const;
-  size_t size() const;
+  size_t size() const;            // configured values
+  size_t transient_size() const;  // pinned and released run-time values
   // Changes when any value changes; reveals nothing usable about the values.
   size_t digest() const;
 
  private:
+  void release_locked(std::string value);
+  void unpin(const std::string& value);
+
   mutable std::mutex mu_;
   std::vector<std::string> values_;     // longest first, so overlapping secrets redact fully
-  std::vector<std::string> transient_;  // oldest first
+  std::map<std::string, size_t> pinned_;  // value -> live pins
+  std::vector<std::string> transient_;    // released values, oldest first
 };
 
 // The process-wide set: the union of every config loaded so far. Sinks and the

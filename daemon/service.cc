@@ -17,6 +17,7 @@
 #include "daemon/http_server.h"
 #include "daemon/metrics.h"
 #include "daemon/state_store.h"
+#include "probes/common/guard.h"
 
 #ifndef CANARYD_VERSION
 #define CANARYD_VERSION "dev"
@@ -112,7 +113,7 @@ void Service::on_run_result(const RunRecord& rec) {
 }
 
 void Service::install(std::unique_ptr<Config> config, bool is_reload) {
-  global_secrets().merge(config->secrets);
+  global_secrets().replace_configured(config->secrets);
   if (is_reload && config->global.listen.str() != global_.listen.str()) {
     spdlog::warn("global.listen changed to {}; the listener moves only on restart",
                  config->global.listen.str());
@@ -164,11 +165,11 @@ void Service::start_reload() {
       &loop_, &work->req,
       [](uv_work_t* req) {
         auto* w = static_cast<Work*>(req->data);
-        w->load = load_config_file(w->self->config_path_);
+        guarded("a config load", [w] { w->load = load_config_file(w->self->config_path_); });
       },
       [](uv_work_t* req, int /*status*/) {
         std::unique_ptr<Work> w(static_cast<Work*>(req->data));
-        w->self->finish_reload(std::move(w->load));
+        guarded("a config reload", [&w] { w->self->finish_reload(std::move(w->load)); });
       });
 }
 
@@ -355,22 +356,31 @@ int Service::run() {
   uv_signal_init(&loop_, &sighup_);
   sighup_.data = this;
   uv_signal_start(
-      &sighup_, [](uv_signal_t* h, int) { static_cast<Service*>(h->data)->start_reload(); },
+      &sighup_,
+      [](uv_signal_t* h, int) {
+        guarded("SIGHUP", [h] { static_cast<Service*>(h->data)->start_reload(); });
+      },
       SIGHUP);
   for (uv_signal_t* s : {&sigterm_, &sigint_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
-  auto on_stop = [](uv_signal_t* h, int) { static_cast<Service*>(h->data)->shutdown(); };
+  auto on_stop = [](uv_signal_t* h, int) {
+    guarded("a stop signal", [h] { static_cast<Service*>(h->data)->shutdown(); });
+  };
   uv_signal_start(&sigterm_, on_stop, SIGTERM);
   uv_signal_start(&sigint_, on_stop, SIGINT);
-  uv_async_init(&loop_, &reload_async_,
-                [](uv_async_t* h) { static_cast<Service*>(h->data)->start_reload(); });
+  uv_async_init(&loop_, &reload_async_, [](uv_async_t* h) {
+    guarded("a reload request", [h] { static_cast<Service*>(h->data)->start_reload(); });
+  });
   reload_async_.data = this;
   uv_timer_init(&loop_, &housekeeping_timer_);
   housekeeping_timer_.data = this;
   uv_timer_start(
-      &housekeeping_timer_, [](uv_timer_t* h) { static_cast<Service*>(h->data)->housekeeping(); },
+      &housekeeping_timer_,
+      [](uv_timer_t* h) {
+        guarded("housekeeping", [h] { static_cast<Service*>(h->data)->housekeeping(); });
+      },
       0, 1000);
   uv_timer_init(&loop_, &watchdog_timer_);
   uint64_t watchdog_usec = 0;

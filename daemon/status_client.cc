@@ -9,6 +9,7 @@
 
 #include "daemon/secrets.h"
 #include "daemon/table.h"
+#include "probes/common/guard.h"
 
 namespace canaryd {
 
@@ -17,8 +18,8 @@ namespace {
 size_t append(char* data, size_t size, size_t n, void* out) {
   auto* s = static_cast<std::string*>(out);
   if (s->size() + size * n > 64 * 1024 * 1024) return 0;
-  s->append(data, size * n);
-  return size * n;
+  // 0 aborts the transfer if the append fails.
+  return guarded("the status request", [&] { s->append(data, size * n); }) ? size * n : 0;
 }
 
 // A state document from another version (or a broken proxy) may lack any key

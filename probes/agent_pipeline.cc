@@ -173,6 +173,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   RunContext* ctx_ = nullptr;
   std::string run_id_;
   std::string token_;
+  Secrets::Pin token_pin_;  // keeps token_ (and the cached copy) redacted while in use
   std::optional<std::string> cached_token_;
   uint64_t cached_until_ns_ = 0;
   bool token_from_cache_ = false;
@@ -224,7 +225,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
     token_from_cache_ = true;
   } else {
     cached_token_.reset();
-    token_call_->start(ctx.services->curl(shard_), [this](HttpCall::Response r) {
+    token_call_->start(ctx.services->curl(shard_), ctx.fail, [this](HttpCall::Response r) {
       token_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
       Phases phases = token_phase();
       // Whatever goes wrong here is the auth service's failure, never the
@@ -245,7 +246,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
         return auth_failure(fmt::format("the response has no string at {}", opts_.token->json_path),
                             static_cast<int>(r.status));
       token_ = v->get<std::string>();
-      global_secrets().add_transient(token_);
+      token_pin_ = global_secrets().pin(token_);
       if (opts_.token->cache_for.count() > 0) {
         cached_token_ = token_;
         cached_until_ns_ =
@@ -272,7 +273,7 @@ void AgentPipelineProbe::connect(std::shared_ptr<const WsEndpoint> endpoint) {
   const WsEndpoint& ep = *run_endpoint_;
   if (auto addr = numeric_address(ep.host, ep.port)) return open_sessions(*addr);
   uint64_t dns_start = uv_hrtime();
-  resolve_.start(ctx_->loop, ep.host, ep.port,
+  resolve_.start(*ctx_, ep.host, ep.port,
                  [this, dns_start](std::optional<ResolvedAddress> addr, std::string error) {
                    dns_seconds_ = seconds_between(dns_start, uv_hrtime());
                    if (!addr) {
@@ -308,7 +309,7 @@ void AgentPipelineProbe::arm_timer(Session& s, Duration after) {
   Session* target = &s;
   s.timer.start(ctx_->loop,
                 static_cast<uint64_t>(std::chrono::ceil<std::chrono::milliseconds>(after).count()),
-                [this, target] { on_timer(*target); });
+                ctx_->fail, [this, target] { on_timer(*target); });
 }
 
 void AgentPipelineProbe::on_ws_open(WsConnection* c) {

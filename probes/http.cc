@@ -92,6 +92,7 @@ class HttpProbe : public Probe {
   curl_slist* connect_to_list_ = nullptr;
   char error_buffer_[CURL_ERROR_SIZE] = {};
   LoopServices* services_ = nullptr;
+  RunFault fail_;
   size_t shard_ = 0;
   bool in_flight_ = false;
   bool body_overflow_ = false;
@@ -157,16 +158,18 @@ void HttpProbe::configure_easy() {
 
 void HttpProbe::start(RunContext& ctx, Done done) {
   services_ = ctx.services;
+  fail_ = ctx.fail;
   done_ = std::move(done);
   if (easy_ == nullptr) configure_easy();
   body_.clear();
   body_overflow_ = false;
   error_buffer_[0] = '\0';
   in_flight_ = true;
-  services_->curl(shard_).add(easy_, [this](CURLcode rc) { on_complete(rc); });
+  services_->curl(shard_).add(easy_, fail_, [this](CURLcode rc) { on_complete(rc); });
 }
 
 int HttpProbe::on_close_socket(void* clientp, curl_socket_t fd) {
+  // Nothing here throws; no guard needed.
   if (static_cast<HttpProbe*>(clientp)->aborting_) {
     // An aborted run resets its connection: a graceful close would leave a
     // TIME_WAIT socket behind for a minute, and thousands of probes timing
@@ -186,8 +189,9 @@ size_t HttpProbe::on_body(char* data, size_t size, size_t nmemb, void* userp) {
     self->body_overflow_ = true;
     return 0;
   }
-  self->body_.append(data, n);
-  return n;
+  // Returning 0 also aborts the transfer when appending fails.
+  return guarded(self->fail_, "an HTTP body callback", [&] { self->body_.append(data, n); }) ? n
+                                                                                             : 0;
 }
 
 static double info_seconds(CURL* e, CURLINFO what) {

@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,18 @@
 namespace canaryd {
 
 namespace {
+
+// PQconnectPoll runs on its own pool: one step can be seconds of CPU (the
+// server picks the SCRAM iteration count), and a pool shared with name
+// lookups would let a hostile database stall every probe's DNS.
+const WorkPool::Spec kConnectPool{"PostgreSQL connect steps", 4, 4096};
+// PQcancel blocks, with no timeout of its own, until the server closes the
+// cancel connection. The keepalive and user-timeout settings below bound it
+// for a host that stopped answering; a server that accepts and never closes
+// still holds a thread, so this pool is small and a cancel that finds it
+// busy is skipped: the connection is just closed, and the server's
+// statement_timeout (set to the probe's timeout) ends the query anyway.
+const WorkPool::Spec kCancelPool{"PostgreSQL cancels", 2, 8};
 
 struct PostgresOptions {
   // Every connection parameter from the DSN except those canaryd sets itself.
@@ -60,8 +73,10 @@ class PostgresProbe : public Probe {
  private:
   enum class Phase { kDns, kConnect, kQuery };
 
-  void connect(const std::string& hostaddr);
+  void connect(const ResolvedAddresses& addrs);
   void watch(int events, void (*cb)(uv_poll_t*, int, int));
+  static void on_connect_ready(uv_poll_t* h, int status, int events);
+  static void on_query_ready(uv_poll_t* h, int status, int events);
   void connect_step();
   void on_connect_poll(PostgresPollingStatusType status);
   void send_query();
@@ -76,11 +91,14 @@ class PostgresProbe : public Probe {
   PostgresOptions opts_;
   Done done_;
   uv_loop_t* loop_ = nullptr;
+  LoopServices* services_ = nullptr;
+  RunFault fail_;
   uint64_t timeout_ms_ = 0;
   AsyncResolve resolve_;
   PGconn* conn_ = nullptr;
   struct PollJob;
-  PollJob* job_ = nullptr;  // a PQconnectPoll running on libuv's pool
+  std::shared_ptr<PollJob> job_;  // a PQconnectPoll on the connect pool
+  uint64_t job_id_ = 0;
   SocketWatch* watch_ = nullptr;
   Phase phase_ = Phase::kDns;
   Phases phases_;
@@ -92,6 +110,8 @@ class PostgresProbe : public Probe {
 void PostgresProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
   loop_ = ctx.loop;
+  services_ = ctx.services;
+  fail_ = ctx.fail;
   uint64_t now = uv_hrtime();
   timeout_ms_ = ctx.deadline_ns > now ? (ctx.deadline_ns - now) / 1'000'000 : 1;
   phases_.clear();
@@ -99,42 +119,74 @@ void PostgresProbe::start(RunContext& ctx, Done done) {
   run_start_ns_ = phase_start_ns_ = now;
   bool unix_socket = opts_.host.empty() || opts_.host.front() == '/';
   if (unix_socket || opts_.has_hostaddr) {
-    connect("");
+    connect({});
     return;
   }
   if (auto addr = numeric_address(opts_.host, opts_.port)) {
-    connect(addr->ip);
+    connect({*addr});
     return;
   }
   // libpq resolves a host name by blocking; resolve off the loop and hand it
-  // the address.
+  // the addresses.
   phase_ = Phase::kDns;
-  resolve_.start(
-      loop_, opts_.host, opts_.port,
-      [this](std::optional<ResolvedAddress> addr, std::string error) {
-        uint64_t t = uv_hrtime();
-        phases_.emplace_back("dns", seconds_between(phase_start_ns_, t));
-        phase_start_ns_ = t;
-        if (!addr) {
-          finish(ProbeResult::failure(
-              Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error), phases_));
-          return;
-        }
-        connect(addr->ip);
-      });
+  resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
+    uint64_t t = uv_hrtime();
+    phases_.emplace_back("dns", seconds_between(phase_start_ns_, t));
+    phase_start_ns_ = t;
+    if (found.empty()) {
+      finish(ProbeResult::failure(
+          Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error), phases_));
+      return;
+    }
+    connect(found);
+  });
 }
 
-void PostgresProbe::connect(const std::string& hostaddr) {
+void PostgresProbe::connect(const ResolvedAddresses& addrs) {
   phase_ = Phase::kConnect;
   std::vector<const char*> keys, values;
   std::string options;
+  // With several addresses libpq tries each in turn, as curl does, until one
+  // connects (not past an authentication failure); each needs its host
+  // entry, for TLS verification.
+  std::string hosts, hostaddrs;
+  for (const auto& a : addrs) {
+    hosts += (hosts.empty() ? "" : ",") + opts_.host;
+    hostaddrs += (hostaddrs.empty() ? "" : ",") + a.ip;
+  }
+  bool has_keepalives = false, has_user_timeout = false;
   for (const auto& [k, v] : opts_.params) {
     if (k == "options") {
       options = v;
       continue;
     }
+    if (k == "host" && !hosts.empty()) continue;
+    has_keepalives = has_keepalives || k.rfind("keepalives", 0) == 0;
+    has_user_timeout = has_user_timeout || k == "tcp_user_timeout";
     keys.push_back(k.c_str());
     values.push_back(v.c_str());
+  }
+  if (!hosts.empty()) {
+    keys.push_back("host");
+    values.push_back(hosts.c_str());
+  }
+  // PQcancel uses these too: a cancel to a host that stopped answering gives
+  // up after about the probe's timeout instead of holding its thread for
+  // TCP's retransmission schedule (minutes).
+  std::string user_timeout = std::to_string(std::max<uint64_t>(timeout_ms_, 1000));
+  if (!has_user_timeout) {
+    keys.push_back("tcp_user_timeout");
+    values.push_back(user_timeout.c_str());
+  }
+  if (!has_keepalives) {
+    static constexpr const char* kKeepalives[][2] = {{"keepalives", "1"},
+                                                     {"keepalives_idle", "1"},
+                                                     {"keepalives_interval", "1"},
+                                                     {"keepalives_count", "3"}};
+    for (const auto& [k, v] : kKeepalives) {
+      keys.push_back(k);
+      values.push_back(v);
+    }
   }
   // The server cancels the query itself if the probe's deadline passes, so a
   // timed-out run never leaves a busy session behind.
@@ -142,9 +194,9 @@ void PostgresProbe::connect(const std::string& hostaddr) {
   options += fmt::format("-c statement_timeout={}", timeout_ms_);
   keys.push_back("options");
   values.push_back(options.c_str());
-  if (!hostaddr.empty()) {
+  if (!hostaddrs.empty()) {
     keys.push_back("hostaddr");
-    values.push_back(hostaddr.c_str());
+    values.push_back(hostaddrs.c_str());
   }
   keys.push_back(nullptr);
   values.push_back(nullptr);
@@ -158,9 +210,18 @@ void PostgresProbe::connect(const std::string& hostaddr) {
     return;
   }
   // PQconnectStart has begun connecting: wait until the socket is writable.
-  watch(UV_WRITABLE, [](uv_poll_t* h, int, int) {
-    static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
-  });
+  watch(UV_WRITABLE, &PostgresProbe::on_connect_ready);
+}
+
+void PostgresProbe::on_connect_ready(uv_poll_t* h, int, int) {
+  auto* self = static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner);
+  guarded(self->fail_, "a PostgreSQL connect callback", [self] { self->connect_step(); });
+}
+
+void PostgresProbe::on_query_ready(uv_poll_t* h, int status, int events) {
+  auto* self = static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner);
+  guarded(self->fail_, "a PostgreSQL query callback",
+          [self, status, events] { self->query_step(status < 0 ? UV_READABLE : events); });
 }
 
 void PostgresProbe::watch(int events, void (*cb)(uv_poll_t*, int, int)) {
@@ -184,15 +245,20 @@ void PostgresProbe::watch(int events, void (*cb)(uv_poll_t*, int, int)) {
   uv_poll_start(&w->poll, events, cb);
 }
 
-// One PQconnectPoll step on libuv's thread pool. A step can be pure CPU for
-// milliseconds (the client's SCRAM proof is 4,096 rounds of PBKDF2), which on
-// the loop would delay every other probe. libpq allows a connection to be used
-// from another thread as long as only one thread uses it at a time.
+// One PQconnectPoll step on the connect pool. A step can be pure CPU for
+// milliseconds (the client's SCRAM proof is 4,096 rounds of PBKDF2 by
+// default, and the server picks the count), which on the loop would delay
+// every other probe. libpq allows a connection to be used from another thread
+// as long as only one thread uses it at a time.
 struct PostgresProbe::PollJob {
-  uv_work_t work;
-  PGconn* conn;
+  PGconn* conn = nullptr;
   PostgresPollingStatusType status = PGRES_POLLING_FAILED;
-  PostgresProbe* owner;  // null once the probe gave the connection up
+  // Null once the probe gave the connection up: it is then the job's to
+  // close, on whichever thread lets go of the job last.
+  std::atomic<PostgresProbe*> owner{nullptr};
+  ~PollJob() {
+    if (owner.load() == nullptr && conn != nullptr) PQfinish(conn);
+  }
 };
 
 void PostgresProbe::connect_step() {
@@ -201,41 +267,33 @@ void PostgresProbe::connect_step() {
     SocketWatch::close(watch_);
     watch_ = nullptr;
   }
-  job_ = new PollJob{{}, conn_, PGRES_POLLING_FAILED, this};
-  job_->work.data = job_;
-  uv_queue_work(
-      loop_, &job_->work,
-      [](uv_work_t* w) {
-        auto* job = static_cast<PollJob*>(w->data);
-        job->status = PQconnectPoll(job->conn);
-      },
-      [](uv_work_t* w, int) {
-        auto* job = static_cast<PollJob*>(w->data);
-        PostgresProbe* owner = job->owner;
-        auto status = job->status;
-        if (owner == nullptr) {
-          // The run was cancelled meanwhile; the connection is ours to close.
-          PQfinish(job->conn);
-          delete job;
-          return;
-        }
-        delete job;
-        owner->job_ = nullptr;
-        owner->on_connect_poll(status);
-      });
+  auto job = std::make_shared<PollJob>();
+  job->conn = conn_;
+  job->owner = this;
+  job_ = job;
+  job_id_ = services_->pool(kConnectPool)
+                .submit([job] { job->status = PQconnectPoll(job->conn); },
+                        [job] {
+                          PostgresProbe* owner = job->owner.load();
+                          if (owner == nullptr) return;  // cancelled meanwhile
+                          owner->job_.reset();
+                          owner->on_connect_poll(job->status);
+                        },
+                        fail_);
+  if (job_id_ == 0) {
+    job_.reset();
+    finish(ProbeResult::failure(Reason::kInternal,
+                                "canaryd's PostgreSQL connect steps are backed up", phases_));
+  }
 }
 
 void PostgresProbe::on_connect_poll(PostgresPollingStatusType status) {
   switch (status) {
     case PGRES_POLLING_READING:
-      watch(UV_READABLE, [](uv_poll_t* h, int, int) {
-        static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
-      });
+      watch(UV_READABLE, &PostgresProbe::on_connect_ready);
       return;
     case PGRES_POLLING_WRITING:
-      watch(UV_WRITABLE, [](uv_poll_t* h, int, int) {
-        static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner)->connect_step();
-      });
+      watch(UV_WRITABLE, &PostgresProbe::on_connect_ready);
       return;
     case PGRES_POLLING_OK: {
       uint64_t t = uv_hrtime();
@@ -259,10 +317,7 @@ void PostgresProbe::send_query() {
         phases_));
     return;
   }
-  watch(UV_READABLE | UV_WRITABLE, [](uv_poll_t* h, int status, int events) {
-    auto* self = static_cast<PostgresProbe*>(static_cast<SocketWatch*>(h->data)->owner);
-    self->query_step(status < 0 ? UV_READABLE : events);
-  });
+  watch(UV_READABLE | UV_WRITABLE, &PostgresProbe::on_query_ready);
 }
 
 void PostgresProbe::query_step(int events) {
@@ -349,12 +404,14 @@ ProbeResult PostgresProbe::connect_failure() const {
   // libpq (in the C locale canaryd runs in) says what went wrong only in text.
   auto has = [&](const char* s) { return msg.find(s) != std::string::npos; };
   Reason reason = Reason::kConnect;
-  if (has("Connection refused")) {
-    reason = Reason::kConnectRefused;
-  } else if (has("password authentication failed") || has("no pg_hba.conf entry") ||
-             (has("role \"") && has("does not exist")) || has("authentication failed") ||
-             has("no password supplied") || has("password is required")) {
+  // Authentication first: with several addresses, an earlier one may have
+  // refused before the one that answered rejected the credentials.
+  if (has("password authentication failed") || has("no pg_hba.conf entry") ||
+      (has("role \"") && has("does not exist")) || has("authentication failed") ||
+      has("no password supplied") || has("password is required")) {
     reason = Reason::kAuth;
+  } else if (has("Connection refused")) {
+    reason = Reason::kConnectRefused;
   }
   std::string text = reason == Reason::kConnectRefused ? "connection refused" : scrub(msg);
   // libpq repeats the address in front of the error; keep the message short.
@@ -375,29 +432,28 @@ void PostgresProbe::release(bool cancel_query) {
     watch_ = nullptr;
   }
   if (job_ != nullptr) {
-    // A connect step is running on the pool: it closes the connection when
-    // it returns.
-    job_->owner = nullptr;
-    job_ = nullptr;
-    conn_ = nullptr;
+    // A connect step that has not started is simply dropped; one running on
+    // the pool closes the connection when it returns.
+    if (!services_->pool(kConnectPool).unqueue(job_id_)) {
+      job_->owner = nullptr;
+      conn_ = nullptr;
+    }
+    job_.reset();
   }
   if (conn_ == nullptr) return;
   if (cancel_query && phase_ == Phase::kQuery) {
     // Ask the server to cancel the running query. PQcancel opens a connection
-    // and blocks, so it runs on libuv's pool, never on the loop.
+    // and blocks, so it runs on the cancel pool, never on the loop. When that
+    // pool is busy (see kCancelPool) the cancel is skipped.
     if (PGcancel* c = PQgetCancel(conn_)) {
-      auto* work = new uv_work_t;
-      work->data = c;
-      uv_queue_work(
-          loop_, work,
-          [](uv_work_t* w) {
-            char err[256];
-            PQcancel(static_cast<PGcancel*>(w->data), err, sizeof err);
-          },
-          [](uv_work_t* w, int) {
-            PQfreeCancel(static_cast<PGcancel*>(w->data));
-            delete w;
-          });
+      std::shared_ptr<PGcancel> cancel(c, &PQfreeCancel);
+      services_->pool(kCancelPool)
+          .submit(
+              [cancel] {
+                char err[256];
+                PQcancel(cancel.get(), err, sizeof err);
+              },
+              [] {});
     }
   }
   PQfinish(conn_);

@@ -80,7 +80,14 @@ WsService& LoopServices::ws() {
   return *ws_;
 }
 
+WorkPool& LoopServices::pool(const WorkPool::Spec& spec) {
+  auto& pool = pools_[spec.name];
+  if (!pool) pool = std::make_unique<WorkPool>(loop_, spec);
+  return *pool;
+}
+
 void LoopServices::shutdown() {
+  for (auto& [name, pool] : pools_) pool->shutdown();
   for (auto& multi : curl_)
     if (multi) multi->shutdown();
   if (ws_) ws_->shutdown();

@@ -19,6 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "probes/common/guard.h"
+#include "probes/common/work_pool.h"
+
 namespace canaryd {
 
 class CurlMulti;
@@ -128,6 +131,10 @@ class LoopServices {
   CurlMulti& curl(size_t shard = 0);
   // The libwebsockets context, made on first use.
   WsService& ws();
+  // The thread pool of one kind of blocking work, made on first use with
+  // `spec` (looked up by its name). Each kind has its own bounded pool, so
+  // one kind that hangs cannot starve another (see work_pool.h).
+  WorkPool& pool(const WorkPool::Spec& spec);
   // Closes every shared handle; the loop must run afterwards to finish closing.
   void shutdown();
 
@@ -139,6 +146,7 @@ class LoopServices {
   uv_loop_t* loop_;
   std::unique_ptr<CurlMulti> curl_[kCurlShards];
   std::unique_ptr<WsService> ws_;
+  std::map<std::string, std::unique_ptr<WorkPool>> pools_;
 };
 
 // Everything one run may use. Time comes from the loop, never the wall clock.
@@ -147,6 +155,11 @@ struct RunContext {
   uv_loop_t* loop = nullptr;
   std::string run_id;        // unique per run, for correlation with the target's logs
   uint64_t deadline_ns = 0;  // uv_hrtime() value at which the scheduler cancels
+  // Ends this run as `internal`: what a guard at a C callback calls when an
+  // exception reached it (probes/common/guard.h). The engine cancels the
+  // probe once the library callback has returned, and a result the probe
+  // reports meanwhile is replaced, so the run still ends exactly once.
+  RunFault fail;
 };
 
 using Done = std::function<void(ProbeResult)>;

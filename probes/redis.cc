@@ -48,7 +48,7 @@ class RedisProbe : public Probe, private TcpClient::Handler {
   void on_data(std::string_view data) override;
   void on_closed(int status) override;
 
-  void connect_to(const ResolvedAddress& addr);
+  void connect_to(ResolvedAddresses addrs);
   void send_next();
   void on_reply(const RespValue& reply);
   void end_phase(const char* name);
@@ -59,6 +59,7 @@ class RedisProbe : public Probe, private TcpClient::Handler {
   RedisOptions opts_;
   Done done_;
   uv_loop_t* loop_ = nullptr;
+  RunFault fail_;
   AsyncResolve resolve_;
   TcpClient* conn_ = nullptr;
   Step step_ = Step::kResolve;
@@ -90,30 +91,31 @@ void RedisProbe::end_phase(const char* name) {
 void RedisProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
   loop_ = ctx.loop;
+  fail_ = ctx.fail;
   phases_.clear();
   inbuf_.clear();
   run_start_ns_ = phase_start_ns_ = uv_hrtime();
   if (auto addr = numeric_address(opts_.host, opts_.port)) {
     step_ = Step::kConnect;
-    connect_to(*addr);
+    connect_to({std::move(*addr)});
     return;
   }
   step_ = Step::kResolve;
-  resolve_.start(loop_, opts_.host, opts_.port,
-                 [this](std::optional<ResolvedAddress> addr, std::string error) {
-                   end_phase("dns");
-                   if (!addr) {
-                     finish(ProbeResult::failure(
-                         Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error)));
-                     return;
-                   }
-                   step_ = Step::kConnect;
-                   connect_to(*addr);
-                 });
+  resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
+    end_phase("dns");
+    if (found.empty()) {
+      finish(ProbeResult::failure(Reason::kDns,
+                                  fmt::format("cannot resolve {}: {}", opts_.host, error)));
+      return;
+    }
+    step_ = Step::kConnect;
+    connect_to(std::move(found));
+  });
 }
 
-void RedisProbe::connect_to(const ResolvedAddress& addr) {
-  conn_ = TcpClient::connect(loop_, addr.addr(), this);
+void RedisProbe::connect_to(ResolvedAddresses addrs) {
+  // Every address of the host, in turn, until one accepts.
+  conn_ = TcpClient::connect(loop_, std::move(addrs), this, fail_);
 }
 
 void RedisProbe::on_connect(int status) {

@@ -106,7 +106,7 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
     return;
   }
   resolve_.start(
-      ctx.loop, ep.host, ep.port, [this](std::optional<ResolvedAddress> addr, std::string error) {
+      ctx, ep.host, ep.port, [this](std::optional<ResolvedAddress> addr, std::string error) {
         dns_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
         if (!addr) {
           auto r = ProbeResult::failure(
@@ -178,7 +178,7 @@ void WebSocketProbe::start_hold(Conn& conn) {
     return;
   }
   Conn* target = &conn;
-  conn.hold.start(ctx_->loop, (until - now + 999'999) / 1'000'000, [this, target] {
+  conn.hold.start(ctx_->loop, (until - now + 999'999) / 1'000'000, ctx_->fail, [this, target] {
     target->hold.stop();
     end_hold(*target);
   });

@@ -1,8 +1,5 @@
 #include "probes/common/curl_multi.h"
 
-#include <spdlog/spdlog.h>
-
-#include <exception>
 #include <vector>
 
 namespace canaryd {
@@ -28,12 +25,12 @@ CurlMulti::CurlMulti(uv_loop_t* loop) : loop_(loop) {
 
 CurlMulti::~CurlMulti() { shutdown(); }
 
-void CurlMulti::add(CURL* easy, Completion on_done) {
-  transfers_[easy] = std::move(on_done);
+void CurlMulti::add(CURL* easy, RunFault fail, Completion on_done) {
+  transfers_[easy] = Transfer{std::move(on_done), std::move(fail)};
   CURLMcode rc = curl_multi_add_handle(multi_, easy);
   if (rc != CURLM_OK) {
     // Only reachable on misuse or out-of-memory; report it as the transfer's end.
-    auto done = std::move(transfers_[easy]);
+    auto done = std::move(transfers_[easy].done);
     transfers_.erase(easy);
     done(CURLE_FAILED_INIT);
   }
@@ -72,7 +69,14 @@ void CurlMulti::forget_watch(SocketWatch* watch) {
            [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
 }
 
-int CurlMulti::on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {
+int CurlMulti::on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp) {
+  int rc = -1;  // curl fails the transfer if this throws
+  guarded("libcurl's socket callback", [&] { rc = watch_socket(easy, fd, what, userp, socketp); });
+  return rc;
+}
+
+int CurlMulti::watch_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp,
+                            void* socketp) {
   auto* self = static_cast<CurlMulti*>(userp);
   auto* watch = static_cast<SocketWatch*>(socketp);
   if (what == CURL_POLL_REMOVE) {
@@ -108,7 +112,7 @@ int CurlMulti::on_timer(CURLM* /*multi*/, long timeout_ms, void* userp) {
     uv_timer_stop(self->timer_);
   } else {
     // Even a 0 ms timeout goes through the timer: calling back into curl from
-    // inside its own callback is not allowed.
+    // inside its own callback is not allowed. (uv_timer_start cannot throw.)
     uv_timer_start(self->timer_, &CurlMulti::on_timeout, static_cast<uint64_t>(timeout_ms), 0);
   }
   return 0;
@@ -120,11 +124,13 @@ void CurlMulti::on_poll(uv_poll_t* handle, int status, int events) {
   if (status < 0) flags |= CURL_CSELECT_ERR;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  watch->owner->socket_action(watch->fd, flags);
+  guarded("libcurl's socket watcher",
+          [watch, flags] { watch->owner->socket_action(watch->fd, flags); });
 }
 
 void CurlMulti::on_timeout(uv_timer_t* handle) {
-  static_cast<CurlMulti*>(handle->data)->socket_action(CURL_SOCKET_TIMEOUT, 0);
+  auto* self = static_cast<CurlMulti*>(handle->data);
+  guarded("libcurl's timer", [self] { self->socket_action(CURL_SOCKET_TIMEOUT, 0); });
 }
 
 void CurlMulti::socket_action(curl_socket_t fd, int flags) {
@@ -145,15 +151,10 @@ void CurlMulti::drain_completions() {
   for (auto [easy, result] : finished) {
     auto it = transfers_.find(easy);
     if (it == transfers_.end()) continue;  // removed by an earlier completion
-    Completion done = std::move(it->second);
+    Transfer t = std::move(it->second);
     transfers_.erase(it);
     curl_multi_remove_handle(multi_, easy);
-    try {
-      done(result);
-    } catch (const std::exception& e) {
-      // Exceptions must not unwind through libuv's C frames.
-      spdlog::error("internal error in HTTP completion: {}", e.what());
-    }
+    guarded(t.fail, "an HTTP completion", [&] { t.done(result); });
     if (multi_ == nullptr) return;
   }
 }

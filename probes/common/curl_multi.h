@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "probes/common/guard.h"
+
 namespace canaryd {
 
 // Thread-safety: loop thread only.
@@ -24,7 +26,9 @@ class CurlMulti {
 
   // Starts a configured easy handle. `on_done` runs on the loop, once, when the
   // transfer ends, after the handle has left the multi (so it may be reused).
-  void add(CURL* easy, Completion on_done);
+  // An exception from it goes to `fail` (the run the transfer belongs to).
+  void add(CURL* easy, RunFault fail, Completion on_done);
+  void add(CURL* easy, Completion on_done) { add(easy, {}, std::move(on_done)); }
   // Aborts a transfer that has not completed; its completion never runs.
   void remove(CURL* easy);
   size_t in_flight() const { return transfers_.size(); }
@@ -34,8 +38,13 @@ class CurlMulti {
 
  private:
   struct SocketWatch;
+  struct Transfer {
+    Completion done;
+    RunFault fail;
+  };
 
   static int on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp);
+  static int watch_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp);
   static int on_timer(CURLM* multi, long timeout_ms, void* userp);
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_timeout(uv_timer_t* handle);
@@ -46,7 +55,7 @@ class CurlMulti {
   uv_loop_t* loop_;
   CURLM* multi_ = nullptr;
   uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
-  std::unordered_map<CURL*, Completion> transfers_;
+  std::unordered_map<CURL*, Transfer> transfers_;
   std::unordered_set<SocketWatch*> watches_;
 };
 

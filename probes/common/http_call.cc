@@ -49,18 +49,20 @@ size_t HttpCall::on_body(char* data, size_t size, size_t nmemb, void* userp) {
     self->overflow_ = true;
     return 0;  // aborts the transfer: memory stays bounded
   }
-  self->body_.append(data, n);
-  return n;
+  // Returning 0 also aborts the transfer when appending fails.
+  return guarded(self->fail_, "an HTTP body callback", [&] { self->body_.append(data, n); }) ? n
+                                                                                             : 0;
 }
 
-void HttpCall::start(CurlMulti& multi, Callback on_done) {
+void HttpCall::start(CurlMulti& multi, RunFault fail, Callback on_done) {
   cancel();
   on_done_ = std::move(on_done);
+  fail_ = fail;
   body_.clear();
   overflow_ = false;
   error_buffer_[0] = '\0';
   multi_ = &multi;
-  multi.add(easy_, [this](CURLcode rc) {
+  multi.add(easy_, std::move(fail), [this](CURLcode rc) {
     multi_ = nullptr;
     Response r;
     r.rc = rc;

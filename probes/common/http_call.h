@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "probes/common/guard.h"
+
 namespace canaryd {
 
 class CurlMulti;
@@ -41,7 +43,8 @@ class HttpCall {
   HttpCall(const HttpCall&) = delete;
   HttpCall& operator=(const HttpCall&) = delete;
 
-  void start(CurlMulti& multi, Callback on_done);
+  // An exception from `on_done` goes to `fail` (the run this call is part of).
+  void start(CurlMulti& multi, RunFault fail, Callback on_done);
   // Aborts an unfinished request; its callback never runs.
   void cancel();
   bool in_flight() const { return multi_ != nullptr; }
@@ -57,6 +60,7 @@ class HttpCall {
   std::string body_;
   bool overflow_ = false;
   Callback on_done_;
+  RunFault fail_;
 };
 
 }  // namespace canaryd

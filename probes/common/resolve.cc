@@ -4,15 +4,22 @@
 #include <fmt/format.h>
 #include <netdb.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace canaryd {
 
+// getaddrinfo can block for the resolver's full retry schedule; a few threads
+// are enough for lookups that answer, and a hung resolver takes no more.
+const WorkPool::Spec AsyncResolve::kPool{"name lookups", 4, 4096};
+
 struct AsyncResolve::Req {
-  uv_getaddrinfo_t req;
-  AsyncResolve* owner;  // null once cancelled
+  AsyncResolve* owner;  // null once cancelled; touched on the loop only
+  std::string host;
   int port;
   Callback cb;
+  ResolvedAddresses found;  // written by the pool thread, read on the loop after it
+  std::string error;
 };
 
 std::optional<std::pair<std::string, int>> split_host_port(std::string_view text) {
@@ -57,61 +64,91 @@ std::optional<ResolvedAddress> numeric_address(const std::string& host, int port
   return std::nullopt;
 }
 
-void AsyncResolve::start(uv_loop_t* loop, const std::string& host, int port, Callback cb) {
-  cancel();
-  auto* r = new Req{{}, this, port, std::move(cb)};
-  r->req.data = r;
+namespace {
+
+// On a pool thread.
+void lookup(const std::string& host, int port, ResolvedAddresses& found, std::string& error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  req_ = r;
-  int rc = uv_getaddrinfo(
-      loop, &r->req,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        auto* r = static_cast<Req*>(req->data);
-        std::optional<ResolvedAddress> out;
-        std::string error;
-        if (status == 0 && res != nullptr) {
-          ResolvedAddress a;
-          std::memcpy(&a.storage, res->ai_addr, res->ai_addrlen);
-          char ip[INET6_ADDRSTRLEN] = {};
-          if (res->ai_family == AF_INET) {
-            auto* sin = reinterpret_cast<sockaddr_in*>(&a.storage);
-            sin->sin_port = htons(static_cast<uint16_t>(r->port));
-            inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
-          } else {
-            auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
-            sin6->sin6_port = htons(static_cast<uint16_t>(r->port));
-            inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
-          }
-          a.ip = ip;
-          out = std::move(a);
-        } else {
-          error = status == 0 ? "no address" : uv_strerror(status);
-        }
-        if (res != nullptr) uv_freeaddrinfo(res);
-        AsyncResolve* owner = r->owner;
-        Callback cb = std::move(r->cb);
-        delete r;
-        if (owner == nullptr) return;  // cancelled: nobody is waiting any more
-        owner->req_ = nullptr;
-        cb(std::move(out), std::move(error));
-      },
-      host.c_str(), nullptr, &hints);
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
   if (rc != 0) {
-    req_ = nullptr;
-    Callback c = std::move(r->cb);
-    delete r;
-    c(std::nullopt, uv_strerror(rc));
+    error = rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc);
+    return;
   }
+  for (addrinfo* ai = res; ai != nullptr && found.size() < AsyncResolve::kMaxAddresses;
+       ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    ResolvedAddress a;
+    std::memcpy(&a.storage, ai->ai_addr, std::min<size_t>(ai->ai_addrlen, sizeof a.storage));
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (ai->ai_family == AF_INET) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(&a.storage);
+      sin->sin_port = htons(static_cast<uint16_t>(port));
+      inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+    } else {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+      sin6->sin6_port = htons(static_cast<uint16_t>(port));
+      inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+    }
+    a.ip = ip;
+    bool seen = std::any_of(found.begin(), found.end(),
+                            [&](const ResolvedAddress& f) { return f.ip == a.ip; });
+    if (!seen) found.push_back(std::move(a));
+  }
+  freeaddrinfo(res);
+  if (found.empty()) error = "no address";
+}
+
+}  // namespace
+
+void AsyncResolve::start(const RunContext& ctx, const std::string& host, int port, Callback cb) {
+  cancel();
+  auto r = std::make_shared<Req>();
+  r->owner = this;
+  r->host = host;
+  r->port = port;
+  r->cb = std::move(cb);
+  pool_ = &ctx.services->pool(kPool);
+  // The work and the completion share the request; whichever is last frees it.
+  job_ = pool_->submit([r] { lookup(r->host, r->port, r->found, r->error); },
+                       [r] {
+                         AsyncResolve* owner = r->owner;
+                         if (owner == nullptr) return;  // cancelled: nobody is waiting any more
+                         owner->req_.reset();
+                         owner->job_ = 0;
+                         Callback cb = std::move(r->cb);
+                         if (!r->error.empty()) r->found.clear();
+                         cb(std::move(r->found), std::move(r->error));
+                       },
+                       ctx.fail);
+  if (job_ == 0) {
+    pool_ = nullptr;
+    r->cb(ResolvedAddresses{},
+          fmt::format("canaryd's name lookups are backed up ({} waiting)", kPool.max_queued));
+    return;
+  }
+  req_ = std::move(r);
+}
+
+void AsyncResolve::start(const RunContext& ctx, const std::string& host, int port,
+                         FirstCallback cb) {
+  start(ctx, host, port, Callback([cb = std::move(cb)](ResolvedAddresses found, std::string error) {
+          std::optional<ResolvedAddress> first;
+          if (!found.empty()) first = std::move(found.front());
+          cb(std::move(first), std::move(error));
+        }));
 }
 
 void AsyncResolve::cancel() {
   if (req_ == nullptr) return;
-  req_->owner = nullptr;
-  // Best effort: a lookup already running in the pool finishes and is dropped.
-  uv_cancel(reinterpret_cast<uv_req_t*>(&req_->req));
-  req_ = nullptr;
+  // A lookup that has not started is dropped; one already running finishes
+  // on its thread and its result is ignored.
+  if (!pool_->unqueue(job_)) req_->owner = nullptr;
+  req_.reset();
+  pool_ = nullptr;
+  job_ = 0;
 }
 
 }  // namespace canaryd

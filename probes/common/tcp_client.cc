@@ -12,82 +12,128 @@ void TcpClient::release() {
   if (--refs_ == 0) delete this;
 }
 
-TcpClient* TcpClient::connect(uv_loop_t* loop, const sockaddr* addr, Handler* handler) {
-  auto* c = new TcpClient(handler);
-  uv_tcp_init(loop, &c->tcp_);
-  c->tcp_.data = c;
-  c->refs_ = 1;  // the handle
-  uv_tcp_nodelay(&c->tcp_, 1);
-  c->connect_req_.data = c;
-  ++c->refs_;
-  int rc = uv_tcp_connect(&c->connect_req_, &c->tcp_, addr, [](uv_connect_t* req, int status) {
-    auto* c = static_cast<TcpClient*>(req->data);
-    if (c->handler_ != nullptr) {
+TcpClient* TcpClient::connect(uv_loop_t* loop, ResolvedAddresses addrs, Handler* handler,
+                              RunFault fail) {
+  auto* c = new TcpClient(loop, std::move(addrs), handler, std::move(fail));
+  ++c->refs_;  // held until the outcome is reported
+  int rc = UV_EINVAL;
+  while (c->next_addr_ < c->addrs_.size() && (rc = c->attempt()) != 0) {
+  }
+  if (rc != 0) {
+    // Report asynchronously like every other outcome: the caller may not be
+    // ready for a callback before connect() returns.
+    c->report_later(rc);
+  }
+  return c;
+}
+
+int TcpClient::attempt() {
+  if (tcp_ != nullptr) close_handle(Close::kReset);
+  tcp_ = new uv_tcp_t;
+  uv_tcp_init(loop_, tcp_);
+  tcp_->data = this;
+  ++refs_;  // the handle
+  uv_tcp_nodelay(tcp_, 1);
+  connect_req_.data = this;
+  return uv_tcp_connect(&connect_req_, tcp_, addrs_[next_addr_++].addr(), &TcpClient::on_connect);
+}
+
+void TcpClient::close_handle(Close how) {
+  auto on_closed = [](uv_handle_t* h) {
+    auto* c = static_cast<TcpClient*>(h->data);
+    delete reinterpret_cast<uv_tcp_t*>(h);
+    c->release();
+  };
+  uv_tcp_t* t = tcp_;
+  tcp_ = nullptr;
+  // A reset fails while a shutdown is pending or before the connect finished;
+  // a plain close is right then.
+  if (how == Close::kReset && uv_tcp_close_reset(t, on_closed) == 0) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(t), on_closed);
+}
+
+void TcpClient::report_later(int status) {
+  struct Failed {
+    uv_timer_t timer;
+    int status;
+    TcpClient* conn;
+  };
+  auto* f = new Failed{{}, status, this};
+  uv_timer_init(loop_, &f->timer);
+  f->timer.data = f;
+  uv_timer_start(
+      &f->timer,
+      [](uv_timer_t* t) {
+        auto* f = static_cast<Failed*>(t->data);
+        TcpClient* c = f->conn;
+        if (c->handler_ != nullptr) {
+          guarded(c->fail_, "a TCP connect callback",
+                  [c, f] { c->handler_->on_connect(f->status); });
+        }
+        c->release();
+        uv_close(reinterpret_cast<uv_handle_t*>(t),
+                 [](uv_handle_t* h) { delete static_cast<Failed*>(h->data); });
+      },
+      0, 0);
+}
+
+void TcpClient::on_connect(uv_connect_t* req, int status) {
+  auto* c = static_cast<TcpClient*>(req->data);
+  if (status != 0 && status != UV_ECANCELED && c->handler_ != nullptr) {
+    // The next address, if any; the run's deadline bounds the attempts. The
+    // outcome of a new attempt is reported instead of this one.
+    while (c->next_addr_ < c->addrs_.size()) {
+      status = c->attempt();
+      if (status == 0) return;
+    }
+  }
+  if (c->handler_ != nullptr) {
+    guarded(c->fail_, "a TCP connect callback", [c, status] {
       if (status == 0) {
         uv_read_start(
-            reinterpret_cast<uv_stream_t*>(&c->tcp_),
+            reinterpret_cast<uv_stream_t*>(c->tcp_),
             [](uv_handle_t*, size_t, uv_buf_t* buf) {
               // One static buffer is enough: the loop is single-threaded and
               // every read is consumed before the next alloc.
               static char storage[64 * 1024];
               *buf = uv_buf_init(storage, sizeof storage);
             },
-            [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-              auto* c = static_cast<TcpClient*>(s->data);
-              if (c->handler_ == nullptr) return;
-              if (n > 0) {
-                c->handler_->on_data(std::string_view(buf->base, static_cast<size_t>(n)));
-              } else if (n < 0) {
-                uv_read_stop(s);
-                c->handler_->on_closed(static_cast<int>(n));
-              }
-            });
+            &TcpClient::on_read);
       }
-      Handler* h = c->handler_;
-      h->on_connect(status);
-    }
-    c->release();
-  });
-  if (rc != 0) {
-    // Report asynchronously like every other outcome: the caller may not be
-    // ready for a callback before connect() returns.
-    --c->refs_;
-    struct Failed {
-      uv_timer_t timer;
-      int status;
-      TcpClient* conn;
-    };
-    auto* f = new Failed{{}, rc, c};
-    ++c->refs_;
-    uv_timer_init(loop, &f->timer);
-    f->timer.data = f;
-    uv_timer_start(
-        &f->timer,
-        [](uv_timer_t* t) {
-          auto* f = static_cast<Failed*>(t->data);
-          if (f->conn->handler_ != nullptr) f->conn->handler_->on_connect(f->status);
-          f->conn->release();
-          uv_close(reinterpret_cast<uv_handle_t*>(t),
-                   [](uv_handle_t* h) { delete static_cast<Failed*>(h->data); });
-        },
-        0, 0);
+      c->handler_->on_connect(status);
+    });
   }
-  return c;
+  c->release();
+}
+
+void TcpClient::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* c = static_cast<TcpClient*>(s->data);
+  if (c->handler_ == nullptr) return;
+  guarded(c->fail_, "a TCP read callback", [c, s, n, buf] {
+    if (n > 0) {
+      c->handler_->on_data(std::string_view(buf->base, static_cast<size_t>(n)));
+    } else if (n < 0) {
+      uv_read_stop(s);
+      c->handler_->on_closed(static_cast<int>(n));
+    }
+  });
 }
 
 void TcpClient::write(std::string data) {
-  if (closing_) return;
+  if (closing_ || tcp_ == nullptr) return;
   auto* w = new Write{{}, std::move(data), this};
   w->req.data = w;
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
   ++refs_;
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_), &buf, 1,
                     [](uv_write_t* req, int status) {
                       auto* w = static_cast<Write*>(req->data);
                       TcpClient* c = w->conn;
                       delete w;
-                      if (status < 0 && status != UV_ECANCELED && c->handler_ != nullptr)
-                        c->handler_->on_closed(status);
+                      if (status < 0 && status != UV_ECANCELED && c->handler_ != nullptr) {
+                        guarded(c->fail_, "a TCP write callback",
+                                [c, status] { c->handler_->on_closed(status); });
+                      }
                       c->release();
                     });
   if (rc != 0) {
@@ -101,11 +147,7 @@ void TcpClient::close(Close how) {
   handler_ = nullptr;
   if (closing_) return;
   closing_ = true;
-  auto on_closed = [](uv_handle_t* h) { static_cast<TcpClient*>(h->data)->release(); };
-  // A reset fails while a shutdown is pending or before the connect finished;
-  // a plain close is right then.
-  if (how == Close::kReset && uv_tcp_close_reset(&tcp_, on_closed) == 0) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+  if (tcp_ != nullptr) close_handle(how);
 }
 
 }  // namespace canaryd

@@ -9,6 +9,9 @@
 #include <string>
 #include <string_view>
 
+#include "probes/common/guard.h"
+#include "probes/common/resolve.h"
+
 namespace canaryd {
 
 class TcpClient {
@@ -23,9 +26,13 @@ class TcpClient {
     virtual void on_closed(int status) = 0;
   };
 
-  // Starts connecting; the handler hears the outcome. Never calls back
-  // synchronously.
-  static TcpClient* connect(uv_loop_t* loop, const struct sockaddr* addr, Handler* handler);
+  // Starts connecting to each address in turn until one accepts, as curl
+  // does: a name whose first address is down (or is IPv6 where only IPv4
+  // listens) still works. The handler hears one on_connect: 0, or the last
+  // address's error. Never calls back synchronously. An exception from the
+  // handler goes to `fail` (the run). `addrs` must not be empty.
+  static TcpClient* connect(uv_loop_t* loop, ResolvedAddresses addrs, Handler* handler,
+                            RunFault fail = {});
 
   void write(std::string data);
   // Detaches the handler (no more callbacks) and closes; memory is released
@@ -37,13 +44,23 @@ class TcpClient {
 
  private:
   struct Write;
-  explicit TcpClient(Handler* handler) : handler_(handler) {}
+  TcpClient(uv_loop_t* loop, ResolvedAddresses addrs, Handler* handler, RunFault fail)
+      : loop_(loop), addrs_(std::move(addrs)), handler_(handler), fail_(std::move(fail)) {}
   void release();
+  int attempt();  // connects to the next address; a libuv error if it could not start
+  void close_handle(Close how);
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+  void report_later(int status);
 
-  uv_tcp_t tcp_{};
+  uv_loop_t* loop_;
+  ResolvedAddresses addrs_;
+  size_t next_addr_ = 0;
+  uv_tcp_t* tcp_ = nullptr;  // heap, one per attempt: freed in its close callback
   uv_connect_t connect_req_{};
   Handler* handler_;
-  int refs_ = 0;  // the handle until its close callback, plus each pending request
+  RunFault fail_;
+  int refs_ = 0;  // each open handle until its close callback, plus each pending request
   bool closing_ = false;
 };
 

@@ -318,7 +318,7 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
           if (self->handler_ != nullptr && self->pending_end_) {
             Handler* h = self->handler_;
             self->handler_ = nullptr;
-            h->on_ws_end(self, *self->pending_end_);
+            guarded("a WebSocket end", [&] { h->on_ws_end(self, *self->pending_end_); });
           }
           uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) {
             auto* self = static_cast<WsConnection*>(h->data);
@@ -686,7 +686,12 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
 namespace {
 int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in,
                  size_t len) {
-  return WsConnection::callback(wsi, static_cast<int>(reason), user, in, len);
+  // On an exception, -1 makes lws close this connection (its probe then
+  // hears of the end).
+  int rc = -1;
+  guarded("a libwebsockets callback",
+          [&] { rc = WsConnection::callback(wsi, static_cast<int>(reason), user, in, len); });
+  return rc;
 }
 }  // namespace
 

@@ -8,6 +8,7 @@ namespace canaryd {
 struct OneShotTimer::Handle {
   uv_timer_t timer{};
   std::function<void()> cb;
+  RunFault fail;
 };
 
 OneShotTimer& OneShotTimer::operator=(OneShotTimer&& other) noexcept {
@@ -19,20 +20,22 @@ OneShotTimer& OneShotTimer::operator=(OneShotTimer&& other) noexcept {
   return *this;
 }
 
-void OneShotTimer::start(uv_loop_t* loop, uint64_t ms, std::function<void()> cb) {
+void OneShotTimer::start(uv_loop_t* loop, uint64_t ms, RunFault fail, std::function<void()> cb) {
   if (h_ == nullptr) {
     h_ = new Handle;
     uv_timer_init(loop, &h_->timer);
     h_->timer.data = h_;
   }
   h_->cb = std::move(cb);
+  h_->fail = std::move(fail);
   uv_timer_start(
       &h_->timer,
       [](uv_timer_t* t) {
         auto* h = static_cast<Handle*>(t->data);
-        // The callback may stop or destroy the timer: run a copy.
+        // The callback may stop or destroy the timer: run copies.
         auto cb = h->cb;
-        if (cb) cb();
+        auto fail = h->fail;
+        if (cb) guarded(fail, "a WebSocket timer", cb);
       },
       ms, 0);
 }

@@ -33,7 +33,11 @@ class OneShotTimer {
   OneShotTimer& operator=(const OneShotTimer&) = delete;
 
   // (Re)arms the timer; `cb` runs once, on the loop, unless stopped first.
-  void start(uv_loop_t* loop, uint64_t ms, std::function<void()> cb);
+  // An exception from it goes to `fail` (the run).
+  void start(uv_loop_t* loop, uint64_t ms, RunFault fail, std::function<void()> cb);
+  void start(uv_loop_t* loop, uint64_t ms, std::function<void()> cb) {
+    start(loop, ms, {}, std::move(cb));
+  }
   void stop();
 
  private:
