@@ -20,7 +20,7 @@ namespace {
 // PQconnectPoll runs on its own pool: one step can be seconds of CPU (the
 // server picks the SCRAM iteration count), and a pool shared with name
 // lookups would let a hostile database stall every probe's DNS.
-const WorkPool::Spec kConnectPool{"PostgreSQL connect steps", 4, 4096};
+const WorkPool::Spec kConnectPool{"PostgreSQL connect steps", 8, 4096};
 // PQcancel blocks, with no timeout of its own, until the server closes the
 // cancel connection. The keepalive and user-timeout settings below bound it
 // for a host that stopped answering; a server that accepts and never closes

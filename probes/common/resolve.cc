@@ -9,9 +9,9 @@
 
 namespace canaryd {
 
-// getaddrinfo can block for the resolver's full retry schedule; a few threads
-// are enough for lookups that answer, and a hung resolver takes no more.
-const WorkPool::Spec AsyncResolve::kPool{"name lookups", 4, 4096};
+// getaddrinfo can block for the resolver's full retry schedule: a hung
+// resolver holds these threads and no others.
+const WorkPool::Spec AsyncResolve::kPool{"name lookups", 8, 4096};
 
 struct AsyncResolve::Req {
   AsyncResolve* owner;  // null once cancelled; touched on the loop only
