@@ -5,9 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <functional>
 #include <set>
-#include <sstream>
 
 #include "daemon/defaults.h"
 #include "probes/common/resolve.h"
@@ -168,12 +167,19 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
   }
 }
 
-std::string fingerprint_of(const YAML::Node& node, const Secrets& probe_secrets) {
+// A probe's identity for reload: its effective settings, defaults included
+// (a changed global.defaults changes every probe that inherits it), its own
+// section, and its secrets. Rotating a secret file changes the probe without
+// changing its YAML; only a digest of the values goes in, never the values.
+std::string fingerprint_of(const YAML::Node& node, const ProbeSpec& spec,
+                           const Secrets& probe_secrets) {
   YAML::Emitter e;
   e << node;
-  // Rotating a secret file changes the probe without changing its YAML; only
-  // a digest of the values goes in, never the values.
-  return fmt::format("{}|{:x}", e.c_str(), probe_secrets.digest());
+  std::string labels;
+  for (const auto& [k, v] : spec.labels) labels += fmt::format("{}:{}={},", k.size(), k, v);
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{:x}", spec.name, spec.type, spec.category,
+                     spec.critical, spec.interval.count(), spec.timeout.count(), labels, e.c_str(),
+                     probe_secrets.digest());
 }
 
 }  // namespace
@@ -197,8 +203,10 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text) {
   return ListenAddress{host, port};
 }
 
-ConfigLoad load_config_text(const std::string& text, const std::string& file_name,
-                            ConfigParts parts) {
+namespace {
+
+ConfigLoad load_unguarded(const std::string& text, const std::string& file_name, ConfigParts parts,
+                          BoundedFileReader& files) {
   ConfigLoad load;
   auto config = std::make_unique<Config>();
   config->file = file_name;
@@ -214,7 +222,7 @@ ConfigLoad load_config_text(const std::string& text, const std::string& file_nam
                      "the config must be a mapping with global: and probes:"});
     return load;
   }
-  ConfigReadContext ctx{file_name, &load.errors, &config->secrets};
+  ConfigReadContext ctx{file_name, &load.errors, &config->secrets, &files};
   YamlSection top(root, "", ctx);
   config->global = read_global(top.get_section("global"));
 
@@ -234,13 +242,24 @@ ConfigLoad load_config_text(const std::string& text, const std::string& file_nam
       }
       // Each probe's secrets are collected on their own for its fingerprint.
       Secrets probe_secrets;
-      ConfigReadContext probe_ctx{file_name, &load.errors, &probe_secrets};
+      ConfigReadContext probe_ctx{file_name, &load.errors, &probe_secrets, &files};
       YamlSection section(item, path, probe_ctx);
       size_t before = config->probes.size();
-      read_probe(section, config->global, names, *config);
+      try {
+        read_probe(section, config->global, names, *config);
+      } catch (const std::exception& e) {
+        // A factory's bug or an odd node that slipped past the strict reader:
+        // this probe is an error, the load goes on to report the rest.
+        config->probes.erase(config->probes.begin() + static_cast<std::ptrdiff_t>(before),
+                             config->probes.end());
+        load.errors.add({file_name, item.Mark().line + 1, path,
+                         "cannot read this probe: " + probe_secrets.redact(e.what())});
+      }
       config->secrets.merge(probe_secrets);
-      if (config->probes.size() > before)
-        config->probes.back().spec.fingerprint = fingerprint_of(item, probe_secrets);
+      if (config->probes.size() > before) {
+        auto& spec = config->probes.back().spec;
+        spec.fingerprint = fingerprint_of(item, spec, probe_secrets);
+      }
     }
   } else {
     top.error("", "missing required key probes");
@@ -258,16 +277,47 @@ ConfigLoad load_config_text(const std::string& text, const std::string& file_nam
   return load;
 }
 
-ConfigLoad load_config_file(const std::string& path, ConfigParts parts) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    ConfigLoad load;
-    load.errors.add({path, 0, "", fmt::format("cannot read config: {}", std::strerror(errno))});
-    return load;
+// No exception leaves a load: check-config must print an error, and a reload
+// (on a thread of its own) must fail, not end the process.
+ConfigLoad load_guarded(const std::string& file_name,
+                        const std::function<ConfigLoad()>& load) noexcept {
+  try {
+    return load();
+  } catch (const std::exception& e) {
+    ConfigLoad failed;
+    failed.errors.add({file_name, 0, "", fmt::format("cannot load the config: {}", e.what())});
+    return failed;
+  } catch (...) {
+    ConfigLoad failed;
+    failed.errors.add({file_name, 0, "", "cannot load the config: unknown error"});
+    return failed;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return load_config_text(ss.str(), path, parts);
+}
+
+}  // namespace
+
+ConfigLoad load_config_text(const std::string& text, const std::string& file_name,
+                            ConfigParts parts, const std::atomic<bool>* cancel) {
+  return load_guarded(file_name, [&] {
+    BoundedFileReader files(BoundedFileReader::kReadBudget, cancel);
+    return load_unguarded(text, file_name, parts, files);
+  });
+}
+
+ConfigLoad load_config_file(const std::string& path, ConfigParts parts,
+                            const std::atomic<bool>* cancel) {
+  return load_guarded(path, [&] {
+    // The config file and its secrets share one read budget.
+    BoundedFileReader files(BoundedFileReader::kReadBudget, cancel);
+    std::string error;
+    auto text = files.read(path, error);
+    if (!text) {
+      ConfigLoad load;
+      load.errors.add({path, 0, "", fmt::format("cannot read config: {}", error)});
+      return load;
+    }
+    return load_unguarded(*text, path, parts, files);
+  });
 }
 
 }  // namespace canaryd

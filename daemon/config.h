@@ -3,6 +3,7 @@
 // anything is used, so a bad file never half-applies.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -53,10 +54,16 @@ struct ConfigLoad {
 // must not need the probes' secrets).
 enum class ConfigParts { kAll, kWithoutProbes };
 
-ConfigLoad load_config_file(const std::string& path, ConfigParts parts = ConfigParts::kAll);
+// Neither throws: every problem, odd YAML included, is an error in the result.
+// Reading the file and its ${file:} secrets is bounded in time
+// (BoundedFileReader::kReadBudget in all); `cancel` turning true ends a read
+// that is waiting at once.
+ConfigLoad load_config_file(const std::string& path, ConfigParts parts = ConfigParts::kAll,
+                            const std::atomic<bool>* cancel = nullptr);
 // `file_name` is what errors call the source.
 ConfigLoad load_config_text(const std::string& text, const std::string& file_name,
-                            ConfigParts parts = ConfigParts::kAll);
+                            ConfigParts parts = ConfigParts::kAll,
+                            const std::atomic<bool>* cancel = nullptr);
 
 std::optional<ListenAddress> parse_listen_address(std::string_view text);
 

@@ -6,8 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <nlohmann/json.hpp>
 
 namespace canaryd {
 
@@ -83,15 +82,15 @@ std::string format_duration(Duration d) {
   return out;
 }
 
-static std::optional<std::string> read_secret_file(const std::string& path, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = fmt::format("cannot read secret file {}: {}", path, std::strerror(errno));
+static std::optional<std::string> read_secret_file(const std::string& path, std::string& error,
+                                                   BoundedFileReader& files) {
+  std::string why;
+  auto read = files.read(path, why);
+  if (!read) {
+    error = fmt::format("cannot read secret file {}: {}", path, why);
     return std::nullopt;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string value = ss.str();
+  std::string value = std::move(*read);
   // Files written by editors and `echo` end in a newline that is not part of
   // the secret.
   while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
@@ -99,7 +98,8 @@ static std::optional<std::string> read_secret_file(const std::string& path, std:
 }
 
 std::optional<std::string> expand_references(std::string_view text, std::string& error,
-                                             Secrets* secrets) {
+                                             Secrets* secrets, BoundedFileReader* files) {
+  std::optional<BoundedFileReader> own_files;
   std::string out;
   size_t i = 0;
   while (i < text.size()) {
@@ -134,7 +134,8 @@ std::optional<std::string> expand_references(std::string_view text, std::string&
         error = "empty path in ${file:}";
         return std::nullopt;
       }
-      auto value = read_secret_file(path, error);
+      if (files == nullptr) files = &own_files.emplace();
+      auto value = read_secret_file(path, error, *files);
       if (!value) return std::nullopt;
       out.append(*value);
       if (secrets != nullptr) secrets->add(*value);
@@ -229,7 +230,7 @@ std::optional<std::string> YamlSection::get_string(std::string_view key) {
   auto raw = scalar(key, *node, "a string");
   if (!raw) return std::nullopt;
   std::string err;
-  auto value = expand_references(*raw, err, ctx_->secrets);
+  auto value = expand(*raw, err);
   if (!value) {
     error(key, err);
     return std::nullopt;
@@ -263,6 +264,10 @@ std::optional<int64_t> YamlSection::get_int(std::string_view key, int64_t min, i
   auto raw = scalar(key, *node, "an integer");
   if (!raw) return std::nullopt;
   auto v = parse_int(*raw);
+  if (!v && errno == ERANGE) {
+    error(key, fmt::format("{} is out of range [{}, {}]", *raw, min, max));
+    return std::nullopt;
+  }
   if (!v) {
     error(key, fmt::format("expected an integer, got \"{}\"", *raw));
     return std::nullopt;
@@ -327,7 +332,7 @@ std::optional<std::vector<std::string>> YamlSection::get_string_list(std::string
       continue;
     }
     std::string err;
-    auto value = expand_references(item.Scalar(), err, ctx_->secrets);
+    auto value = expand(item.Scalar(), err);
     if (!value) {
       error_at(item, item_path, err);
       ok = false;
@@ -353,7 +358,11 @@ std::optional<std::vector<int64_t>> YamlSection::get_int_list(std::string_view k
     const YAML::Node item = (*node)[i];
     std::string item_path = fmt::format("{}[{}]", key_path(key), i);
     auto v = item.IsScalar() ? parse_int(item.Scalar()) : std::nullopt;
-    if (!v) {
+    if (!v && item.IsScalar() && errno == ERANGE) {
+      error_at(item, item_path,
+               fmt::format("{} is out of range [{}, {}]", item.Scalar(), min, max));
+      ok = false;
+    } else if (!v) {
       error_at(item, item_path, "expected an integer");
       ok = false;
     } else if (*v < min || *v > max) {
@@ -390,7 +399,7 @@ std::optional<std::vector<std::pair<std::string, std::string>>> YamlSection::get
       continue;
     }
     std::string err;
-    auto value = expand_references(it->second.Scalar(), err, ctx_->secrets);
+    auto value = expand(it->second.Scalar(), err);
     if (!value) {
       error_at(it->second, item_path, err);
       ok = false;
@@ -434,5 +443,103 @@ std::optional<std::vector<YamlSection>> YamlSection::get_section_list(std::strin
 }
 
 std::optional<YAML::Node> YamlSection::get_node(std::string_view key) { return lookup(key); }
+
+std::optional<std::string> YamlSection::expand(const std::string& raw, std::string& error) {
+  return expand_references(raw, error, ctx_->secrets, ctx_->files);
+}
+
+namespace {
+
+// One get_json() conversion: where errors go and how much is left.
+struct JsonWalk {
+  YamlSection& section;
+  std::string root;  // the key's path: limits are reported there, not 64 levels down
+  size_t nodes = 0;
+};
+
+// Recursion is bounded by kMaxJsonDepth: the YAML is the operator's, and the
+// depth check also ends a self-referencing alias (&a [*a]).
+bool to_json(JsonWalk& walk, const YAML::Node& node, const std::string& path, int depth,
+             nlohmann::json& out) {
+  if (++walk.nodes > YamlSection::kMaxJsonNodes) {
+    walk.section.error_at(node, walk.root,
+                          fmt::format("more than {} values (aliases count each time they are used)",
+                                      YamlSection::kMaxJsonNodes));
+    return false;
+  }
+  if (depth > YamlSection::kMaxJsonDepth) {
+    walk.section.error_at(
+        node, walk.root,
+        fmt::format("nested deeper than {} levels (does an alias refer to itself?)",
+                    YamlSection::kMaxJsonDepth));
+    return false;
+  }
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      out = nlohmann::json::object();
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (!it->first.IsScalar()) {
+          walk.section.error_at(it->first, path, "keys must be plain names");
+          return false;
+        }
+        const std::string& name = it->first.Scalar();
+        std::string item_path = path + "." + name;
+        if (out.contains(name)) {
+          walk.section.error_at(it->first, item_path, "duplicate key");
+          return false;
+        }
+        if (!to_json(walk, it->second, item_path, depth + 1, out[name])) return false;
+      }
+      return true;
+    }
+    case YAML::NodeType::Sequence: {
+      out = nlohmann::json::array();
+      size_t i = 0;
+      for (auto it = node.begin(); it != node.end(); ++it, ++i) {
+        out.push_back(nullptr);
+        if (!to_json(walk, *it, fmt::format("{}[{}]", path, i), depth + 1, out.back()))
+          return false;
+      }
+      return true;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& text = node.Scalar();
+      out = text;
+      if (node.Tag() == "?") {
+        if (text == "true" || text == "false") {
+          out = text == "true";
+        } else if (text == "null" || text == "~") {
+          out = nullptr;
+        } else if (auto n = nlohmann::json::parse(text, nullptr, false);
+                   !n.is_discarded() && n.is_number()) {
+          out = std::move(n);
+        }
+      }
+      return true;
+    }
+    default:
+      out = nullptr;
+      return true;
+  }
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> YamlSection::get_json(std::string_view key) {
+  auto node = lookup(key);
+  if (!node) return std::nullopt;
+  JsonWalk walk{*this, key_path(key)};
+  nlohmann::json out;
+  if (!to_json(walk, *node, walk.root, 0, out)) return std::nullopt;
+  try {
+    // Sent later as text: a byte that is not UTF-8 ("\xff" in YAML) would
+    // only fail then, on every run.
+    (void)out.dump();
+  } catch (const nlohmann::json::exception&) {
+    error(key, "contains text that is not valid UTF-8");
+    return std::nullopt;
+  }
+  return out;
+}
 
 }  // namespace canaryd

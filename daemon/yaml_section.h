@@ -10,12 +10,14 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "daemon/bounded_read.h"
 #include "daemon/secrets.h"
 
 namespace canaryd {
@@ -48,6 +50,8 @@ struct ConfigReadContext {
   std::string file;
   ConfigErrors* errors = nullptr;
   Secrets* secrets = nullptr;  // expanded ${env:..}/${file:..} values are registered here
+  // ${file:} reads share its deadline; null: each read gets the default budget.
+  BoundedFileReader* files = nullptr;
 };
 
 using Duration = std::chrono::milliseconds;
@@ -86,7 +90,15 @@ class YamlSection {
   std::optional<YamlSection> get_section(std::string_view key);
   std::optional<std::vector<YamlSection>> get_section_list(std::string_view key);
   // The raw node, for values with a shape of their own (e.g. JSON expectations).
+  // Walk it only with the non-throwing accessors (IsScalar(), Scalar(), ...).
   std::optional<YAML::Node> get_node(std::string_view key);
+  // The value as JSON (a message template): plain scalars take their YAML
+  // type (true, 12, 1.5, null), quoted ones stay strings. Keys must be plain
+  // names and unique; aliases may not expand it past kMaxJsonNodes or nest it
+  // deeper than kMaxJsonDepth (a self-referencing alias would never end).
+  std::optional<nlohmann::json> get_json(std::string_view key);
+  static constexpr size_t kMaxJsonNodes = 10'000;
+  static constexpr int kMaxJsonDepth = 64;
 
   // Records an error at `key` (its line if present).
   void error(std::string_view key, std::string message);
@@ -99,6 +111,7 @@ class YamlSection {
   std::optional<YAML::Node> lookup(std::string_view key);
   std::optional<std::string> scalar(std::string_view key, const YAML::Node& node,
                                     std::string_view what);
+  std::optional<std::string> expand(const std::string& raw, std::string& error);
 
   YAML::Node node_;
   std::string path_;
@@ -109,8 +122,9 @@ class YamlSection {
 // Expands ${env:NAME} and ${file:PATH} in `text`. Returns nullopt and sets
 // `error` when a reference cannot be resolved; never puts a resolved value in
 // `error`. Each resolved value is added to `secrets` (the surrounding text,
-// e.g. "Bearer ", is not secret).
+// e.g. "Bearer ", is not secret). ${file:} reads go through `files` (bounded
+// in time); null means a reader of its own with the default budget.
 std::optional<std::string> expand_references(std::string_view text, std::string& error,
-                                             Secrets* secrets);
+                                             Secrets* secrets, BoundedFileReader* files = nullptr);
 
 }  // namespace canaryd

@@ -78,36 +78,6 @@ nlohmann::json fill_json(const nlohmann::json& tmpl, const std::string& run_id,
   return tmpl;
 }
 
-// YAML to JSON for the message template. Plain scalars take their YAML type
-// (true, 12, 1.5, null); quoted ones stay strings.
-nlohmann::json yaml_to_json(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      nlohmann::json out = nlohmann::json::object();
-      for (auto it = node.begin(); it != node.end(); ++it)
-        out[it->first.as<std::string>()] = yaml_to_json(it->second);
-      return out;
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json out = nlohmann::json::array();
-      for (const auto& item : node) out.push_back(yaml_to_json(item));
-      return out;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string& text = node.Scalar();
-      if (node.Tag() == "?") {
-        if (text == "true" || text == "false") return text == "true";
-        if (text == "null" || text == "~") return nullptr;
-        auto parsed = nlohmann::json::parse(text, nullptr, false);
-        if (!parsed.is_discarded() && parsed.is_number()) return parsed;
-      }
-      return text;
-    }
-    default:
-      return nullptr;
-  }
-}
-
 class AgentPipelineProbe : public Probe, private WsConnection::Handler {
  public:
   explicit AgentPipelineProbe(AgentOptions opts)
@@ -729,8 +699,8 @@ ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   }
 
   if (auto send = s.get_section("send")) {
-    if (auto json = send->get_node("json")) {
-      o.send_json = yaml_to_json(*json);
+    if (send->has("json")) {
+      if (auto json = send->get_json("json")) o.send_json = std::move(*json);
     } else if (auto text = send->get_string("text")) {
       o.send_text = *text;
     } else if (!send->has("json") && !send->has("text")) {

@@ -3,8 +3,15 @@
 // also checked end to end through `canaryd check-config`.)
 #include "daemon/config.h"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <thread>
 
 #include "tests/support/harness.h"
 
@@ -169,4 +176,130 @@ TEST_CASE("listen addresses: IPv4, IPv6 in brackets, localhost") {
   CHECK_FALSE(canaryd::parse_listen_address("localhost"));
   CHECK_FALSE(canaryd::parse_listen_address("127.0.0.1:99999"));
   CHECK_FALSE(canaryd::parse_listen_address("example.test:80"));
+}
+
+namespace {
+
+std::string agent_probe_with_send(const std::string& send_json_block) {
+  return R"(probes:
+  - name: agent
+    type: agent_pipeline
+    agent_pipeline:
+      websocket: {url: "ws://127.0.0.1:1/ws"}
+      events: [{type: done}]
+      send:
+        json:
+)" + send_json_block;
+}
+
+}  // namespace
+
+TEST_CASE("odd YAML under send.json is an error with file, line and key, never an exception") {
+  // Complex keys (block and flow form), a self-referencing alias, an alias
+  // bomb, a duplicate key.
+  CHECK(load_config_text(agent_probe_with_send("          ? [a, b]\n          : 1\n"), "c.yaml")
+            .errors.str() ==
+        "c.yaml:9: probes[0].agent_pipeline.send.json: keys must be plain names\n");
+  CHECK(
+      load_config_text(agent_probe_with_send("          {? {x: 1}: 2}\n"), "c.yaml").errors.str() ==
+      "c.yaml:9: probes[0].agent_pipeline.send.json: keys must be plain names\n");
+  CHECK(load_config_text(agent_probe_with_send("          a: &loop [*loop]\n"), "c.yaml")
+            .errors.str() ==
+        "c.yaml:9: probes[0].agent_pipeline.send.json: nested deeper than 64 "
+        "levels (does an alias refer to itself?)\n");
+  std::string bomb = "          a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'j'; ++c)
+    bomb += fmt::format("          {0}: &{0} [*{1}, *{1}, *{1}, *{1}, *{1}, *{1}, *{1}, *{1}]\n", c,
+                        static_cast<char>(c - 1));
+  auto bombed = load_config_text(agent_probe_with_send(bomb), "c.yaml");
+  CHECK_FALSE(bombed.config);
+  CHECK(bombed.errors.str().find("more than 10000 values") != std::string::npos);
+  CHECK(load_config_text(agent_probe_with_send("          a: 1\n          a: 2\n"), "c.yaml")
+            .errors.str() == "c.yaml:10: probes[0].agent_pipeline.send.json.a: duplicate key\n");
+
+  // Plain scalars keep their YAML type, quoted ones stay strings.
+  auto ok = load_config_text(
+      agent_probe_with_send("          {n: 12, f: 1.5, b: true, z: null, s: \"12\", l: [1, x]}\n"),
+      "c.yaml");
+  INFO(ok.errors.str());
+  CHECK(ok.config);
+}
+
+TEST_CASE("a probe's fingerprint covers the defaults it inherits") {
+  auto with_defaults = [](const std::string& interval) {
+    return load_config_text("global:\n  defaults: {interval: " + interval +
+                                ", timeout: 1s}\nprobes:\n  - name: p\n    type: http\n"
+                                "    http: {url: \"http://127.0.0.1:1/\"}\n",
+                            "d.yaml");
+  };
+  auto a = with_defaults("5s"), b = with_defaults("10s"), again = with_defaults("5s");
+  REQUIRE(a.config);
+  REQUIRE(b.config);
+  REQUIRE(again.config);
+  // Same YAML under probes:, different effective interval: a different probe.
+  CHECK(a.config->probes[0].spec.fingerprint != b.config->probes[0].spec.fingerprint);
+  CHECK(a.config->probes[0].spec.fingerprint == again.config->probes[0].spec.fingerprint);
+}
+
+TEST_CASE("secret files are read within a time bound; a FIFO waits for its writer") {
+  canaryd::test::TempDir dir;
+  std::string fifo = dir.path() + "/fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+
+  // Nobody writes: the read ends with a timeout, not a hang and not "".
+  canaryd::BoundedFileReader quick(300ms);
+  std::string error;
+  auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(quick.read(fifo, error));
+  CHECK(error.find("timed out after 300ms") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < 30s);
+  // The same path again in the same load answers at once, the same way.
+  std::string again;
+  CHECK_FALSE(quick.read(fifo, again));
+  CHECK(again == error);
+
+  // A writer that comes later is waited for.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(100ms);
+    int fd = open(fifo.c_str(), O_WRONLY);
+    if (fd >= 0) {
+      (void)!write(fd, "fifo-secret\n", 12);
+      close(fd);
+    }
+  });
+  canaryd::BoundedFileReader patient(20s);
+  std::string why;
+  auto value = patient.read(fifo, why);
+  writer.join();
+  INFO(why);
+  REQUIRE(value);
+  CHECK(*value == "fifo-secret\n");
+
+  // Regular files, missing files, directories and endless devices.
+  std::string file = dir.write_file("plain", "abc");
+  canaryd::BoundedFileReader files;
+  CHECK(files.read(file, why) == std::optional<std::string>("abc"));
+  CHECK_FALSE(files.read(dir.path() + "/missing", why));
+  CHECK(why == "No such file or directory");
+  CHECK_FALSE(files.read(dir.path(), why));
+  CHECK(why == "Is a directory");
+  CHECK_FALSE(files.read("/dev/zero", why));
+  CHECK(why.find("larger than") != std::string::npos);
+}
+
+TEST_CASE("loading ends a waiting secret read when cancelled") {
+  canaryd::test::TempDir dir;
+  std::string fifo = dir.path() + "/fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  std::atomic<bool> cancel{true};
+  auto load = load_config_text(
+      "probes:\n  - name: p\n    type: http\n    http:\n"
+      "      url: \"http://127.0.0.1:1/\"\n"
+      "      headers: {Authorization: \"${file:" +
+          fifo + "}\"}\n",
+      "f.yaml", canaryd::ConfigParts::kAll, &cancel);
+  CHECK(load.errors.str() ==
+        "f.yaml:6: probes[0].http.headers.Authorization: cannot read secret "
+        "file " +
+            fifo + ": cancelled: shutting down\n");
 }
