@@ -6,9 +6,11 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
@@ -313,6 +315,8 @@ struct Connection {
   bool shutdown_done = false;
   bool peer_eof = false;
   bool continue_sent = false;
+  bool awaiting = false;  // A deferred response is outstanding; no further request is read.
+  uint64_t id = 0;        // Names the connection to a deferred responder.
   State state = State::kReadingHead;
   std::string in;  // Unprocessed input; in[0, in_pos) is already consumed.
   size_t in_pos = 0;
@@ -320,6 +324,14 @@ struct Connection {
   RequestHead head;
 
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
+};
+
+// Deferred responses on their way from any thread to the server loop. Shared with every
+// responder, so a late one finds `async` null instead of a destroyed server.
+struct DeferredMailbox {
+  std::mutex mu;
+  uv_async_t* async = nullptr;  // Null once the server loop no longer listens.
+  std::vector<std::pair<uint64_t, HttpResponse>> done;
 };
 
 struct WriteRequest {
@@ -346,6 +358,7 @@ class Server {
   // Loop-thread callbacks.
   static void on_connection(uv_stream_t* listener, int status);
   static void on_stop_async(uv_async_t* async);
+  static void on_deferred_async(uv_async_t* async);
   static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
@@ -363,6 +376,7 @@ class Server {
   void process(Connection* c);
   int try_parse_head(Connection* c);  // -1: need more input, 0: parsed, else HTTP status.
   void dispatch(Connection* c);
+  void complete_deferred(uint64_t id, HttpResponse response);
   void send_response(Connection* c, HttpResponse response, bool head_only, bool keep_alive,
                      bool http10);
   void send_error(Connection* c, int status);
@@ -379,11 +393,14 @@ class Server {
   uv_loop_t loop_{};
   uv_tcp_t listener_{};
   uv_async_t stop_async_{};
+  uv_async_t deferred_async_{};
+  std::shared_ptr<DeferredMailbox> mailbox_ = std::make_shared<DeferredMailbox>();
   bool loop_open_ = false;
   bool listener_open_ = false;
   bool async_open_ = false;
   // Loop-thread state.
   std::unordered_set<Connection*> connections_;
+  uint64_t next_connection_id_ = 1;
   std::unique_ptr<char[]> read_buffer_{new char[kReadBufferSize]};
 };
 
@@ -419,6 +436,9 @@ Server::Server(const std::string& host, int port, HttpHandler handler, HttpServe
   uv_async_init(&loop_, &stop_async_, &Server::on_stop_async);
   async_open_ = true;
   stop_async_.data = this;
+  uv_async_init(&loop_, &deferred_async_, &Server::on_deferred_async);
+  deferred_async_.data = this;
+  mailbox_->async = &deferred_async_;
 
   // On Linux uv_tcp_bind() defers EADDRINUSE to uv_listen(); check both.
   rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
@@ -500,6 +520,12 @@ void Server::close_everything() {
   }
   if (async_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+    {
+      std::lock_guard lock(mailbox_->mu);
+      mailbox_->async = nullptr;
+      mailbox_->done.clear();
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&deferred_async_), nullptr);
     async_open_ = false;
   }
   while (!connections_.empty()) close_connection(*connections_.begin());
@@ -529,6 +555,7 @@ void Server::accept_one() {
     return;
   }
   auto* c = new Connection(this);
+  c->id = next_connection_id_++;
   uv_tcp_init(&loop_, &c->tcp);
   uv_timer_init(&loop_, &c->timer);
   c->tcp.data = c;
@@ -625,7 +652,7 @@ void Server::handle_read(Connection* c, ssize_t nread, const uv_buf_t* buf) {
 }
 
 void Server::process(Connection* c) {
-  while (!c->closing && c->state != Connection::State::kDraining) {
+  while (!c->closing && !c->awaiting && c->state != Connection::State::kDraining) {
     if (uv_stream_get_write_queue_size(c->stream()) > 0) {
       // The client is not keeping up with our responses: stop reading its requests
       // (TCP flow control then slows it down) until the kernel takes our output.
@@ -664,7 +691,7 @@ void Server::process(Connection* c) {
   c->in.erase(0, c->in_pos);
   c->in_pos = 0;
   if (c->in.empty() && c->in.capacity() > kReadBufferSize) std::string().swap(c->in);
-  set_reading(c, !c->paused);
+  set_reading(c, !c->paused && !c->awaiting);
 }
 
 int Server::try_parse_head(Connection* c) {
@@ -708,12 +735,62 @@ void Server::dispatch(Connection* c) {
     response.status = 500;
     response.body = "internal server error\n";
   }
+  if (response.deferred) {
+    // The head stays in c->head until the answer comes (complete_deferred).
+    c->awaiting = true;
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    HttpRespond respond = [mailbox = mailbox_, id = c->id, once](HttpResponse r) {
+      if (once->exchange(true)) return;
+      r.deferred = nullptr;
+      std::lock_guard lock(mailbox->mu);
+      if (mailbox->async == nullptr) return;
+      mailbox->done.emplace_back(id, std::move(r));
+      uv_async_send(mailbox->async);
+    };
+    try {
+      response.deferred(respond);
+    } catch (...) {
+      HttpResponse failed;
+      failed.status = 500;
+      failed.body = "internal server error\n";
+      respond(std::move(failed));
+    }
+    // The idle timeout now bounds the wait for the answer.
+    restart_timer(c, limits_.idle_timeout);
+    return;
+  }
   const RequestHead head = std::move(c->head);
   c->head = RequestHead{};
   send_response(c, std::move(response), head.request.method == "HEAD", head.keep_alive,
                 head.http10);
   // A complete request is progress; what follows is either the next request or idleness.
   restart_timer(c, limits_.idle_timeout);
+}
+
+void Server::on_deferred_async(uv_async_t* async) {
+  auto* s = static_cast<Server*>(async->data);
+  std::vector<std::pair<uint64_t, HttpResponse>> done;
+  {
+    std::lock_guard lock(s->mailbox_->mu);
+    done.swap(s->mailbox_->done);
+  }
+  for (auto& [id, response] : done) s->complete_deferred(id, std::move(response));
+}
+
+void Server::complete_deferred(uint64_t id, HttpResponse response) {
+  auto it = std::find_if(connections_.begin(), connections_.end(),
+                         [id](const Connection* c) { return c->id == id; });
+  if (it == connections_.end()) return;  // The client left (or timed out) meanwhile.
+  Connection* c = *it;
+  if (c->closing || !c->awaiting) return;
+  c->awaiting = false;
+  const RequestHead head = std::move(c->head);
+  c->head = RequestHead{};
+  send_response(c, std::move(response), head.request.method == "HEAD", head.keep_alive,
+                head.http10);
+  restart_timer(c, limits_.idle_timeout);
+  // Pipelined requests that arrived meanwhile are still buffered.
+  if (!c->closing && c->state != Connection::State::kDraining) process(c);
 }
 
 void Server::send_error(Connection* c, int status) {

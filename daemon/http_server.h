@@ -17,7 +17,8 @@
 //   * The handler is invoked on the server thread, one request at a time, never
 //     concurrently with itself. Whatever it reads must be safe to read from that thread.
 //     It should be quick: while it runs, no other HTTP client is served (probes are not
-//     affected, they run elsewhere).
+//     affected, they run elsewhere). A request that has to wait answers with
+//     HttpResponse::deferred instead of blocking.
 //   * The server thread blocks all asynchronous signals so process-directed signals
 //     (SIGTERM, SIGHUP, ...) are delivered to the daemon's other threads, and a SIGPIPE
 //     from writing to a vanished client cannot kill the process.
@@ -50,6 +51,11 @@ struct HttpRequest {
   std::string header(std::string_view lower_name) const;
 };
 
+struct HttpResponse;
+// Completes a deferred request. Callable from any thread; only the first call counts, and
+// it does nothing if the client or the server is gone by then.
+using HttpRespond = std::function<void(HttpResponse)>;
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
@@ -58,6 +64,12 @@ struct HttpResponse {
   // managed by the server and ignored here; CR/LF in values is replaced so a handler that
   // echoes client input cannot split the response.
   std::vector<std::pair<std::string, std::string>> headers;
+  // Set by a handler that answers later, without holding the server thread (POST
+  // /-/reload waits for the reload while /metrics is served). The server calls it once,
+  // on the server thread, with the responder and sends nothing else until the responder
+  // is called. That connection reads no further request meanwhile; its idle timeout
+  // still applies. Ignored on the response given to a responder.
+  std::function<void(HttpRespond)> deferred;
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;

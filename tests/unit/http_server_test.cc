@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -418,6 +419,93 @@ TEST_CASE("a client that half-closes after its request still gets the response",
   CHECK(out.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
   CHECK(out.size() > 3000000);
   CHECK(out.substr(out.size() - 6) == "s|last");
+}
+
+// A handler that defers /later and keeps the responder for the test to call.
+class DeferringHandler {
+ public:
+  HttpResponse operator()(const HttpRequest& req) {
+    if (req.path != "/later") return echo_handler(req);
+    HttpResponse r;
+    r.deferred = [this](HttpRespond respond) {
+      std::lock_guard lock(mu_);
+      pending_ = std::move(respond);
+    };
+    return r;
+  }
+  // Waits (bounded) until a request is deferred, then takes its responder.
+  HttpRespond take() {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kSafetyTimeoutMs);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard lock(mu_);
+        if (pending_) return std::exchange(pending_, nullptr);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  HttpRespond pending_;
+};
+
+TEST_CASE("a deferred response holds no other client up and comes when given", "[http_server]") {
+  DeferringHandler handler;
+  HttpServer server("127.0.0.1", 0, [&](const HttpRequest& r) { return handler(r); });
+  server.start();
+
+  RawSocket sock(server.port());
+  sock.send_all(
+      "GET /later HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  HttpRespond respond = handler.take();
+  REQUIRE(respond);
+  // Another client is served while /later waits.
+  const CurlResult other = fetch(server, "/other");
+  CHECK(other.status == 200);
+  CHECK(other.body == "GET|/other|||");
+
+  // Answered from another thread; only the first answer counts.
+  std::thread([&] {
+    HttpResponse r;
+    r.status = 202;
+    r.body = "done";
+    respond(r);
+    r.body = "twice";
+    respond(r);
+  }).join();
+  std::string out;
+  REQUIRE(sock.read_responses(2, &out));
+  CHECK(out.rfind("HTTP/1.1 202 Accepted\r\n", 0) == 0);
+  // The pipelined request waited its turn.
+  CHECK(out.find("done") < out.find("GET|/after"));
+  CHECK_FALSE(contains(out, "twice"));
+}
+
+TEST_CASE("a deferred answer after the client or the server is gone does nothing",
+          "[http_server]") {
+  DeferringHandler handler;
+  HttpServer server("127.0.0.1", 0, [&](const HttpRequest& r) { return handler(r); });
+  server.start();
+  HttpRespond first;
+  {
+    RawSocket sock(server.port());
+    sock.send_all("GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+    first = handler.take();
+    REQUIRE(first);
+  }
+  first(HttpResponse{});  // the client has left: the answer goes nowhere
+
+  RawSocket sock(server.port());
+  sock.send_all("GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+  HttpRespond respond = handler.take();
+  REQUIRE(respond);
+  CHECK(fetch(server, "/still").status == 200);
+  server.stop();
+  respond(HttpResponse{});  // the server is gone: nothing happens
 }
 
 TEST_CASE("HEAD answers headers only", "[http_server]") {
