@@ -73,13 +73,19 @@ int main(int argc, char** argv) {
     cmd->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
     cmd->add_option("--log-format", log_format, "text or json")->capture_default_str();
   };
+  canaryd::ServiceOptions service_options;
+  auto add_run_flags = [&](CLI::App* cmd) {
+    cmd->add_flag("--web.enable-lifecycle", service_options.enable_lifecycle,
+                  "allow POST /-/reload (SIGHUP reloads either way)");
+    add_log_flags(cmd);
+  };
   // A bare `canaryd --config FILE` runs the daemon.
   app.add_option("--config", config_path, "config file (runs the daemon)");
-  add_log_flags(&app);
+  add_run_flags(&app);
 
   auto* run = app.add_subcommand("run", "run the daemon");
   run->add_option("--config", config_path, "config file")->required();
-  add_log_flags(run);
+  add_run_flags(run);
 
   std::string check_path;
   auto* check = app.add_subcommand("check-config", "validate a config file (exit 0 valid, 1 not)");
@@ -126,7 +132,7 @@ int main(int argc, char** argv) {
   // A peer that closes early must cost one failed write, never the process.
   signal(SIGPIPE, SIG_IGN);
   if (*once) return canaryd::run_once(config_path, once_probes, once_json);
-  if (*run || !config_path.empty()) return canaryd::run_service(config_path);
+  if (*run || !config_path.empty()) return canaryd::run_service(config_path, service_options);
   std::cout << app.help();
   return 2;
 }

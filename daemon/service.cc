@@ -8,9 +8,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <future>
+#include <condition_variable>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
 
 #include "daemon/config.h"
 #include "daemon/engine.h"
@@ -33,27 +37,84 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-struct ReloadOutcome {
-  bool ok = false;
-  std::string message;
+// How long POST /-/reload waits for the outcome before it answers 202. The
+// reload's file reads are bounded well below it (BoundedFileReader), so only
+// a reload queued behind another, or a huge config, takes longer.
+constexpr uint64_t kReloadWaitNs = 9'000'000'000;
+// After SIGTERM, how long the exit waits for a reload worker to notice.
+constexpr auto kWorkerExitWait = 2s;
+
+HttpResponse text_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// The reload worker's link to the loop. The worker is a detached thread of
+// its own (not libuv's pool, whose threads the exit joins and DNS lookups
+// need): nothing ever waits on it without a bound. Once the loop is gone,
+// `async` is null and the worker's result is dropped.
+struct ReloadChannel {
+  std::mutex mu;
+  std::condition_variable idle;
+  uv_async_t* async = nullptr;
+  std::optional<ConfigLoad> result;
+  bool busy = false;
+  std::atomic<bool> cancel{false};  // ends the worker's waiting reads at shutdown
+};
+
+void reload_worker(std::shared_ptr<ReloadChannel> ch, std::string path) noexcept {
+  ConfigLoad load;
+  try {
+    load = load_config_file(path, ConfigParts::kAll, &ch->cancel);
+  } catch (const std::exception& e) {
+    load = ConfigLoad{};
+    load.errors.add({path, 0, "", fmt::format("reload failed: {}", e.what())});
+  } catch (...) {
+    load = ConfigLoad{};
+    load.errors.add({path, 0, "", "reload failed"});
+  }
+  {
+    std::lock_guard lock(ch->mu);
+    if (ch->async != nullptr) {
+      ch->result = std::move(load);
+      uv_async_send(ch->async);
+    }
+  }
+  load = ConfigLoad{};  // a config nobody took is freed before the worker says it is done
+  {
+    std::lock_guard lock(ch->mu);
+    ch->busy = false;
+  }
+  ch->idle.notify_all();
+}
+
+// A POST /-/reload waiting for its answer.
+struct ReloadWaiter {
+  HttpRespond respond;
+  uint64_t deadline_ns;
 };
 
 // Everything the running daemon owns. Members are touched on the loop thread
 // unless marked otherwise.
 class Service {
  public:
-  explicit Service(std::string config_path) : config_path_(std::move(config_path)) {}
+  Service(std::string config_path, ServiceOptions options)
+      : config_path_(std::move(config_path)), options_(options) {}
   int run();
 
  private:
   // HTTP server thread.
   HttpResponse handle(const HttpRequest& req);
-  ReloadOutcome request_reload_from_http();
+  void queue_reload_request(HttpRespond respond);
 
   // Loop thread.
   void install(std::unique_ptr<Config> config, bool is_reload);
   void start_reload();
   void finish_reload(ConfigLoad load);
+  void answer_overdue_reload_requests();
+  void wait_for_reload_worker();
   void on_run_result(const RunRecord& rec);
   void housekeeping();
   void shutdown();
@@ -64,6 +125,7 @@ class Service {
   }
 
   std::string config_path_;
+  const ServiceOptions options_;
   uv_loop_t loop_{};
   MonotonicClock clock_;
   std::unique_ptr<LoopServices> services_;
@@ -78,17 +140,20 @@ class Service {
 
   uv_signal_t sighup_{}, sigterm_{}, sigint_{};
   uv_async_t reload_async_{};
+  uv_async_t reload_done_async_{};
   uv_timer_t housekeeping_timer_{};
   uv_timer_t watchdog_timer_{};
   bool watchdog_ = false;
 
-  // Reload requests from the HTTP thread wait on promises fulfilled on the loop.
+  // Reload requests from the HTTP thread, answered from the loop. reload_waiters_
+  // wait for the next reload to start, reload_current_ for the running one.
   std::mutex reload_mu_;
-  std::vector<std::promise<ReloadOutcome>> reload_waiters_;
-  bool refuse_reloads_ = false;  // guarded by reload_mu_
+  std::vector<ReloadWaiter> reload_waiters_;  // guarded by reload_mu_
+  std::vector<ReloadWaiter> reload_current_;  // guarded by reload_mu_
+  bool refuse_reloads_ = false;               // guarded by reload_mu_
   bool reload_running_ = false;
   bool reload_again_ = false;
-  std::vector<std::promise<ReloadOutcome>> reload_current_;
+  std::shared_ptr<ReloadChannel> reload_channel_ = std::make_shared<ReloadChannel>();
 
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> loop_heartbeat_ns_{0};  // read by the HTTP thread for /-/healthy
@@ -148,35 +213,34 @@ void Service::start_reload() {
   reload_running_ = true;
   {
     std::lock_guard lock(reload_mu_);
-    reload_current_ = std::move(reload_waiters_);
+    for (auto& w : reload_waiters_) reload_current_.push_back(std::move(w));
     reload_waiters_.clear();
   }
   sd_notify(0, "RELOADING=1");
-  // Parsing reads files (the config, ${file:} secrets): off the loop, on
-  // libuv's thread pool, so probes keep their schedule meanwhile.
-  struct Work {
-    uv_work_t req;
-    Service* self;
-    ConfigLoad load;
-  };
-  auto* work = new Work{{}, this, {}};
-  work->req.data = work;
-  uv_queue_work(
-      &loop_, &work->req,
-      [](uv_work_t* req) {
-        auto* w = static_cast<Work*>(req->data);
-        guarded("a config load", [w] { w->load = load_config_file(w->self->config_path_); });
-      },
-      [](uv_work_t* req, int /*status*/) {
-        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
-        guarded("a config reload", [&w] { w->self->finish_reload(std::move(w->load)); });
-      });
+  // Parsing reads files (the config, ${file:} secrets), within a time bound:
+  // off the loop, so probes keep their schedule meanwhile.
+  {
+    std::lock_guard lock(reload_channel_->mu);
+    reload_channel_->busy = true;
+  }
+  try {
+    std::thread(reload_worker, reload_channel_, config_path_).detach();
+  } catch (const std::system_error& e) {
+    {
+      std::lock_guard lock(reload_channel_->mu);
+      reload_channel_->busy = false;
+    }
+    ConfigLoad failed;
+    failed.errors.add({config_path_, 0, "", fmt::format("cannot start a reload: {}", e.what())});
+    finish_reload(std::move(failed));
+  }
 }
 
 void Service::finish_reload(ConfigLoad load) {
-  ReloadOutcome outcome;
+  bool ok = false;
+  std::string message;
   if (stopping_) {
-    outcome.message = "shutting down";
+    message = "shutting down";
   } else if (!load.config) {
     // The old config keeps running; the failure is exported and logged.
     std::string errors = global_secrets().redact(load.errors.str());
@@ -187,15 +251,18 @@ void Service::finish_reload(ConfigLoad load) {
     for (const auto& e : load.errors.list()) spdlog::error("  {}", e.str());
     daemon_metrics_.reload_result(false, unix_now(), true);
     state_.set_config_status(config_path_, false, errors);
-    outcome.message = errors;
+    message = errors;
   } else {
     install(std::move(load.config), true);
-    outcome.ok = true;
-    outcome.message = "config reloaded";
+    ok = true;
+    message = "config reloaded";
   }
   sd_notify(0, "READY=1");
-  for (auto& p : reload_current_) p.set_value(outcome);
-  reload_current_.clear();
+  {
+    std::lock_guard lock(reload_mu_);
+    for (auto& w : reload_current_) w.respond(text_response(ok ? 200 : 500, message + "\n"));
+    reload_current_.clear();
+  }
   reload_running_ = false;
   if (reload_again_) {
     reload_again_ = false;
@@ -203,18 +270,31 @@ void Service::finish_reload(ConfigLoad load) {
   }
 }
 
-ReloadOutcome Service::request_reload_from_http() {
-  std::promise<ReloadOutcome> promise;
-  auto future = promise.get_future();
-  {
-    std::lock_guard lock(reload_mu_);
-    if (refuse_reloads_) return {false, "shutting down"};
-    reload_waiters_.push_back(std::move(promise));
+// The HTTP client gets an answer within kReloadWaitNs whatever the reload is
+// doing; the outcome still lands in the metrics and the state API.
+void Service::answer_overdue_reload_requests() {
+  const uint64_t now = uv_hrtime();
+  std::lock_guard lock(reload_mu_);
+  for (auto* list : {&reload_waiters_, &reload_current_}) {
+    std::erase_if(*list, [&](ReloadWaiter& w) {
+      if (w.deadline_ns > now) return false;
+      w.respond(text_response(
+          202, fmt::format("the reload is still running after {}s; its outcome will show in "
+                           "canary_config_last_reload_successful and /api/v1/state\n",
+                           kReloadWaitNs / 1'000'000'000)));
+      return true;
+    });
   }
+}
+
+void Service::queue_reload_request(HttpRespond respond) {
+  std::lock_guard lock(reload_mu_);
+  if (refuse_reloads_) {
+    respond(text_response(503, "shutting down\n"));
+    return;
+  }
+  reload_waiters_.push_back({std::move(respond), uv_hrtime() + kReloadWaitNs});
   uv_async_send(&reload_async_);
-  if (future.wait_for(60s) != std::future_status::ready)
-    return {false, "reload did not finish within 60s"};
-  return future.get();
 }
 
 HttpResponse Service::handle(const HttpRequest& req) {
@@ -225,12 +305,7 @@ HttpResponse Service::handle(const HttpRequest& req) {
     r.body = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     return r;
   };
-  auto text = [](int status, std::string body) {
-    HttpResponse r;
-    r.status = status;
-    r.body = std::move(body);
-    return r;
-  };
+  auto text = text_response;
   const std::string& path = req.path;
   bool read = req.method == "GET" || req.method == "HEAD";
   if (path == "/-/reload") {
@@ -239,8 +314,16 @@ HttpResponse Service::handle(const HttpRequest& req) {
       r.headers.emplace_back("Allow", "POST");
       return r;
     }
-    auto outcome = request_reload_from_http();
-    return text(outcome.ok ? 200 : 500, outcome.message + "\n");
+    if (!options_.enable_lifecycle) {
+      return text(403,
+                  "POST /-/reload is disabled: start canaryd with --web.enable-lifecycle, or "
+                  "send SIGHUP\n");
+    }
+    // Answered when the reload ends (or after kReloadWaitNs): meanwhile the
+    // server thread goes on serving /metrics and /-/healthy.
+    HttpResponse r;
+    r.deferred = [this](HttpRespond respond) { queue_reload_request(std::move(respond)); };
+    return r;
   }
   if (!read) {
     auto r = text(405, "method not allowed\n");
@@ -293,6 +376,7 @@ HttpResponse Service::handle(const HttpRequest& req) {
 
 void Service::housekeeping() {
   loop_heartbeat_ns_.store(uv_hrtime());
+  answer_overdue_reload_requests();
   daemon_metrics_.set_in_flight(engine_->in_flight());
   daemon_metrics_.set_skipped_total(engine_->skipped_total());
 }
@@ -303,11 +387,19 @@ void Service::shutdown() {
   ready_ = false;
   sd_notify(0, "STOPPING=1");
   spdlog::info("shutting down");
+  {
+    // A running reload is abandoned: its waiting reads end, its result is dropped.
+    std::lock_guard lock(reload_channel_->mu);
+    reload_channel_->cancel = true;
+    reload_channel_->async = nullptr;
+    reload_channel_->result.reset();
+  }
   engine_->stop();
   services_->shutdown();
   for (auto* h :
        {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&reload_async_),
+        reinterpret_cast<uv_handle_t*>(&reload_done_async_),
         reinterpret_cast<uv_handle_t*>(&housekeeping_timer_),
         reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
     if (!uv_is_closing(h)) uv_close(h, nullptr);
@@ -316,10 +408,24 @@ void Service::shutdown() {
   // no new request can wait on a loop that is going away.
   std::lock_guard lock(reload_mu_);
   refuse_reloads_ = true;
-  for (auto& p : reload_waiters_) p.set_value({false, "shutting down"});
-  reload_waiters_.clear();
-  for (auto& p : reload_current_) p.set_value({false, "shutting down"});
-  reload_current_.clear();
+  for (auto* list : {&reload_waiters_, &reload_current_}) {
+    for (auto& w : *list) w.respond(text_response(503, "shutting down\n"));
+    list->clear();
+  }
+}
+
+// Called after the loop has ended. The worker was told to stop waiting on
+// reads; if it is still busy (parsing a huge file), exit without it rather
+// than hang: its result would be dropped anyway.
+void Service::wait_for_reload_worker() {
+  std::unique_lock lock(reload_channel_->mu);
+  if (reload_channel_->idle.wait_for(lock, kWorkerExitWait, [&] { return !reload_channel_->busy; }))
+    return;
+  lock.unlock();
+  spdlog::warn("a config reload is still running; exiting without it");
+  spdlog::shutdown();
+  // Static destructors would race the worker thread still using them.
+  std::_Exit(0);
 }
 
 int Service::run() {
@@ -374,6 +480,22 @@ int Service::run() {
     guarded("a reload request", [h] { static_cast<Service*>(h->data)->start_reload(); });
   });
   reload_async_.data = this;
+  uv_async_init(&loop_, &reload_done_async_, [](uv_async_t* h) {
+    guarded("a config reload", [h] {
+      auto* self = static_cast<Service*>(h->data);
+      std::optional<ConfigLoad> result;
+      {
+        std::lock_guard lock(self->reload_channel_->mu);
+        result.swap(self->reload_channel_->result);
+      }
+      if (result) self->finish_reload(std::move(*result));
+    });
+  });
+  reload_done_async_.data = this;
+  {
+    std::lock_guard lock(reload_channel_->mu);
+    reload_channel_->async = &reload_done_async_;
+  }
   uv_timer_init(&loop_, &housekeeping_timer_);
   housekeeping_timer_.data = this;
   uv_timer_start(
@@ -401,6 +523,7 @@ int Service::run() {
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   server_->stop();
+  wait_for_reload_worker();
   engine_.reset();
   services_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);  // finish close callbacks of the torn-down handles
@@ -411,8 +534,8 @@ int Service::run() {
 
 }  // namespace
 
-int run_service(const std::string& config_path) {
-  Service service(config_path);
+int run_service(const std::string& config_path, const ServiceOptions& options) {
+  Service service(config_path, options);
   return service.run();
 }
 

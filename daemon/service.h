@@ -7,7 +7,14 @@
 
 namespace canaryd {
 
+struct ServiceOptions {
+  // POST /-/reload works only with --web.enable-lifecycle (as in Prometheus):
+  // anyone who can reach the port could otherwise make the daemon re-read its
+  // files. SIGHUP reloads either way.
+  bool enable_lifecycle = false;
+};
+
 // Returns the process exit code.
-int run_service(const std::string& config_path);
+int run_service(const std::string& config_path, const ServiceOptions& options = {});
 
 }  // namespace canaryd

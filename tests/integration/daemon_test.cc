@@ -153,7 +153,7 @@ TEST_CASE("reload: unchanged probes keep counting, new ones appear, a bad config
           "[daemon][reload]") {
   auto& fp = platform();
   std::string one = http_probe("stable", fp.url("/health"));
-  Daemon d(base_config(one));
+  Daemon d(base_config(one), {}, "", {"--web.enable-lifecycle"});
   REQUIRE(wait_until([&] { return has_run(d, "stable", 2); }));
 
   d.rewrite_config(base_config(one + http_probe("added", fp.url("/health"))));

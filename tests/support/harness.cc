@@ -940,12 +940,24 @@ std::string make_certs(const TempDir& dir) {
   return certs;
 }
 
+namespace {
+
+std::vector<std::string> daemon_argv(std::string binary, const std::string& config_path,
+                                     std::vector<std::string> extra_args) {
+  std::vector<std::string> argv = {std::move(binary), "run", "--config", config_path};
+  for (auto& a : extra_args) argv.push_back(std::move(a));
+  return argv;
+}
+
+}  // namespace
+
 Daemon::Daemon(const std::string& config_yaml, std::vector<std::string> extra_env,
-               std::string binary)
+               std::string binary, std::vector<std::string> extra_args)
     : port_(free_port()),
       config_path_(dir_.write_file("canaryd.yaml", substitute(config_yaml))),
-      process_({binary.empty() ? canaryd_bin() : binary, "run", "--config", config_path_},
-               std::move(extra_env), dir_.path()) {
+      process_(
+          daemon_argv(binary.empty() ? canaryd_bin() : binary, config_path_, std::move(extra_args)),
+          std::move(extra_env), dir_.path()) {
   const std::string ready_url = base_url() + "/-/ready";
   const auto deadline = Clock::now() + kStartupTimeout;
   HttpResult last;

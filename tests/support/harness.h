@@ -239,9 +239,10 @@ std::string make_certs(const TempDir& dir);
 // first or is not ready within 30 s.
 class Daemon {
  public:
-  // binary: empty means canaryd_bin(); set for tests of the harness itself.
+  // binary: empty means canaryd_bin(); set for tests of the harness itself. extra_args
+  // follow "run --config PATH" (e.g. "--web.enable-lifecycle").
   explicit Daemon(const std::string& config_yaml, std::vector<std::string> extra_env = {},
-                  std::string binary = "");
+                  std::string binary = "", std::vector<std::string> extra_args = {});
 
   int port() const { return port_; }
   std::string base_url() const;  // http://127.0.0.1:PORT
