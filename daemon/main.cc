@@ -60,9 +60,10 @@ static void raise_fd_limit() {
 }
 
 int main(int argc, char** argv) {
-  // libuv's pool only parses configs (one reload at a time); name lookups
-  // and PostgreSQL's blocking steps have pools of their own (WorkPool), so
-  // that one kind of work hanging cannot stall another.
+  // canaryd's own code does not use libuv's pool: name lookups and
+  // PostgreSQL's blocking steps have pools of their own (WorkPool), and a
+  // reload has a thread of its own, so that one kind of work hanging cannot
+  // stall another. Kept small, as nothing should come to need it.
   setenv("UV_THREADPOOL_SIZE", "2", /*overwrite=*/0);
   CLI::App app{"canaryd: synthetic monitoring for an AI chat platform", "canaryd"};
   app.set_version_flag("--version", "canaryd " CANARYD_VERSION);
