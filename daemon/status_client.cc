@@ -10,6 +10,7 @@
 #include "daemon/secrets.h"
 #include "daemon/table.h"
 #include "probes/common/guard.h"
+#include "probes/common/json_path.h"
 
 namespace canaryd {
 
@@ -71,8 +72,11 @@ int run_status(const std::string& base_url, bool json) {
                              err[0] ? err : curl_easy_strerror(rc));
     return 2;
   }
-  auto state = nlohmann::json::parse(body, nullptr, false);
-  if (status != 200 || state.is_discarded() || !member(state, "probes").is_array()) {
+  // Whatever answers at --url is parsed with the depth bound: the document is
+  // printed (and so recursed over) below.
+  auto parsed = parse_target_json(body);
+  nlohmann::json& state = parsed.value;
+  if (status != 200 || !parsed.ok() || !member(state, "probes").is_array()) {
     std::cerr << fmt::format("canaryd status: {} answered HTTP {} without a state document\n", url,
                              status);
     return 2;

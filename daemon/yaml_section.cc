@@ -8,6 +8,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "probes/common/json_path.h"
+
 namespace canaryd {
 
 std::string ConfigError::str() const {
@@ -502,21 +504,10 @@ bool to_json(JsonWalk& walk, const YAML::Node& node, const std::string& path, in
       }
       return true;
     }
-    case YAML::NodeType::Scalar: {
-      const std::string& text = node.Scalar();
-      out = text;
-      if (node.Tag() == "?") {
-        if (text == "true" || text == "false") {
-          out = text == "true";
-        } else if (text == "null" || text == "~") {
-          out = nullptr;
-        } else if (auto n = nlohmann::json::parse(text, nullptr, false);
-                   !n.is_discarded() && n.is_number()) {
-          out = std::move(n);
-        }
-      }
+    case YAML::NodeType::Scalar:
+      // Typed as the YAML spells it: plain 5 is a number, "5" a string.
+      out = yaml_scalar_to_json(node.Scalar(), node.Tag() == "?");
       return true;
-    }
     default:
       out = nullptr;
       return true;

@@ -208,10 +208,10 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
       if (r.rc != CURLE_OK) return auth_failure("request failed: " + r.error, {});
       if (r.status < 200 || r.status >= 300)
         return auth_failure(fmt::format("HTTP {}", r.status), static_cast<int>(r.status));
-      auto doc = nlohmann::json::parse(r.body, nullptr, false);
-      if (doc.is_discarded())
-        return auth_failure("the response is not JSON", static_cast<int>(r.status));
-      const nlohmann::json* v = json_at_path(doc, opts_.token->json_path);
+      auto doc = parse_target_json(r.body);
+      if (!doc.ok())
+        return auth_failure("the response is " + doc.error, static_cast<int>(r.status));
+      const nlohmann::json* v = json_at_path(doc.value, opts_.token->json_path);
       if (v == nullptr || !v->is_string() || v->get<std::string>().empty())
         return auth_failure(fmt::format("the response has no string at {}", opts_.token->json_path),
                             static_cast<int>(r.status));
@@ -345,9 +345,11 @@ void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
     auto r = ProbeResult::failure(reason, std::move(message));
     fail(s, std::move(r));
   };
-  auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
-  if (doc.is_discarded())
-    return fail_with(Reason::kProtocol, fmt::format("a frame is not JSON ({})", after_text(s)));
+  auto parsed = parse_target_json(text);
+  if (!parsed.ok())
+    return fail_with(Reason::kProtocol,
+                     fmt::format("a frame is {} ({})", parsed.error, after_text(s)));
+  const nlohmann::json& doc = parsed.value;
   std::string type;
   if (const nlohmann::json* t = json_at_path(doc, opts_.type_field); t && t->is_string())
     type = t->get<std::string>();

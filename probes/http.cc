@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <re2/re2.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
 #include "probes/common/json_path.h"
+#include "probes/common/response_headers.h"
 
 #ifndef CANARYD_VERSION
 #define CANARYD_VERSION "dev"
@@ -41,7 +44,8 @@ struct HttpOptions {
   std::vector<int64_t> expect_status;  // empty: any 2xx
   std::shared_ptr<RE2> body_regex;
   std::string body_regex_text;
-  std::vector<std::pair<std::string, std::string>> expect_json;  // dotted path -> scalar
+  // Dotted path -> the expected value, typed as the YAML spells it.
+  std::vector<std::pair<std::string, nlohmann::json>> expect_json;
   std::string ca_file;
   bool insecure_skip_verify = false;
 };
@@ -83,7 +87,10 @@ class HttpProbe : public Probe {
   ProbeResult classify_transport_error(CURLcode rc, Phases phases) const;
   ProbeResult check_response(Phases phases);
 
+  bool tcp_connected() const;
+
   static size_t on_body(char* data, size_t size, size_t nmemb, void* userp);
+  static int on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose);
   static int on_close_socket(void* clientp, curl_socket_t fd);
 
   HttpOptions opts_;
@@ -97,6 +104,14 @@ class HttpProbe : public Probe {
   bool in_flight_ = false;
   bool body_overflow_ = false;
   bool aborting_ = false;
+  // The run's sockets (a happy-eyeballs connect may open two) and whether one
+  // was found reset by the peer when curl closed it: curl's own information
+  // tells neither a finished TCP connect (libcurl 7.88 reports the connect
+  // time only once TLS is done) nor a reset from a malformed chunk (both are
+  // CURLE_RECV_ERROR, and CURLINFO_OS_ERRNO keeps a previous run's value).
+  std::vector<curl_socket_t> sockets_;
+  bool peer_reset_ = false;
+  ResponseHeaders headers_;
   std::string body_;
   Done done_;
 };
@@ -118,6 +133,11 @@ void HttpProbe::configure_easy() {
   // failures and their latency, which are what an SRE needs to see.
   curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+  // No TLS session resumption either: the handle lives across runs and would
+  // otherwise offer the last run's session, so the tls phase would time an
+  // abbreviated handshake, and the certificate (its chain, its expiry) would
+  // not be checked again while the server kept accepting the session.
+  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   // A health response is small; the smallest receive buffer curl takes keeps
   // thousands of in-flight probes cheap (the default is 16 KiB each, 160 MB
   // at 10,000 hung targets). A large body only takes more reads.
@@ -125,10 +145,13 @@ void HttpProbe::configure_easy() {
   curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
   if (connect_to_list_ != nullptr) curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to_list_);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &HttpProbe::on_sockopt);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, this);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &HttpProbe::on_close_socket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpProbe::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
+  headers_.attach(e);
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(opts_.max_body_bytes));
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, opts_.follow_redirects ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
@@ -163,14 +186,51 @@ void HttpProbe::start(RunContext& ctx, Done done) {
   if (easy_ == nullptr) configure_easy();
   body_.clear();
   body_overflow_ = false;
+  peer_reset_ = false;
+  sockets_.clear();
+  headers_.reset();
   error_buffer_[0] = '\0';
   in_flight_ = true;
   services_->curl(shard_).add(easy_, fail_, [this](CURLcode rc) { on_complete(rc); });
 }
 
+int HttpProbe::on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose) {
+  if (purpose == CURLSOCKTYPE_IPCXN) static_cast<HttpProbe*>(clientp)->sockets_.push_back(fd);
+  return CURL_SOCKOPT_OK;
+}
+
+// The kernel's TCP state of a socket, or -1.
+static int tcp_state(curl_socket_t fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return -1;
+  return info.tcpi_state;
+}
+
+bool HttpProbe::tcp_connected() const {
+  // SYN-SENT until the handshake completes; anything past it (established, or
+  // already closing) means the connect phase was over.
+  return std::any_of(sockets_.begin(), sockets_.end(), [](curl_socket_t fd) {
+    int state = tcp_state(fd);
+    return state != -1 && state != TCP_SYN_SENT && state != TCP_CLOSE;
+  });
+}
+
 int HttpProbe::on_close_socket(void* clientp, curl_socket_t fd) {
   // Nothing here throws; no guard needed.
-  if (static_cast<HttpProbe*>(clientp)->aborting_) {
+  auto* self = static_cast<HttpProbe*>(clientp);
+  auto it = std::find(self->sockets_.begin(), self->sockets_.end(), fd);
+  if (it != self->sockets_.end()) {
+    self->sockets_.erase(it);
+    // A connection the peer reset is in CLOSE by now, where one it merely
+    // closed (FIN) or that is still open is not. Only the socket that carried
+    // the request counts: a losing happy-eyeballs attempt that was refused is
+    // in CLOSE too.
+    long request_bytes = 0;
+    curl_easy_getinfo(self->easy_, CURLINFO_REQUEST_SIZE, &request_bytes);
+    if (request_bytes > 0 && tcp_state(fd) == TCP_CLOSE) self->peer_reset_ = true;
+  }
+  if (self->aborting_) {
     // An aborted run resets its connection: a graceful close would leave a
     // TIME_WAIT socket behind for a minute, and thousands of probes timing
     // out every second would fill the port range and slow every connect().
@@ -220,7 +280,7 @@ Phases HttpProbe::measured_phases() const {
 
 std::string HttpProbe::current_phase() const {
   if (info_seconds(easy_, CURLINFO_NAMELOOKUP_TIME_T) <= 0) return "dns";
-  if (info_seconds(easy_, CURLINFO_CONNECT_TIME_T) <= 0) return "connect";
+  if (info_seconds(easy_, CURLINFO_CONNECT_TIME_T) <= 0 && !tcp_connected()) return "connect";
   if (opts_.https && info_seconds(easy_, CURLINFO_APPCONNECT_TIME_T) <= 0) return "tls";
   if (info_seconds(easy_, CURLINFO_STARTTRANSFER_TIME_T) <= 0) return "first_byte";
   return "body";
@@ -286,7 +346,12 @@ ProbeResult HttpProbe::classify_transport_error(CURLcode rc, Phases phases) cons
       if (body_overflow_ || rc == CURLE_FILESIZE_EXCEEDED)
         return fail(Reason::kBodyTooLarge,
                     fmt::format("response body exceeds the {} byte limit", opts_.max_body_bytes));
-      return fail(Reason::kInternal, detail);
+      // Our callbacks account for their own refusals (the header bound is
+      // checked before this), so what is left is curl's content decoder
+      // refusing the body: bytes after the end of a gzip stream and the like.
+      // curl's text ("Failed writing received data") would point at us.
+      return fail(Reason::kProtocol, "response body cannot be decoded as its Content-Encoding");
+    case CURLE_URL_MALFORMAT:  // the configured URL was checked at load: a bad Location
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_GOT_NOTHING:
@@ -297,6 +362,10 @@ ProbeResult HttpProbe::classify_transport_error(CURLcode rc, Phases phases) cons
     case CURLE_TOO_MANY_REDIRECTS:
       return fail(Reason::kProtocol, "invalid HTTP response: " + detail);
     case CURLE_RECV_ERROR:
+      // curl also reports a malformed chunk, an HTTP/2 stream error or a TLS
+      // record error as a receive error; only a reset is the connection's.
+      if (peer_reset_) return fail(Reason::kConnect, "connection broken: " + detail);
+      return fail(Reason::kProtocol, "invalid HTTP response: " + detail);
     case CURLE_SEND_ERROR:
       return fail(Reason::kConnect, "connection broken: " + detail);
     default:
@@ -328,15 +397,21 @@ ProbeResult HttpProbe::check_response(Phases phases) {
                 fmt::format("body does not match regex \"{}\"", opts_.body_regex_text));
   }
   if (!opts_.expect_json.empty()) {
-    auto doc = nlohmann::json::parse(body_, nullptr, false);
-    if (doc.is_discarded()) return fail(Reason::kAssertion, "body is not valid JSON");
+    auto doc = parse_target_json(body_);
+    if (!doc.ok()) return fail(Reason::kAssertion, "body is " + doc.error);
     for (const auto& [path, want] : opts_.expect_json) {
-      const nlohmann::json* got = json_at_path(doc, path);
+      const nlohmann::json* got = json_at_path(doc.value, path);
       if (got == nullptr)
         return fail(Reason::kAssertion, fmt::format("JSON field {} is missing", path));
-      if (!json_equals_scalar(*got, want))
-        return fail(Reason::kAssertion, fmt::format("JSON field {} is {}, expected \"{}\"", path,
-                                                    json_brief(*got), want));
+      if (!json_equals_expected(*got, want)) {
+        // Say the types when they differ: "5" and 5 print almost alike.
+        std::string types =
+            got->type() == want.type() || (got->is_number() && want.is_number())
+                ? ""
+                : fmt::format(" ({}, expected {})", got->type_name(), want.type_name());
+        return fail(Reason::kAssertion, fmt::format("JSON field {} is {}, expected {}{}", path,
+                                                    json_brief(*got), json_brief(want), types));
+      }
     }
   }
   auto result = ProbeResult::ok(std::move(phases));
@@ -347,8 +422,13 @@ ProbeResult HttpProbe::check_response(Phases phases) {
 void HttpProbe::on_complete(CURLcode rc) {
   in_flight_ = false;
   Phases phases = measured_phases();
-  ProbeResult result =
-      rc == CURLE_OK ? check_response(phases) : classify_transport_error(rc, phases);
+  ProbeResult result;
+  if (auto problem = headers_.problem(easy_, rc)) {
+    result = ProbeResult::failure(Reason::kProtocol, "invalid HTTP response: " + *problem,
+                                  std::move(phases));
+  } else {
+    result = rc == CURLE_OK ? check_response(phases) : classify_transport_error(rc, phases);
+  }
   if (opts_.https) {
     curl_certinfo* certs = nullptr;
     if (curl_easy_getinfo(easy_, CURLINFO_CERTINFO, &certs) == CURLE_OK && certs != nullptr &&
@@ -445,8 +525,12 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
           } else if (!it->second.IsScalar() && !it->second.IsNull()) {
             expect->error_at(it->second, key_path, "expected a string, number or boolean");
           } else {
-            o.expect_json.emplace_back(it->first.Scalar(),
-                                       it->second.IsNull() ? "null" : it->second.Scalar());
+            // Typed as the YAML spells it: `5` is a number, `"5"` a string.
+            o.expect_json.emplace_back(
+                it->first.Scalar(),
+                it->second.IsNull()
+                    ? nlohmann::json(nullptr)
+                    : yaml_scalar_to_json(it->second.Scalar(), it->second.Tag() == "?"));
           }
         }
       }

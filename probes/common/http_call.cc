@@ -20,6 +20,10 @@ HttpCall::HttpCall(HttpCallOptions opts) : opts_(std::move(opts)) {
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpCall::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
+  headers_.attach(e);
+  // The handle is reused for every run; a resumed TLS session would skip the
+  // certificate check of the runs after the first.
+  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   if (opts_.method == "GET") {
@@ -60,6 +64,7 @@ void HttpCall::start(CurlMulti& multi, RunFault fail, Callback on_done) {
   fail_ = fail;
   body_.clear();
   overflow_ = false;
+  headers_.reset();
   error_buffer_[0] = '\0';
   multi_ = &multi;
   multi.add(easy_, std::move(fail), [this](CURLcode rc) {
@@ -70,9 +75,13 @@ void HttpCall::start(CurlMulti& multi, RunFault fail, Callback on_done) {
     curl_off_t us = 0;
     curl_easy_getinfo(easy_, CURLINFO_TOTAL_TIME_T, &us);
     r.seconds = static_cast<double>(us) / 1e6;
-    if (rc != CURLE_OK)
+    if (auto problem = headers_.problem(easy_, rc)) {
+      r.rc = rc == CURLE_OK ? CURLE_WEIRD_SERVER_REPLY : rc;
+      r.error = *problem;
+    } else if (rc != CURLE_OK) {
       r.error = overflow_ ? "the response is too large"
                           : (error_buffer_[0] != '\0' ? error_buffer_ : curl_easy_strerror(rc));
+    }
     r.body = std::move(body_);
     body_.clear();
     Callback cb = std::move(on_done_);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "probes/common/guard.h"
+#include "probes/common/response_headers.h"
 
 namespace canaryd {
 
@@ -30,10 +31,10 @@ struct HttpCallOptions {
 class HttpCall {
  public:
   struct Response {
-    CURLcode rc = CURLE_OK;
+    CURLcode rc = CURLE_OK;  // never CURLE_OK when `error` is set
     long status = 0;
     std::string body;
-    std::string error;  // curl's message when rc != CURLE_OK
+    std::string error;  // why the request failed (curl's message, or ours)
     double seconds = 0;
   };
   using Callback = std::function<void(Response)>;
@@ -59,6 +60,7 @@ class HttpCall {
   CurlMulti* multi_ = nullptr;
   std::string body_;
   bool overflow_ = false;
+  ResponseHeaders headers_;
   Callback on_done_;
   RunFault fail_;
 };
