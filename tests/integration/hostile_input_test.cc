@@ -267,3 +267,35 @@ TEST_CASE("hostile: every HTTPS run does a full TLS handshake", "[http][hostile]
   CHECK(last["details"].contains("cert_expiry"));
   CHECK(last["phases"].contains("tls"));
 }
+
+TEST_CASE("hostile: the agent's token step says what was wrong with a hostile response",
+          "[agent][auth][hostile]") {
+  auto& p = platform();
+  auto agent = [&](const std::string& name, const std::string& mode) {
+    return fmt::format(
+        "  - name: {}\n    type: agent_pipeline\n    interval: 10s\n    timeout: 5s\n"
+        "    agent_pipeline:\n"
+        "      token: {{url: \"{}\", method: GET, json_path: data.token}}\n"
+        "      websocket: {{url: \"ws://127.0.0.1:{}/ws?agent=happy\"}}\n"
+        "      send: {{json: {{type: user_message}}}}\n"
+        "      events: [{{type: agent_started}}]\n",
+        name, p.fp.url("/hostile?mode=" + mode), p.fp.http_port());
+  };
+  std::string config = "probes:\n" + agent("token-cut", "cut_headers") +
+                       agent("token-long-header", "long_header") +
+                       agent("token-deep", "deep_json&depth=20000");
+  int code = 0;
+  json out = once_json(config, &code);
+  INFO(out.dump(2));
+  CHECK(code == 1);
+  for (const char* name : {"token-cut", "token-long-header", "token-deep"}) {
+    INFO(name);
+    CHECK(result_of(out, name)["reason"] == "auth");
+  }
+  CHECK(message(result_of(out, "token-cut")) ==
+        "token step: request failed: the connection closed before the response headers ended");
+  CHECK(message(result_of(out, "token-long-header")) ==
+        "token step: request failed: response headers exceed 65536 bytes");
+  CHECK(message(result_of(out, "token-deep")) ==
+        "token step: the response is nested deeper than 128 levels");
+}
