@@ -21,8 +21,11 @@ HttpCall::HttpCall(HttpCallOptions opts) : opts_(std::move(opts)) {
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpCall::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
   headers_.attach(e);
-  // The handle is reused for every run; a resumed TLS session would skip the
-  // certificate check of the runs after the first.
+  // Each run connects afresh, with a full TLS handshake, like the HTTP probe:
+  // a kept connection or a resumed session (the handle is reused for every
+  // run) would skip the auth service's DNS, connect and certificate check.
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");

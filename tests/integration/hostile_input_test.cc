@@ -246,21 +246,35 @@ TEST_CASE("hostile: JSON expectations compare as the YAML spells them", "[http][
         "JSON field count is 5, expected \"5\" (number, expected string)");
 }
 
-TEST_CASE("hostile: every HTTPS run does a full TLS handshake", "[http][hostile][daemon]") {
+TEST_CASE("hostile: every HTTPS run does a full TLS handshake", "[http][agent][hostile][daemon]") {
   // The fixture's TLS listeners issue session tickets; a client that kept the
-  // last run's session would resume from the second run on.
+  // last run's session would resume from the second run on. The HTTP probe
+  // checks it in the body; the agent's token step gets a 409 if it resumed, or
+  // if it kept the connection from the run before.
   auto& p = platform();
-  std::string probes = probe("fresh-tls",
-                             url_line(p.https("/tls_session")) +
-                                 fmt::format("      tls: {{ca_file: {}}}\n", p.ca()) +
-                                 "      expect: {json: {tls: true, session_reused: false}}\n",
-                             "1s", "1s");
+  std::string probes =
+      probe("fresh-tls",
+            url_line(p.https("/tls_session")) +
+                fmt::format("      tls: {{ca_file: {}}}\n", p.ca()) +
+                "      expect: {json: {tls: true, session_reused: false}}\n",
+            "1s", "1s") +
+      fmt::format(
+          "  - name: fresh-token-tls\n    type: agent_pipeline\n    interval: 1s\n"
+          "    timeout: 1s\n    agent_pipeline:\n"
+          "      token: {{url: \"{}\", json_path: data.token, tls: {{ca_file: {}}}}}\n"
+          "      websocket: {{url: \"ws://127.0.0.1:{}/ws?agent=happy&event_delay_ms=10\"}}\n"
+          "      send: {{json: {{type: user_message}}}}\n"
+          "      events: [{{type: agent_started}}]\n",
+          p.https("/tls_session?require_fresh=1"), p.ca(), p.fp.http_port());
   Daemon d(daemon_config(probes));
-  REQUIRE(wait_until([&] { return has_run(d, "fresh-tls", 4); }, 60s));
+  REQUIRE(wait_until([&] { return has_run(d, "fresh-tls", 4) && has_run(d, "fresh-token-tls", 4); },
+                     60s));
   std::string m = d.metrics();
-  CHECK(metric_value(m, "canary_probe_runs_total", {{"probe", "fresh-tls"}}) >= 4.0);
+  INFO(m);
   CHECK(metric_value(m, "canary_probe_failures_total",
                      {{"probe", "fresh-tls"}, {"reason", "assertion"}}) == 0.0);
+  CHECK(metric_value(m, "canary_probe_failures_total",
+                     {{"probe", "fresh-token-tls"}, {"reason", "auth"}}) == 0.0);
   auto last = d.state("fresh-tls")["last"];
   INFO(last.dump(2));
   CHECK(last["success"] == true);
