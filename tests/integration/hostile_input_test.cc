@@ -145,6 +145,8 @@ TEST_CASE("hostile: broken HTTP framing is protocol, never internal or connect",
       "probes:\n" + probe("long-header", url_line(hostile("long_header"))) +
       probe("many-headers", url_line(hostile("many_headers&count=200"))) +
       probe("bad-chunk", url_line(hostile("bad_chunk"))) +
+      probe("long-trailer", url_line(hostile("long_trailer"))) +
+      probe("bad-location", url_line(hostile("bad_location")) + "      follow_redirects: true\n") +
       probe("cut-headers", url_line(hostile("cut_headers"))) +
       probe("gzip-junk",
             url_line(hostile("gzip_trailing_junk")) + "      expect: {body_regex: x}\n") +
@@ -169,6 +171,9 @@ TEST_CASE("hostile: broken HTTP framing is protocol, never internal or connect",
         "invalid HTTP response: response headers exceed 65536 bytes");
   CHECK(reason("bad-chunk") == "protocol");
   CHECK(contains(message(result_of(out, "bad-chunk")), "chunked-encoding"));
+  CHECK(reason("long-trailer") == "protocol");
+  CHECK(reason("bad-location") == "protocol");
+  CHECK(contains(message(result_of(out, "bad-location")), "redirect"));
   CHECK(reason("cut-headers") == "protocol");
   CHECK(message(result_of(out, "cut-headers")) ==
         "invalid HTTP response: the connection closed before the response headers ended");
