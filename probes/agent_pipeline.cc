@@ -115,6 +115,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   // WsConnection::Handler
   void on_ws_open(WsConnection* c) override;
   void on_ws_message(WsConnection* c, std::string_view text) override;
+  void on_ws_binary(WsConnection* c, size_t bytes) override;
   void on_ws_end(WsConnection* c, const WsEnd& end) override;
 
   void connect(std::shared_ptr<const WsEndpoint> endpoint);
@@ -415,6 +416,17 @@ void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
                                          [](const auto& t) { return t.has_value(); });
   if (done) return complete(s);
   arm_timer(s, opts_.idle_timeout);
+}
+
+void AgentPipelineProbe::on_ws_binary(WsConnection* c, size_t bytes) {
+  Session* s = find(c);
+  if (s == nullptr || s->state != State::kAwaiting) return;
+  // Events are JSON text: a binary frame is the server breaking the protocol.
+  fail(*s, ProbeResult::failure(
+               Reason::kProtocol,
+               fmt::format("the server sent a binary frame ({} bytes) where the agent protocol "
+                           "expects JSON text ({})",
+                           bytes, after_text(*s))));
 }
 
 void AgentPipelineProbe::on_timer(Session& s) {

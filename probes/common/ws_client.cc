@@ -3,9 +3,9 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
-#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,10 +16,12 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "daemon/secrets.h"
 #include "probes/common/config_fields.h"
+#include "probes/common/ws_lws_log.h"
 
 namespace canaryd {
 
@@ -45,15 +47,13 @@ const lws_protocols kProtocols[] = {
 // What the server sent, safe to quote in a message (see target_text).
 std::string shown(std::string_view value) { return target_text(value, kMaxShownValue); }
 
-void lws_log(int level, const char* line) {
-  std::string_view text(line);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-  // lws reports every refused upgrade and failed certificate as an error;
-  // for a monitor those are results, already reported as such.
-  if (level & LLL_ERR)
-    spdlog::debug("libwebsockets: {}", text);
-  else
-    spdlog::trace("libwebsockets: {}", text);
+// The server has neither closed nor reset the TCP connection: when lws ends
+// such a connection on its own, it refused something the server sent.
+bool peer_still_connected(int fd) {
+  if (fd < 0) return false;
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
 bool valid_subprotocol(std::string_view p) {
@@ -166,7 +166,7 @@ void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
 // WsService
 
 WsService::WsService(uv_loop_t* loop) : loop_(loop) {
-  lws_set_log_level(LLL_ERR | LLL_WARN, &lws_log);
+  install_lws_log();
   void* loops[1] = {loop_};
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
@@ -193,7 +193,7 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   max_live_ = std::max<size_t>(16, fds / 4 * 3);
   context_ = lws_create_context(&info);
   if (context_ == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
-  vhosts_[""] = lws_get_vhost_by_name(context_, "canaryd");
+  vhosts_[""].vhost = lws_get_vhost_by_name(context_, "canaryd");
 }
 
 WsService::~WsService() {
@@ -212,8 +212,8 @@ void WsService::shutdown() {
   vhosts_.clear();
 }
 
-lws_vhost* WsService::vhost_for(const std::string& ca_file) {
-  if (ca_file.empty()) return vhosts_[""];
+WsService::ClientVhost* WsService::vhost_for(const std::string& ca_file) {
+  if (ca_file.empty()) return &vhosts_[""];
   // lws loads the trust store when the vhost is made: a replaced CA file
   // (rotation) gets a new vhost. The file is looked at once a second at
   // most, not at every connection.
@@ -221,27 +221,52 @@ lws_vhost* WsService::vhost_for(const std::string& ca_file) {
   uint64_t now = uv_now(loop_);
   if (ca.key.empty() || now - ca.checked_ms >= 1000) {
     struct stat st {};
-    ca.key = ca_file;
+    std::string key = ca_file;
     if (stat(ca_file.c_str(), &st) == 0)
-      ca.key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
+      key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
     ca.checked_ms = now;
+    ca.key = std::move(key);
+    // Also retries vhosts that were still in use at an earlier rotation.
+    sweep_vhosts();
   }
   const std::string& key = ca.key;
   auto it = vhosts_.find(key);
-  if (it != vhosts_.end()) return it->second;
+  if (it != vhosts_.end()) return &it->second;
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                  LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
   info.protocols = kProtocols;
-  std::string name = fmt::format("canaryd-ca-{}", vhosts_.size());
+  std::string name = fmt::format("canaryd-ca-{}", ++vhosts_made_);
   info.vhost_name = name.c_str();
   info.client_ssl_ca_filepath = ca_file.c_str();
   info.timeout_secs = kLwsTimeoutSecs;
   info.connect_timeout_secs = kLwsTimeoutSecs;
   lws_vhost* vh = lws_create_vhost(context_, &info);
-  if (vh != nullptr) vhosts_.emplace(key, vh);
-  return vh;
+  if (vh == nullptr) return nullptr;
+  ClientVhost& made = vhosts_[key];
+  made.vhost = vh;
+  made.path = ca_file;
+  return &made;
+}
+
+void WsService::sweep_vhosts() {
+  // lws 4.1.6 frees a vhost at once only when no wsi is bound to it; with
+  // one bound it defers, and (being_destroyed is never set) never finishes.
+  // A connection is counted until lws has freed its wsi, which unbinds it,
+  // and this runs from open(), outside lws's callbacks: a count of 0 means
+  // lws has no wsi on the vhost either.
+  for (auto it = vhosts_.begin(); it != vhosts_.end();) {
+    const ClientVhost& v = it->second;
+    auto ca = ca_files_.find(v.path);
+    bool current = v.path.empty() || (ca != ca_files_.end() && ca->second.key == it->first);
+    if (current || *v.users != 0) {
+      ++it;
+      continue;
+    }
+    lws_vhost_destroy(v.vhost);
+    it = vhosts_.erase(it);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -257,8 +282,13 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
   ++*c->live_;
   const WsEndpoint& ep = *c->endpoint_;
   bool room = *service.live_ <= service.max_live_;
-  lws_vhost* vhost =
+  WsService::ClientVhost* cv =
       room && service.context_ && !service.shut_down_ ? service.vhost_for(ep.ca_file) : nullptr;
+  lws_vhost* vhost = cv != nullptr ? cv->vhost : nullptr;
+  if (vhost != nullptr) {
+    c->vhost_users_ = cv->users;
+    ++*c->vhost_users_;
+  }
   c->start_ns_ = uv_hrtime();  // after the vhost: loading a trust store is not connect time
   std::string offered;
   for (const auto& p : ep.subprotocols) {
@@ -512,10 +542,76 @@ WsEnd WsConnection::classify_error(struct lws* wsi, std::string_view lws_message
   return fail(Reason::kProtocol, fmt::format("WebSocket handshake failed: {}", shown(lws_message)));
 }
 
+int WsConnection::on_receive(const char* data, size_t len) {
+  // Returning -1 in the middle of a frame crashes lws 4.1.6; a connection
+  // being dropped is killed asynchronously instead and its data ignored.
+  if (handler_ == nullptr || refused_) return 0;
+  const WsEndpoint& ep = *endpoint_;
+  if (lws_is_first_fragment(wsi_)) {
+    message_.clear();
+    message_binary_ = lws_frame_is_binary(wsi_) != 0;
+    utf8_.reset();
+  }
+  // lws hands a frame over in pieces; its header already declared the rest,
+  // so an oversized message fails at its first piece, not at the deadline.
+  size_t declared = message_.size() + len + lws_remaining_packet_payload(wsi_);
+  if (declared > ep.max_message_bytes) {
+    fail_open(Reason::kProtocol,
+              fmt::format("the server sent a frame that makes a message of {} bytes, over "
+                          "max_message_bytes {}",
+                          declared, ep.max_message_bytes));
+    return 0;
+  }
+  std::string_view piece(data, len);
+  bool last = lws_is_final_fragment(wsi_) != 0;
+  if (!message_binary_ && (!utf8_.feed(piece) || (last && !utf8_.complete()))) {
+    fail_open(Reason::kProtocol, "the server sent a text message that is not valid UTF-8");
+    return 0;
+  }
+  message_.append(piece);
+  if (!last) return 0;
+  std::string msg = std::move(message_);
+  message_.clear();
+  if (message_binary_)
+    handler_->on_ws_binary(this, msg.size());
+  else
+    handler_->on_ws_message(this, msg);
+  return 0;
+}
+
+void WsConnection::fail_open(Reason reason, std::string message) {
+  // Refuse, don't grow: a hostile server must not cost memory.
+  refused_ = true;
+  message_.clear();
+  message_.shrink_to_fit();
+  lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  end(WsEnd{false, reason, std::move(message), {}, {}});
+}
+
+bool WsConnection::lws_ended_it(struct lws* wsi) const {
+  // A TLS close_notify is the server closing, even while its FIN is on the way.
+  if (endpoint_->tls) {
+    auto* ssl = static_cast<SSL*>(lws_get_ssl(wsi));
+    if (ssl != nullptr && (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN) != 0) return false;
+  }
+  return peer_still_connected(lws_get_socket_fd(wsi));
+}
+
+std::string WsConnection::closed_with(int code) {
+  // lws 4.1.6 rewrites a close code that must not be on the wire (below
+  // 1000, 1004-1006, 1015, 1016-2999), and 1012-1014 too, to 1002 before
+  // canaryd sees it, and echoes 1002 back: the server's own code is lost.
+  if (code == 1002)
+    return "the server closed the connection with code 1002 (protocol error), or with a code "
+           "not allowed on the wire (libwebsockets reports those as 1002)";
+  return fmt::format("the server closed the connection with code {}", code);
+}
+
 int WsConnection::callback(struct lws* wsi, int reason, void* user, void* in, size_t len) {
   auto* c = static_cast<WsConnection*>(lws_get_opaque_user_data(wsi));
   if (c == nullptr) return 0;
   if (reason == LWS_CALLBACK_WSI_DESTROY) {
+    forget_parser_complaint();
     c->wsi_ = nullptr;
     if (c->opening_) {
       if (!c->ended_) c->pending_end_ = WsEnd{false, Reason::kConnect, "cannot connect", {}, {}};
@@ -573,6 +669,7 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       check_negotiation(wsi);
       return pending_end_ ? -1 : 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      forget_parser_complaint();
       handshake_end_ns_ = now;
       if (handler_ != nullptr) handler_->on_ws_open(this);
       return 0;
@@ -588,37 +685,11 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       end(std::move(e));
       return 0;
     }
-    case LWS_CALLBACK_CLIENT_RECEIVE: {
-      // Returning -1 in the middle of a frame crashes lws 4.1.6; a connection
-      // being dropped is killed asynchronously instead and its data ignored.
-      if (handler_ == nullptr || message_oversize_) return 0;
-      if (lws_is_first_fragment(wsi)) {
-        message_.clear();
-        message_oversize_ = false;
-        message_binary_ = lws_frame_is_binary(wsi) != 0;
-      }
-      if (message_.size() + len > ep.max_message_bytes) {
-        // Refuse, don't grow: a hostile server must not cost memory.
-        message_oversize_ = true;
-        message_.clear();
-        message_.shrink_to_fit();
-        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        end(WsEnd{false,
-                  Reason::kProtocol,
-                  fmt::format("a message exceeds the {} byte limit", ep.max_message_bytes),
-                  {},
-                  {}});
-        return 0;
-      }
-      message_.append(static_cast<const char*>(in), len);
-      if (lws_is_final_fragment(wsi)) {
-        std::string msg = std::move(message_);
-        message_.clear();
-        if (!message_binary_) handler_->on_ws_message(this, msg);
-      }
-      return 0;
-    }
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+      forget_parser_complaint();
+      return on_receive(static_cast<const char*>(in), len);
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
+      forget_parser_complaint();
       if (handler_ == nullptr) return 0;  // aborted: the kill is already scheduled
       if (!outbox_.empty()) {
         std::string& text = outbox_.front();
@@ -651,24 +722,31 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       return 0;
     }
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+      forget_parser_complaint();
       const auto* b = static_cast<const unsigned char*>(in);
       peer_close_code_ = len >= 2 ? (b[0] << 8) | b[1] : 1005;
       // After our own close frame this is the answer: close without echoing.
       return close_sent_ ? 1 : 0;
     }
     case LWS_CALLBACK_CLIENT_CLOSED: {
+      std::string_view complaint = take_parser_complaint();
       if (pending_end_) {
         end(*pending_end_);
+      } else if (!complaint.empty()) {
+        end(WsEnd{false, Reason::kProtocol, std::string(complaint), {}, {}});
       } else if (close_sent_) {
         end(WsEnd{true, Reason::kOk, "closed normally", {}, peer_close_code_.value_or(1000)});
       } else if (peer_close_code_ && *peer_close_code_ == 1000) {
         end(WsEnd{true, Reason::kOk, "the server closed the connection normally", {}, 1000});
       } else if (peer_close_code_) {
+        end(WsEnd{
+            false, Reason::kWsAbnormalClose, closed_with(*peer_close_code_), {}, peer_close_code_});
+      } else if (lws_ended_it(wsi)) {
         end(WsEnd{false,
-                  Reason::kWsAbnormalClose,
-                  fmt::format("the server closed the connection with code {}", *peer_close_code_),
+                  Reason::kProtocol,
+                  "libwebsockets refused data from the server that breaks RFC 6455",
                   {},
-                  peer_close_code_});
+                  {}});
       } else {
         end(WsEnd{false,
                   Reason::kWsAbnormalClose,

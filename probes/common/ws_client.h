@@ -22,6 +22,7 @@
 
 #include "daemon/yaml_section.h"
 #include "probes/common/resolve.h"
+#include "probes/common/utf8_check.h"
 #include "probes/probe.h"
 
 struct lws;
@@ -83,8 +84,10 @@ class WsConnection {
     virtual ~Handler() = default;
     // The upgrade succeeded and the negotiation checks passed.
     virtual void on_ws_open(WsConnection* c) = 0;
-    // One whole text message (binary messages are counted, not delivered).
+    // One whole text message, valid UTF-8.
     virtual void on_ws_message(WsConnection* c, std::string_view text) = 0;
+    // One whole binary message; ignored unless the probe's protocol forbids it.
+    virtual void on_ws_binary(WsConnection* /*c*/, size_t /*bytes*/) {}
     // The last callback: the connection failed, was closed, or was dropped.
     // The connection releases itself afterwards; the pointer is then invalid.
     virtual void on_ws_end(WsConnection* c, const WsEnd& end) = 0;
@@ -124,17 +127,28 @@ class WsConnection {
  private:
   friend class WsService;
   WsConnection(std::shared_ptr<const WsEndpoint> endpoint, Handler* handler);
-  ~WsConnection() { --*live_; }
+  ~WsConnection() {
+    --*live_;
+    if (vhost_users_) --*vhost_users_;
+  }
   int on_callback(int reason, void* user, void* in, size_t len);
   void end(WsEnd e);
   void check_negotiation(struct lws* wsi);
   WsEnd classify_error(struct lws* wsi, std::string_view lws_message);
   void mark_connected(uint64_t now);
+  // Ends the connection now for something the server sent while open (the
+  // socket is killed asynchronously: returning -1 mid-frame crashes lws).
+  void fail_open(Reason reason, std::string message);
+  int on_receive(const char* data, size_t len);
+  // lws closed the connection itself while the server still held it open.
+  bool lws_ended_it(struct lws* wsi) const;
+  static std::string closed_with(int code);
 
   // Shared: an aborted connection can outlive its probe (a reload) until lws
   // has closed the socket.
   std::shared_ptr<const WsEndpoint> endpoint_;
-  std::shared_ptr<size_t> live_;  // the service's count; may outlive the service
+  std::shared_ptr<size_t> live_;         // the service's count; may outlive the service
+  std::shared_ptr<size_t> vhost_users_;  // the count of the vhost this connection uses
   Handler* handler_;
   struct lws* wsi_ = nullptr;
   uv_timer_t* deferred_ = nullptr;  // delivers an end that happened inside open()
@@ -151,7 +165,8 @@ class WsConnection {
   std::vector<std::string> outbox_;
   std::string message_;
   bool message_binary_ = false;
-  bool message_oversize_ = false;
+  bool refused_ = false;  // failed on what the server sent; the rest is ignored
+  Utf8Check utf8_;
   uint64_t start_ns_ = 0;
   uint64_t connect_end_ns_ = 0;
   uint64_t tls_end_ns_ = 0;
@@ -160,7 +175,9 @@ class WsConnection {
 };
 
 // The lws context on one loop, with one client vhost per CA file (lws keeps
-// the trust store per vhost).
+// the trust store per vhost). A rotated CA file gets a new vhost, and the
+// old one is destroyed once no connection uses it, so rotation costs no
+// memory.
 //
 // Thread-safety: loop thread only.
 class WsService {
@@ -174,9 +191,19 @@ class WsService {
   // close its handles, and the destructor (after that run) frees the rest.
   void shutdown();
 
+  // Client vhosts alive, the default one included.
+  size_t vhost_count() const { return vhosts_.size(); }
+
  private:
   friend class WsConnection;
-  lws_vhost* vhost_for(const std::string& ca_file);
+  struct ClientVhost {
+    lws_vhost* vhost = nullptr;
+    std::string path;  // the CA file; empty for the default trust store
+    std::shared_ptr<size_t> users = std::make_shared<size_t>(0);
+  };
+  ClientVhost* vhost_for(const std::string& ca_file);
+  // Destroys the vhosts of replaced CA files that no connection uses.
+  void sweep_vhosts();
 
   uv_loop_t* loop_;
   lws_context* context_ = nullptr;
@@ -186,7 +213,8 @@ class WsService {
   std::shared_ptr<size_t> live_ = std::make_shared<size_t>(0);
   size_t max_live_ = 0;
   bool shut_down_ = false;
-  std::map<std::string, lws_vhost*> vhosts_;  // by CA file and its mtime
+  std::map<std::string, ClientVhost> vhosts_;  // by CA file and its mtime
+  uint64_t vhosts_made_ = 0;                   // names each vhost uniquely
   struct CaFile {
     std::string key;  // path, mtime and size when last looked at
     uint64_t checked_ms = 0;
