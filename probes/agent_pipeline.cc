@@ -767,8 +767,10 @@ ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   }
   if (auto t = s.get_duration("first_event_timeout")) o.first_event_timeout = *t;
   if (auto t = s.get_duration("idle_timeout")) o.idle_timeout = *t;
-  if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024))
+  if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024)) {
     o.endpoint->max_message_bytes = static_cast<size_t>(*m);
+    o.endpoint->max_message_key = "max_frame_bytes";
+  }
   if (auto n = s.get_int("sessions", 1, kMaxSessions)) o.sessions = static_cast<int>(*n);
   s.finish();
   if (s.context().errors->size() != errors_before) return nullptr;

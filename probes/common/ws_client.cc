@@ -557,9 +557,8 @@ int WsConnection::on_receive(const char* data, size_t len) {
   size_t declared = message_.size() + len + lws_remaining_packet_payload(wsi_);
   if (declared > ep.max_message_bytes) {
     fail_open(Reason::kProtocol,
-              fmt::format("the server sent a frame that makes a message of {} bytes, over "
-                          "max_message_bytes {}",
-                          declared, ep.max_message_bytes));
+              fmt::format("the server sent a frame that makes a message of {} bytes, over {} {}",
+                          declared, ep.max_message_key, ep.max_message_bytes));
     return 0;
   }
   std::string_view piece(data, len);

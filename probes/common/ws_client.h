@@ -46,6 +46,7 @@ struct WsEndpoint {
   std::string ca_file;
   bool insecure_skip_verify = false;
   size_t max_message_bytes = 1024 * 1024;
+  const char* max_message_key = "max_message_bytes";  // its name in the config, for messages
 
   // "ws://host:port/path [jwt-auth, jwt.<redacted>]"
   std::string describe() const;

@@ -46,14 +46,15 @@ std::string ws_probe(const std::string& name, const std::string& url,
   return out;
 }
 
-std::string agent_probe(const std::string& name, const std::string& query) {
+std::string agent_probe(const std::string& name, const std::string& query,
+                        const std::string& timeout = "5s", const std::string& extra = "") {
   return fmt::format(
-      "  - name: {}\n    type: agent_pipeline\n    interval: 60s\n    timeout: 5s\n"
+      "  - name: {}\n    type: agent_pipeline\n    interval: 60s\n    timeout: {}\n"
       "    agent_pipeline:\n      websocket: {{url: \"{}\"}}\n"
       "      send: {{json: {{type: user_message, payload: {{content: ping, thread_id: "
       "\"{{{{run_id}}}}\"}}}}}}\n"
-      "      events: [{{type: agent_started}}]\n",
-      name, platform().ws(query));
+      "      events: [{{type: agent_started}}]\n{}",
+      name, timeout, platform().ws(query), extra);
 }
 
 std::string message(const json& result) { return result.value("message", std::string()); }
@@ -161,7 +162,9 @@ TEST_CASE("agent: a binary frame or a broken frame from the server is protocol",
           "[agent][protocol]") {
   std::string config = "probes:\n" + agent_probe("binary", "agent=silent&violation=binary") +
                        agent_probe("opcode", "agent=silent&violation=opcode") +
-                       agent_probe("bad-utf8", "agent=silent&violation=bad_utf8");
+                       agent_probe("bad-utf8", "agent=silent&violation=bad_utf8") +
+                       agent_probe("declared", "agent=silent&violation=declared_oversize", "30s",
+                                   "      max_frame_bytes: 65536\n");
   int code = 0;
   json out = once_json(config, &code);
   INFO(out.dump(2));
@@ -175,4 +178,8 @@ TEST_CASE("agent: a binary frame or a broken frame from the server is protocol",
   json utf8 = result_of(out, "bad-utf8");
   CHECK(utf8["reason"] == "protocol");
   CHECK_THAT(message(utf8), Catch::Matchers::Contains("not valid UTF-8"));
+  json declared = result_of(out, "declared");
+  CHECK(declared["reason"] == "protocol");
+  CHECK_THAT(message(declared), Catch::Matchers::Contains("max_frame_bytes 65536"));
+  CHECK(declared["duration_seconds"].get<double>() < 10.0);  // the timeout is 30 s
 }
