@@ -738,8 +738,10 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       } else if (peer_close_code_ && *peer_close_code_ == 1000) {
         end(WsEnd{true, Reason::kOk, "the server closed the connection normally", {}, 1000});
       } else if (peer_close_code_) {
-        end(WsEnd{
-            false, Reason::kWsAbnormalClose, closed_with(*peer_close_code_), {}, peer_close_code_});
+        // 1002: the protocol broke down, by the server's word or because lws
+        // refused the code the server sent (see closed_with()).
+        Reason r = *peer_close_code_ == 1002 ? Reason::kProtocol : Reason::kWsAbnormalClose;
+        end(WsEnd{false, r, closed_with(*peer_close_code_), {}, peer_close_code_});
       } else if (lws_ended_it(wsi)) {
         end(WsEnd{false,
                   Reason::kProtocol,

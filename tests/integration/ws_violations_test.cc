@@ -122,7 +122,7 @@ TEST_CASE("websocket: a frame declaring more than max_message_bytes fails at onc
   }
 }
 
-TEST_CASE("websocket: a close code that must not be on the wire is not a normal close",
+TEST_CASE("websocket: a close code that must not be on the wire is protocol",
           "[websocket][protocol]") {
   auto& p = platform();
   std::string config = "probes:\n";
@@ -141,8 +141,9 @@ TEST_CASE("websocket: a close code that must not be on the wire is not a normal 
     // lws 4.1.6 replaces such a code with 1002 before canaryd sees it (and
     // echoes 1002 back): the message says so instead of blaming the server
     // for a 1002 it may never have sent.
-    CHECK(r["reason"] == "ws_abnormal_close");
+    CHECK(r["reason"] == "protocol");
     CHECK_THAT(message(r), Catch::Matchers::Contains("not allowed on the wire"));
+    CHECK(detail(r, "close_code") == 1002);
   }
 }
 
@@ -163,6 +164,7 @@ TEST_CASE("agent: a binary frame or a broken frame from the server is protocol",
   std::string config = "probes:\n" + agent_probe("binary", "agent=silent&violation=binary") +
                        agent_probe("opcode", "agent=silent&violation=opcode") +
                        agent_probe("bad-utf8", "agent=silent&violation=bad_utf8") +
+                       agent_probe("close-999", "agent=silent&violation=close_999") +
                        agent_probe("declared", "agent=silent&violation=declared_oversize", "30s",
                                    "      max_frame_bytes: 65536\n");
   int code = 0;
@@ -178,6 +180,9 @@ TEST_CASE("agent: a binary frame or a broken frame from the server is protocol",
   json utf8 = result_of(out, "bad-utf8");
   CHECK(utf8["reason"] == "protocol");
   CHECK_THAT(message(utf8), Catch::Matchers::Contains("not valid UTF-8"));
+  json close = result_of(out, "close-999");
+  CHECK(close["reason"] == "protocol");
+  CHECK_THAT(message(close), Catch::Matchers::Contains("not allowed on the wire"));
   json declared = result_of(out, "declared");
   CHECK(declared["reason"] == "protocol");
   CHECK_THAT(message(declared), Catch::Matchers::Contains("max_frame_bytes 65536"));
