@@ -35,21 +35,9 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/http_request_parser.h"
+
 namespace canaryd {
-
-struct HttpRequest {
-  std::string method;  // As sent, e.g. "GET", "POST". HEAD is passed through as "HEAD"; the
-                       // server drops the body of the response, so handlers should treat
-                       // HEAD like GET.
-  std::string target;  // Raw request target, e.g. "/api/v1/state/foo?x=1".
-  std::string path;    // Percent-decoded path without the query, e.g. "/api/v1/state/foo".
-  std::string query;   // Raw (still percent-encoded) query string without the '?'.
-  std::vector<std::pair<std::string, std::string>> headers;  // Names lower-cased.
-  std::string body;
-
-  // Value of the first header named `lower_name` (which must be lower-case), "" if absent.
-  std::string header(std::string_view lower_name) const;
-};
 
 struct HttpResponse;
 // Completes a deferred request. Callable from any thread; only the first call counts, and
