@@ -13,6 +13,7 @@
 #include "daemon/secrets.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
+#include "probes/common/event_matcher.h"
 #include "probes/common/http_call.h"
 #include "probes/common/json_path.h"
 #include "probes/common/resolve.h"
@@ -26,14 +27,7 @@ namespace {
 using std::chrono_literals::operator""s;
 
 constexpr int64_t kMaxSessions = 1000;
-// The timeline in the state API is for people; heartbeats must not grow it.
-constexpr size_t kMaxTimeline = 100;
-constexpr const char* kOther = "other";
-
-struct ExpectedEvent {
-  std::string type;
-  std::vector<std::string> required;  // dotted paths
-};
+constexpr const char* kOther = kOtherEvent;
 
 struct TokenStep {
   HttpCallOptions http;
@@ -41,25 +35,18 @@ struct TokenStep {
   Duration cache_for{0};
 };
 
-struct AgentOptions {
+// The matching options (type_field, correlation_field, strict, events) are
+// the base: the event matcher reads them.
+struct AgentOptions : EventMatchOptions {
   std::shared_ptr<WsEndpoint> endpoint = std::make_shared<WsEndpoint>();
   bool endpoint_uses_token = false;
   std::optional<TokenStep> token;
   std::optional<nlohmann::json> send_json;  // template: strings may hold {{run_id}}, {{token}}
   std::string send_text;
-  std::string type_field = "type";
-  std::string correlation_field;  // empty: not checked
-  bool strict = true;
-  std::vector<ExpectedEvent> events;
   Duration first_event_timeout = 35s;
   Duration idle_timeout = 35s;
   int sessions = 1;
 };
-
-std::string format_offset(double seconds) {
-  if (seconds < 1) return fmt::format("{:.0f}ms", seconds * 1000);
-  return fmt::format("{:.1f}s", seconds);
-}
 
 nlohmann::json fill_json(const nlohmann::json& tmpl, const std::string& run_id,
                          const std::string& token) {
@@ -101,11 +88,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
     std::string id;
     State state = State::kConnecting;
     uint64_t sent_ns = 0;
-    size_t next = 0;                              // strict order: the next expected event
-    std::vector<std::optional<double>> first_at;  // per expected event, seconds after sending
-    std::optional<std::pair<std::string, double>> last_event;  // configured type and offset
-    std::vector<EventSeen> timeline;
-    std::map<std::string, int> received;
+    EventMatcher match;
     OneShotTimer timer;  // first_event_timeout, then idle_timeout
     uint64_t close_start_ns = 0;
     Phases phases;  // connect, tls, handshake, close
@@ -127,9 +110,9 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   void fail(Session& s, ProbeResult result);
   void maybe_finish();
   void finish(ProbeResult result);
-  std::string awaited(const Session& s) const;
-  std::vector<std::string> missing(const Session& s) const;
-  std::string after_text(const Session& s) const;
+  std::string awaited(const Session& s) const { return s.match.awaited(); }
+  std::vector<std::string> missing(const Session& s) const { return s.match.missing(); }
+  std::string after_text(const Session& s) const { return s.match.after_text(); }
   ProbeDetails session_details(const Session& s) const;
   Phases token_phase() const;  // the token step's time, if it ran
   Phases merged_phases() const;
@@ -264,7 +247,7 @@ void AgentPipelineProbe::open_sessions(const ResolvedAddress& addr) {
   for (size_t i = 0; i < sessions_.size(); ++i) {
     Session& s = sessions_[i];
     s.id = opts_.sessions > 1 ? fmt::format("{}-{}", run_id_, i + 1) : run_id_;
-    s.first_at.assign(opts_.events.size(), std::nullopt);
+    s.match = EventMatcher(&opts_, s.id);
   }
   for (auto& s : sessions_)
     s.ws = WsConnection::open(ctx_->services->ws(), run_endpoint_, addr, this);
@@ -298,34 +281,10 @@ void AgentPipelineProbe::on_ws_open(WsConnection* c) {
   arm_timer(*s, opts_.first_event_timeout);
 }
 
-std::string AgentPipelineProbe::awaited(const Session& s) const {
-  if (opts_.strict) return s.next < opts_.events.size() ? opts_.events[s.next].type : "";
-  for (size_t i = 0; i < opts_.events.size(); ++i)
-    if (!s.first_at[i]) return opts_.events[i].type;
-  return "";
-}
-
-std::vector<std::string> AgentPipelineProbe::missing(const Session& s) const {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < opts_.events.size(); ++i) {
-    const std::string& type = opts_.events[i].type;
-    bool seen = false;
-    for (size_t j = 0; j < opts_.events.size(); ++j)
-      if (opts_.events[j].type == type && s.first_at[j]) seen = true;
-    if (!seen && std::find(out.begin(), out.end(), type) == out.end()) out.push_back(type);
-  }
-  return out;
-}
-
-std::string AgentPipelineProbe::after_text(const Session& s) const {
-  if (!s.last_event) return "before any event";
-  return fmt::format("after {} at {}", s.last_event->first, format_offset(s.last_event->second));
-}
-
 ProbeDetails AgentPipelineProbe::session_details(const Session& s) const {
   ProbeDetails d;
-  d.events = s.timeline;
-  d.events_received = s.received;
+  d.events = s.match.timeline();
+  d.events_received = s.match.received();
   if (s.state == State::kAwaiting || s.state == State::kConnecting || s.failure) {
     std::string a = awaited(s);
     if (!a.empty() && s.sent_ns != 0) d.awaited_event = a;
@@ -350,71 +309,16 @@ void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
   if (!parsed.ok())
     return fail_with(Reason::kProtocol,
                      fmt::format("a frame is {} ({})", parsed.error, after_text(s)));
-  const nlohmann::json& doc = parsed.value;
-  std::string type;
-  if (const nlohmann::json* t = json_at_path(doc, opts_.type_field); t && t->is_string())
-    type = t->get<std::string>();
-  auto it = std::find_if(opts_.events.begin(), opts_.events.end(),
-                         [&](const ExpectedEvent& e) { return e.type == type; });
-  if (it == opts_.events.end()) {
-    // Heartbeats, progress and whatever else the platform streams.
-    ++s.received[kOther];
-    if (s.timeline.size() < kMaxTimeline) s.timeline.push_back({kOther, offset});
-    return;
+  switch (s.match.on_frame(parsed.value, offset)) {
+    case EventMatcher::Step::kOther:
+      return;
+    case EventMatcher::Step::kFailed:
+      return fail(s, *s.match.failure());
+    case EventMatcher::Step::kDone:
+      return complete(s);
+    case EventMatcher::Step::kProgress:
+      break;
   }
-  ++s.received[type];
-  if (s.timeline.size() < kMaxTimeline) s.timeline.push_back({type, offset});
-  if (!opts_.correlation_field.empty()) {
-    const nlohmann::json* id = json_at_path(doc, opts_.correlation_field);
-    std::string got = id == nullptr ? "" : (id->is_string() ? id->get<std::string>() : id->dump());
-    if (got != s.id) {
-      return fail_with(
-          Reason::kSchema,
-          fmt::format("{}.{} is {}, expected the run id \"{}\"", type, opts_.correlation_field,
-                      id == nullptr ? "missing" : json_brief(*id, 40), s.id));
-    }
-  }
-  for (const auto& path : it->required) {
-    const nlohmann::json* v = json_at_path(doc, path);
-    if (v == nullptr || v->is_null()) {
-      auto r = ProbeResult::failure(
-          Reason::kSchema, fmt::format("{} at {} lacks {}", type, format_offset(offset), path));
-      r.details.missing_field = std::make_pair(type, path);
-      return fail(s, std::move(r));
-    }
-  }
-  // Every occurrence of a repeatable type counts; the phase is its first.
-  size_t index = static_cast<size_t>(it - opts_.events.begin());
-  if (opts_.strict) {
-    // A type may appear several times in the list; take the next unseen one.
-    std::optional<size_t> pos;
-    for (size_t i = s.next; i < opts_.events.size() && !pos; ++i)
-      if (opts_.events[i].type == type) pos = i;
-    if (pos && *pos > s.next) {
-      std::vector<std::string> skipped;
-      for (size_t i = s.next; i < *pos; ++i)
-        if (std::find(skipped.begin(), skipped.end(), opts_.events[i].type) == skipped.end())
-          skipped.push_back(opts_.events[i].type);
-      auto r =
-          ProbeResult::failure(Reason::kMissingEvent,
-                               fmt::format("{} ({} arrived before it, at {}; {})", skipped.front(),
-                                           type, format_offset(offset), after_text(s)));
-      r.details.missing_events = skipped;
-      return fail(s, std::move(r));
-    }
-    if (pos) {
-      index = *pos;
-      s.next = *pos + 1;
-    }
-  }
-  if (!s.first_at[index]) s.first_at[index] = offset;
-  for (size_t i = 0; i < opts_.events.size(); ++i)
-    if (opts_.events[i].type == type && !s.first_at[i] && !opts_.strict) s.first_at[i] = offset;
-  s.last_event = std::make_pair(type, offset);
-  bool done = opts_.strict ? s.next >= opts_.events.size()
-                           : std::all_of(s.first_at.begin(), s.first_at.end(),
-                                         [](const auto& t) { return t.has_value(); });
-  if (done) return complete(s);
   arm_timer(s, opts_.idle_timeout);
 }
 
@@ -431,7 +335,7 @@ void AgentPipelineProbe::on_ws_binary(WsConnection* c, size_t bytes) {
 
 void AgentPipelineProbe::on_timer(Session& s) {
   if (s.state != State::kAwaiting) return;
-  bool any = s.last_event.has_value();
+  bool any = s.match.last_event().has_value();
   std::string wait = awaited(s);
   // The awaited event leads: a one-line status cut at 80 columns keeps it.
   auto r = ProbeResult::failure(
@@ -519,15 +423,15 @@ Phases AgentPipelineProbe::merged_phases() const {
   for (const auto& s : sessions_) {
     Phases p = s.phases;
     std::optional<double> first;
-    for (const auto& t : s.first_at)
+    for (const auto& t : s.match.first_at())
       if (t) first = std::min(first.value_or(*t), *t);
     if (first) p.emplace_back("first_event", *first);
     for (size_t i = 0; i < opts_.events.size(); ++i) {
       // A type listed twice keeps its first arrival.
       const std::string& type = opts_.events[i].type;
-      if (s.first_at[i] &&
+      if (s.match.first_at()[i] &&
           std::none_of(p.begin(), p.end(), [&](const auto& x) { return x.first == type; }))
-        p.emplace_back(type, *s.first_at[i]);
+        p.emplace_back(type, *s.match.first_at()[i]);
     }
     per_session.push_back(std::move(p));
   }
@@ -568,12 +472,12 @@ void AgentPipelineProbe::maybe_finish() {
     d.close_code = 1000;
     result.message = opts_.sessions > 1
                          ? fmt::format("{} of {} sessions succeeded", ok, opts_.sessions)
-                         : fmt::format("{} at {}", sessions_.front().last_event->first,
-                                       format_offset(sessions_.front().last_event->second));
+                         : fmt::format("{} at {}", sessions_.front().match.last_event()->first,
+                                       format_offset(sessions_.front().match.last_event()->second));
   }
   d.events_received.clear();
   for (const auto& s : sessions_)
-    for (const auto& [type, n] : s.received) d.events_received[type] += n;
+    for (const auto& [type, n] : s.match.received()) d.events_received[type] += n;
   result.phases = merged_phases();
   result.details = std::move(d);
   finish(std::move(result));
@@ -603,8 +507,8 @@ CancelInfo AgentPipelineProbe::cancel() {
       if (s.state == State::kConnecting) {
         least.offer_opening(s.ws);
       } else if (s.state == State::kAwaiting) {
-        least.offer(LeastAdvanced::kAfterOpen + (s.last_event ? 1 : 0),
-                    s.last_event ? "events" : "first_event");
+        least.offer(LeastAdvanced::kAfterOpen + (s.match.last_event() ? 1 : 0),
+                    s.match.last_event() ? "events" : "first_event");
       } else if (s.state == State::kClosing) {
         least.offer(LeastAdvanced::kAfterOpen + 2, "close");
       }
@@ -622,7 +526,7 @@ CancelInfo AgentPipelineProbe::cancel() {
   }
   info.details.events_received.clear();
   for (const auto& s : sessions_)
-    for (const auto& [type, n] : s.received) info.details.events_received[type] += n;
+    for (const auto& [type, n] : s.match.received()) info.details.events_received[type] += n;
   info.details.subprotocol = negotiated_.label(*opts_.endpoint);
   info.details.connections_ok = static_cast<int>(std::count_if(
       sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
