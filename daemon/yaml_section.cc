@@ -68,7 +68,10 @@ std::string format_duration(Duration d) {
   if (ms == 0) return "0s";
   if (ms % 1000 != 0) {
     if (ms < 1000) return fmt::format("{}ms", ms);
-    return fmt::format("{:g}s", static_cast<double>(ms) / 1000.0);
+    // Every millisecond is printed ("{:g}" kept six digits: 2221911ms was "2221.91s").
+    std::string frac = fmt::format("{:03}", ms % 1000);
+    while (frac.back() == '0') frac.pop_back();
+    return fmt::format("{}.{}s", ms / 1000, frac);
   }
   int64_t s = ms / 1000;
   std::string out;
