@@ -7,6 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   # toolchain
   build-essential cmake pkg-config git ca-certificates
+  # fuzzing (fuzz/): clang++ and its libFuzzer/sanitizer runtimes (a Recommends, so named)
+  clang libclang-rt-14-dev
   # libraries (DESIGN.md)
   libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev catch2 libpq-dev libsystemd-dev

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# README command (b): install everything, build both configurations, and run
-# the whole test suite under AddressSanitizer + UBSan. ctest's summary is the
-# last thing printed.
+# README command (b): install everything, build the configurations (release,
+# asan, and the clang fuzz targets), and run the whole test suite under
+# AddressSanitizer + UBSan, including a short run of every fuzz target. ctest's
+# summary is the last thing printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh release
 bash scripts/build.sh asan
+bash scripts/build.sh fuzz
 cd build-asan
 # Leaks are errors; a UBSan report fails the test instead of scrolling by.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0

@@ -1,0 +1,30 @@
+// Dotted JSON paths ("data.tool_name", "items.0.id") over target documents, as
+// the HTTP probe's json expectations and the agent probe's required fields use
+// them. Input: the path, a newline, then the document.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "probes/common/json_path.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view in(reinterpret_cast<const char*>(data), size);
+  size_t nl = in.find('\n');
+  if (nl == std::string_view::npos) return 0;
+  std::string_view path = in.substr(0, nl);
+  std::string_view text = in.substr(nl + 1);
+  auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded()) return 0;
+  const nlohmann::json* v = canaryd::json_at_path(doc, path);
+  if (v == nullptr) return 0;
+  std::string brief = canaryd::json_brief(*v, 80);
+  if (brief.size() > 83) std::abort();  // 80 characters and "..."
+  // The path's last step doubles as the expected scalar.
+  std::string expected(
+      path.substr(path.rfind('.') == std::string_view::npos ? 0 : path.rfind('.') + 1));
+  (void)canaryd::json_equals_scalar(*v, expected);
+  return 0;
+}
