@@ -27,11 +27,14 @@ for t in "${targets[@]}"; do
   [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz/run.sh: unknown target $t (${all[*]})" >&2; exit 2; }
 done
 
+work=$(mktemp -d "${TMPDIR:-/tmp}/canaryd-fuzz.XXXXXX")
 # One build at a time, even when several runs start together (ctest -j).
 mkdir -p build-fuzz
-flock build-fuzz/.build.lock bash scripts/build.sh fuzz >&2
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/canaryd-fuzz.XXXXXX")
+if ! flock build-fuzz/.build.lock bash scripts/build.sh fuzz >"$work/build.log" 2>&1; then
+  cat "$work/build.log" >&2
+  echo "fuzz/run.sh: the fuzz build failed" >&2
+  exit 1
+fi
 failed=0
 summary=()
 for t in "${targets[@]}"; do
