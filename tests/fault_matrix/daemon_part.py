@@ -13,8 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from hostile import all_cases
-from run_matrix import LOG_LINE, Peer, make_secret, probe_config, secret_pieces
+from run_matrix import LOG_LINE, Peer, make_secret, probe_config, secret_pieces, select
 
 INTERVAL, TIMEOUT = "2s", "1500ms"
 JSON_RUN_SECONDS = 8
@@ -80,15 +79,24 @@ class Daemon:
 
 
 def check_log(path: Path, secret, started, ended, json_format) -> list:
-    problems = []
-    raw = path.read_bytes()
+    """Every line must be canaryd's own: a timestamp of this run and a level
+    (text), or exactly {time, level, msg} as valid UTF-8 JSON (json)."""
+    bad = {}  # kind -> (count, first examples)
     lo, hi = started - 60, ended + 60
+    raw = path.read_bytes()
+
+    def note(kind, n, text):
+        count, examples = bad.get(kind, (0, []))
+        if len(examples) < 3:
+            examples.append(f"line {n}: {text[:100]!r}")
+        bad[kind] = (count + 1, examples)
+
     for n, line in enumerate(raw.split(b"\n"), 1):
         if not line:
             continue
         text = line.decode("utf-8", "replace")
         if text.startswith("2030-"):
-            problems.append(f"log line {n} is forged: {text[:120]!r}")
+            note("forged lines", n, text)
             continue
         if json_format:
             try:
@@ -98,22 +106,22 @@ def check_log(path: Path, secret, started, ended, json_format) -> list:
             except (ValueError, KeyError, TypeError):
                 ok = False
             if not ok:
-                problems.append(f"log line {n} is not canaryd's JSON: {text[:120]!r}")
+                note("lines that are not canaryd's JSON", n, text)
                 continue
         m = LOG_LINE.match(text)
         if not m:
-            problems.append(f"log line {n} does not start with a timestamp and a level: "
-                            f"{text[:120]!r}")
+            note("lines without a timestamp and a level", n, text)
             continue
         t = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))
         if not lo <= t <= hi:
-            problems.append(f"log line {n} has a timestamp outside this run: {text[:120]!r}")
-        if len(problems) > 20:
-            problems.append("... (more log problems)")
-            break
+            note("lines with a timestamp outside this run", n, text)
+    problems = [f"{path.name}: {count} {kind}, e.g. " + "; ".join(ex)
+                for kind, (count, ex) in bad.items()]
     pieces = secret_pieces(raw.decode("utf-8", "replace"), secret)
     if pieces:
-        problems.append(f"secret pieces in the log: {pieces[:5]}")
+        at = raw.decode("utf-8", "replace").find(pieces[0])
+        line = raw[:at].count(b"\n") + 1
+        problems.append(f"{path.name}: secret pieces {pieces[:5]}, first on line {line}")
     return problems
 
 
@@ -142,11 +150,11 @@ def flatness(samples) -> list:
 
 def part_daemon(binary, args) -> int:
     problems = []
-    cases = [c for c in all_cases() if not args.k or any(k in c.name for k in args.k)]
+    cases = select(args)
     secret = make_secret()
     with tempfile.TemporaryDirectory(prefix="fault_matrix_daemon.") as tmp:
         work = Path(tmp)
-        peer = Peer(work, [c.name for c in cases] if args.k else None)
+        peer = Peer(work, [c.name for c in cases] if args.k or args.x else None)
         try:
             config = {"probes": [probe_config(c, peer.info, INTERVAL, TIMEOUT) for c in cases]}
             problems += run_text(binary, config, work, secret, args.seconds)
@@ -159,6 +167,10 @@ def part_daemon(binary, args) -> int:
                 problems.append(f"hostile peer errors (a bug in the peer): {errors}")
         finally:
             peer.stop()
+            if args.keep:
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                for f in work.glob("canaryd-*"):
+                    shutil.copy(f, args.keep)
     print(f"\nfault matrix daemon: {len(cases)} hostile probes, "
           f"{'all checks passed' if not problems else f'{len(problems)} problems'}")
     for p in problems:
