@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fault matrix: canaryd against every behaviour of the hostile peer.
 
-    run_matrix.py BIN once     [--jobs 8] [-k SUBSTRING ...]
+    run_matrix.py BIN once     [--jobs 4] [-k SUBSTRING ...]
     run_matrix.py BIN daemon   [--seconds 30]
     run_matrix.py --write-readme        # regenerate tests/fault_matrix/README.md
 
@@ -258,7 +258,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("binary", nargs="?")
     ap.add_argument("part", nargs="?", choices=("once", "daemon"))
-    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("-k", action="append", help="only cases whose name contains this")
     ap.add_argument("-x", action="append", help="leave out cases whose name contains this "
