@@ -45,6 +45,7 @@ from hostile import CATEGORIES, all_cases  # noqa: E402
 
 OUTPUT_LIMIT = 64 * 1024
 ONCE_TIMEOUT = "5s"          # the probes' own timeout: generous, CI machines are slow
+STALL_SECONDS = 15.0         # a run reported this long after a 5 s timeout stalled its loop
 CASE_BOUND = 40.0            # a `once` still running after this has hung
 SANITIZER = re.compile(r"ERROR: \w+Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
 LOG_LINE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.\d{3}Z "
@@ -204,6 +205,11 @@ def judge(r) -> tuple:
             problems.append(f"close code {det.get('close_code')}, expected {case.close_code}")
         if case.status_code and det.get("status_code") != case.status_code:
             problems.append(f"status {det.get('status_code')}, expected {case.status_code}")
+        # Not a tight bound: only a run that outlived its timeout by far (a
+        # stalled loop: the deadline could not fire) is flagged.
+        took = res.get("duration_seconds", 0)
+        if isinstance(took, (int, float)) and took > STALL_SECONDS:
+            problems.append(f"the run took {took:.1f}s with a {ONCE_TIMEOUT} timeout")
         want_rc = 0 if case.expect == "ok" else 1
         if r["rc"] is not None and r["rc"] >= 0 and r["rc"] != want_rc:
             problems.append(f"exit code {r['rc']}, expected {want_rc}")
