@@ -234,6 +234,13 @@ def run_text(binary, config, work, secret, seconds) -> list:
                               if any(h.get("reason") == "internal" for h in p.get("history", [])))
             if internal:
                 problems.append(f"reason internal in the history of: {internal}")
+            # A 2 s interval for 30 s is about 15 runs; a probe with fewer than 3
+            # was starved (a loop stalled by another target, or a run that never ends).
+            starved = sorted(p["name"] for p in probes.get("probes", [])
+                             if p.get("runs_total", 0) < 3)
+            if starved:
+                problems.append(f"{len(starved)} probes finished fewer than 3 runs: "
+                                f"{starved[:10]}")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             problems.append(f"/api/v1/state is not the expected JSON: {e}")
     return problems
