@@ -30,11 +30,15 @@ def get(url, timeout=5.0) -> bytes:
         return r.read()
 
 
-def sample(pid) -> dict:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"]),
-            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+def sample(pid) -> dict | None:
+    """RSS, threads and descriptors; None once the process is gone (or a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"]),
+                "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 class Daemon:
@@ -191,8 +195,8 @@ def run_text(binary, config, work, secret, seconds) -> list:
             scrapes += 1
         except OSError as e:
             failed_scrapes.append(f"{now:.0f}s: {e}")
-        if now >= next_sample and d.proc.poll() is None:
-            samples.append(dict(sample(d.proc.pid), t=now))
+        if now >= next_sample and (got := sample(d.proc.pid)) is not None:
+            samples.append(dict(got, t=now))
             next_sample = now + 3
         if d.proc.poll() is not None:
             problems.append(f"canaryd exited early with {d.proc.returncode}")
