@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from run_matrix import LOG_LINE, Peer, make_secret, probe_config, secret_pieces, select
+from run_matrix import LOG_LINE, SANITIZER, Peer, make_secret, probe_config, secret_pieces, select
 
 INTERVAL, TIMEOUT = "2s", "1500ms"
 JSON_RUN_SECONDS = 8
@@ -121,6 +121,8 @@ def check_log(path: Path, secret, started, ended, json_format) -> list:
             note("lines with a timestamp outside this run", n, text)
     problems = [f"{path.name}: {count} {kind}, e.g. " + "; ".join(ex)
                 for kind, (count, ex) in bad.items()]
+    if m := SANITIZER.search(raw.decode("utf-8", "replace")):
+        problems.insert(0, f"{path.name}: sanitizer report: {m.group(0)}")
     pieces = secret_pieces(raw.decode("utf-8", "replace"), secret)
     if pieces:
         at = raw.decode("utf-8", "replace").find(pieces[0])
