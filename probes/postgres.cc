@@ -56,6 +56,56 @@ struct SocketWatch {
   }
 };
 
+// libpq reports what the server did wrong only in text (in the C locale
+// canaryd runs in). These are its words for a server that does not speak the
+// protocol: bytes that are no message, a message cut off by a close, one
+// declaring an impossible length.
+bool libpq_says_protocol(std::string_view msg) {
+  static constexpr std::string_view kPhrases[] = {
+      "expected authentication request from server",
+      "received invalid response to SSL negotiation",
+      "received invalid response to GSSAPI negotiation",
+      "server closed the connection unexpectedly",
+      "lost synchronization with server",
+      "unexpected message from server",
+      "invalid message format",
+      "message contents do not agree with length",
+      "message type 0x",
+      "cannot allocate memory for input buffer",
+      "unexpected response from server",
+      "server sent data",
+      "received unexpected",
+  };
+  return std::any_of(std::begin(kPhrases), std::end(kPhrases),
+                     [&](std::string_view p) { return msg.find(p) != std::string_view::npos; });
+}
+
+// The connection is made with PQERRORS_VERBOSE, so a server's ErrorResponse
+// during start-up reads "FATAL:  28P01: text\nLOCATION:  ...": the SQLSTATE is
+// the one fact about an authentication failure that does not depend on the
+// server's wording. Takes the code out (returned) and drops LOCATION lines,
+// which name the server's source files.
+std::string take_sqlstate(std::string& msg) {
+  std::string code;
+  for (std::string_view level : {"FATAL:  ", "ERROR:  "}) {
+    size_t at = msg.find(level);
+    if (at == std::string::npos) continue;
+    size_t c = at + level.size();
+    auto is_code_char = [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z'); };
+    if (msg.size() >= c + 7 && std::all_of(msg.begin() + c, msg.begin() + c + 5, is_code_char) &&
+        msg.compare(c + 5, 2, ": ") == 0) {
+      code = msg.substr(c, 5);
+      msg.erase(c, 7);
+      break;
+    }
+  }
+  for (size_t at; (at = msg.find("LOCATION:  ")) != std::string::npos;) {
+    size_t end = msg.find('\n', at);
+    msg.erase(at, end == std::string::npos ? std::string::npos : end - at + 1);
+  }
+  return code;
+}
+
 class PostgresProbe : public Probe {
  public:
   explicit PostgresProbe(PostgresOptions opts) : opts_(std::move(opts)) {}
@@ -83,6 +133,8 @@ class PostgresProbe : public Probe {
   void query_step(int events);
   void on_result(PGresult* res);
   ProbeResult connect_failure() const;
+  // The connection broke during the query phase; `what` says doing what.
+  ProbeResult lost_connection(std::string_view what) const;
   // A libpq or server text for a message: target_text() with its lines joined.
   static std::string scrub(std::string_view text);
   void finish(ProbeResult result);
@@ -205,6 +257,10 @@ void PostgresProbe::connect(const ResolvedAddresses& addrs) {
     finish(ProbeResult::failure(Reason::kInternal, "libpq could not allocate a connection"));
     return;
   }
+  // Notices are the server's text: libpq's default printer would write them
+  // raw to stderr, one line per notice, for as many as the server sends.
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  PQsetErrorVerbosity(conn_, PQERRORS_VERBOSE);
   if (PQstatus(conn_) == CONNECTION_BAD) {
     finish(connect_failure());
     return;
@@ -312,9 +368,7 @@ void PostgresProbe::send_query() {
   phase_ = Phase::kQuery;
   PQsetnonblocking(conn_, 1);
   if (!PQsendQuery(conn_, opts_.query.c_str())) {
-    finish(ProbeResult::failure(
-        Reason::kConnect, scrub("cannot send the query: " + std::string(PQerrorMessage(conn_))),
-        phases_));
+    finish(lost_connection("cannot send the query: "));
     return;
   }
   watch(UV_READABLE | UV_WRITABLE, &PostgresProbe::on_query_ready);
@@ -324,16 +378,14 @@ void PostgresProbe::query_step(int events) {
   if (events & UV_WRITABLE) {
     int f = PQflush(conn_);
     if (f < 0) {
-      finish(ProbeResult::failure(Reason::kConnect, scrub(PQerrorMessage(conn_)), phases_));
+      finish(lost_connection(""));
       return;
     }
     if (f == 0) uv_poll_start(&watch_->poll, UV_READABLE, watch_->poll.poll_cb);
   }
   if (!(events & UV_READABLE)) return;
   if (!PQconsumeInput(conn_)) {
-    finish(ProbeResult::failure(Reason::kConnect,
-                                scrub("connection lost: " + std::string(PQerrorMessage(conn_))),
-                                phases_));
+    finish(lost_connection("connection lost: "));
     return;
   }
   while (!PQisBusy(conn_)) {
@@ -391,28 +443,46 @@ void PostgresProbe::on_result(PGresult* res) {
     result_ = std::move(r);
     return;
   }
-  Reason reason = code.rfind("28", 0) == 0 ? Reason::kAuth : Reason::kQuery;
+  // An error without a SQLSTATE is libpq's own: the server broke the protocol.
+  Reason reason = code.rfind("28", 0) == 0                     ? Reason::kAuth
+                  : code.empty() && libpq_says_protocol(message) ? Reason::kProtocol
+                                                                 : Reason::kQuery;
   // Each server text on its own, so a long message cannot push the code out.
   result_ = ProbeResult::failure(
       reason, fmt::format("query failed: {}{}", scrub(message),
                           code.empty() ? "" : " (SQLSTATE " + target_text(code, 16) + ")"));
 }
 
+ProbeResult PostgresProbe::lost_connection(std::string_view what) const {
+  std::string msg = PQerrorMessage(conn_);
+  take_sqlstate(msg);
+  Reason reason = libpq_says_protocol(msg) ? Reason::kProtocol : Reason::kConnect;
+  return ProbeResult::failure(reason, scrub(std::string(what) + msg), phases_);
+}
+
 ProbeResult PostgresProbe::connect_failure() const {
   std::string msg = conn_ != nullptr ? PQerrorMessage(conn_) : "unknown error";
+  std::string code = take_sqlstate(msg);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   // libpq (in the C locale canaryd runs in) says what went wrong only in text.
   auto has = [&](const char* s) { return msg.find(s) != std::string::npos; };
   Reason reason = Reason::kConnect;
   // Authentication first: with several addresses, an earlier one may have
   // refused before the one that answered rejected the credentials.
-  if (has("password authentication failed") || has("no pg_hba.conf entry") ||
-      (has("role \"") && has("does not exist")) || has("authentication failed") ||
-      has("no password supplied") || has("password is required")) {
+  // SQLSTATE class 28 is "invalid authorization specification"; the phrases
+  // are libpq's own refusals (a method it cannot do, no password to send).
+  if (code.rfind("28", 0) == 0 || has("password authentication failed") ||
+      has("no pg_hba.conf entry") || (has("role \"") && has("does not exist")) ||
+      has("authentication failed") || has("no password supplied") ||
+      has("password is required") || has("authentication method") ||
+      has("authentication not supported")) {
     reason = Reason::kAuth;
   } else if (has("Connection refused")) {
     reason = Reason::kConnectRefused;
+  } else if (libpq_says_protocol(msg)) {
+    reason = Reason::kProtocol;
   }
+  if (!code.empty()) msg += " (SQLSTATE " + code + ")";
   std::string text = reason == Reason::kConnectRefused ? "connection refused" : scrub(msg);
   // libpq repeats the address in front of the error; keep the message short.
   return ProbeResult::failure(reason, text, phases_);
@@ -478,8 +548,9 @@ CancelInfo PostgresProbe::cancel() {
 }  // namespace
 
 std::vector<Reason> postgres_probe_reasons() {
-  return {Reason::kTimeout, Reason::kDns,   Reason::kConnectRefused, Reason::kConnect,
-          Reason::kAuth,    Reason::kQuery, Reason::kAssertion,      Reason::kInternal};
+  return {Reason::kTimeout, Reason::kDns,      Reason::kConnectRefused,
+          Reason::kConnect, Reason::kAuth,     Reason::kProtocol,
+          Reason::kQuery,   Reason::kAssertion, Reason::kInternal};
 }
 
 std::vector<std::string_view> postgres_probe_phases() {
