@@ -15,7 +15,7 @@ namespace canaryd {
 namespace {
 
 // A reply bigger than this is not what PING, AUTH, SELECT or ROLE return.
-constexpr size_t kMaxReplyBytes = 64 * 1024;
+constexpr size_t kMaxReplyBytes = kRespMaxReplyBytes;
 
 struct RedisOptions {
   std::string host;
@@ -246,11 +246,15 @@ void RedisProbe::on_reply(const RespValue& reply) {
 }
 
 void RedisProbe::on_closed(int status) {
-  finish(ProbeResult::failure(Reason::kProtocol,
-                              status == UV_EOF
-                                  ? "server closed the connection before replying"
-                                  : fmt::format("connection broken: {}", uv_strerror(status)),
-                              phases_));
+  // A close (FIN) is the server choosing not to answer: it broke the
+  // protocol. A reset or another socket error is the connection breaking.
+  if (status == UV_EOF) {
+    finish(ProbeResult::failure(Reason::kProtocol, "server closed the connection before replying",
+                                phases_));
+  } else {
+    finish(ProbeResult::failure(
+        Reason::kConnect, fmt::format("connection broken: {}", uv_strerror(status)), phases_));
+  }
 }
 
 void RedisProbe::release(TcpClient::Close how) {

@@ -31,6 +31,8 @@ RespParse parse_at(std::string_view buf, size_t pos, size_t& next, RespValue& ou
   if (pos >= buf.size()) return RespParse::kIncomplete;
   if (depth > kRespMaxDepth) return RespParse::kInvalid;
   char kind = buf[pos];
+  // A byte that starts no RESP value is known to be wrong before its line ends.
+  if (std::string_view("+-:$*").find(kind) == std::string_view::npos) return RespParse::kInvalid;
   std::string_view line;
   size_t after = 0;
   RespParse r = read_line(buf, pos + 1, line, after);

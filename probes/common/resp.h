@@ -30,7 +30,11 @@ std::string resp_command(const std::vector<std::string_view>& args);
 // A reply for a message, through target_text(): redacted, clipped, one line.
 std::string resp_brief(const RespValue& v);
 
-inline constexpr size_t kRespMaxBulk = 1024 * 1024;
+// The most of one reply the Redis probe buffers. A bulk string or line longer
+// than that can never complete, so its header alone is invalid: waiting for
+// it would turn a hostile announcement into a timeout.
+inline constexpr size_t kRespMaxReplyBytes = 64 * 1024;
+inline constexpr size_t kRespMaxBulk = kRespMaxReplyBytes;
 inline constexpr size_t kRespMaxItems = 1024;
 inline constexpr int kRespMaxDepth = 4;
 
