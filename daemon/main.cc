@@ -1,6 +1,7 @@
 // canaryd's command line. The verbs and exit codes are a contract (DESIGN.md):
 // deploy pipelines and on-call scripts depend on them.
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -65,6 +66,11 @@ int main(int argc, char** argv) {
   // reload has a thread of its own, so that one kind of work hanging cannot
   // stall another. Kept small, as nothing should come to need it.
   setenv("UV_THREADPOOL_SIZE", "2", /*overwrite=*/0);
+  // OpenSSL frees its global state at exit by default. A pool thread may
+  // still be inside libcrypto then (a PostgreSQL server that asked for 2^31
+  // SCRAM iterations keeps one busy for minutes), and would crash on the
+  // freed state: the process ends without that clean-up instead.
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
   CLI::App app{"canaryd: synthetic monitoring for an AI chat platform", "canaryd"};
   app.set_version_flag("--version", "canaryd " CANARYD_VERSION);
   app.require_subcommand(0, 1);

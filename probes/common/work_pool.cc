@@ -1,6 +1,9 @@
 #include "probes/common/work_pool.h"
 
 #include <algorithm>
+#include <openssl/crypto.h>
+
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -25,8 +28,21 @@ struct WorkPool::State {
   std::deque<Job> queue;
   std::vector<Job> finished;
   size_t running = 0;
+  size_t alive = 0;  // worker threads not yet returned
+  std::condition_variable gone;
   bool stopping = false;
   uv_async_t* async = nullptr;  // signalled only while !stopping
+
+  // A worker's OpenSSL state (libpq's TLS, SCRAM) is thread-local. It is
+  // released before the thread says it is gone, so that it never races
+  // OpenSSL's own clean-up at process exit (which leaked it).
+  void run() {
+    worker();
+    OPENSSL_thread_stop();
+    std::lock_guard lock(mu);
+    --alive;
+    gone.notify_all();
+  }
 
   void worker() {
     for (;;) {
@@ -66,10 +82,11 @@ WorkPool::WorkPool(uv_loop_t* loop, Spec spec)
   uv_unref(reinterpret_cast<uv_handle_t*>(async_));
   state_->async = async_;
   if (spec_.threads == 0) spec_.threads = 1;
+  state_->alive = spec_.threads;
   for (size_t i = 0; i < spec_.threads; ++i) {
     // Detached, holding the state: shutdown never waits on a thread that is
     // stuck in a blocking call.
-    std::thread([state = state_] { state->worker(); }).detach();
+    std::thread([state = state_] { state->run(); }).detach();
   }
 }
 
@@ -151,6 +168,13 @@ void WorkPool::shutdown() {
     finished.swap(state_->finished);
   }
   state_->wake.notify_all();
+  {
+    // Idle workers end at once; one stuck in a blocking call is left to end
+    // on its own (the wait is bounded, and only as long as the job takes).
+    std::unique_lock lock(state_->mu);
+    state_->gone.wait_for(lock, std::chrono::seconds(1),
+                          [this] { return state_->alive <= state_->running; });
+  }
   async_->data = async_;
   uv_close(reinterpret_cast<uv_handle_t*>(async_),
            [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
