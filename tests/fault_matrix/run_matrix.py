@@ -136,6 +136,8 @@ def readme_text() -> str:
             if c.status_code:
                 exp += f", status {c.status_code}"
             why = c.why.replace("|", "\\|")
+            if c.blocked:
+                why += f" **Blocked:** {c.blocked} Meanwhile: {c.today}."
             out.append(f"| `{c.name}` | {c.probe['type']} | {exp} | {why} | "
                        f"{c.defect or ''} |")
         out.append("")
@@ -194,7 +196,13 @@ def judge(r) -> tuple:
             got += f" ({det['timeout_phase']})"
         if got.startswith("internal"):
             problems.append("reason internal (a canaryd bug)")
-        if res.get("reason") != case.expect:
+        if case.blocked:
+            # Held to what canaryd can tell today; the close code check below
+            # still applies (a code not sent is never reported as sent).
+            if got != case.today:
+                problems.append(f"blocked case gave {got}, not its documented {case.today} "
+                                f"(did the gap close? update tests/fixtures/hostile/)")
+        elif res.get("reason") != case.expect:
             problems.append(f"reason {res.get('reason')}, expected {case.expect}")
         elif case.phase and det.get("timeout_phase") != case.phase:
             problems.append(f"timeout phase {det.get('timeout_phase')}, expected {case.phase}")
@@ -236,7 +244,8 @@ def part_once(binary, args) -> int:
         c = r["case"]
         got, problems = judge(r)
         exp = c.expect + (f" ({c.phase})" if c.phase else "")
-        rows.append((c.category, c.name, exp, got, "ok" if not problems else "FAIL"))
+        verdict = "FAIL" if problems else ("blocked" if c.blocked else "ok")
+        rows.append((c.category, c.name, exp, got, verdict))
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)
             (Path(args.keep) / f"{c.name}.out").write_bytes(r["out"])
@@ -249,8 +258,15 @@ def part_once(binary, args) -> int:
     print(f"{'CATEGORY':{w[0]}}  {'BEHAVIOUR':{w[1]}}  {'EXPECTED':{w[2]}}  {'GOT':{w[3]}}  ")
     for row in rows:
         print(f"{row[0]:{w[0]}}  {row[1]:{w[1]}}  {row[2]:{w[2]}}  {row[3]:{w[3]}}  {row[4]}")
-    bad = sum(1 for row in rows if row[4] != "ok")
-    print(f"\nfault matrix once: {len(rows)} cases, {len(rows) - bad} as expected, {bad} not")
+    bad = sum(1 for row in rows if row[4] == "FAIL")
+    blocked = [c for c in cases if c.blocked]
+    held = sum(1 for row in rows if row[4] == "blocked")
+    print(f"\nfault matrix once: {len(rows)} cases, {len(rows) - bad - held} as expected, "
+          f"{held} blocked (as documented), {bad} not")
+    if blocked:
+        print("\nBLOCKED (the expected result is out of reach; held to today's result):")
+        for c in blocked:
+            print(f"  {c.name}: expected {c.expect}, gives {c.today}: {c.blocked}")
     if failures:
         print("\nFAILURES:")
         for f in failures:
