@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "probes/common/event_matcher.h"
+#include "probes/common/json_path.h"
 
 namespace {
 
@@ -45,11 +46,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     size_t nl = rest.find('\n');
     std::string_view frame = rest.substr(0, nl);
     rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-    auto doc = nlohmann::json::parse(frame.begin(), frame.end(), nullptr, false);
-    if (doc.is_discarded()) break;  // the probe fails the run with reason protocol
+    // As the probe parses a frame: depth-bounded.
+    auto doc = canaryd::parse_target_json(frame);
+    if (!doc.ok()) break;  // the probe fails the run with reason protocol
     offset += 0.25;
     ++frames;
-    step = m.on_frame(doc, offset);
+    step = m.on_frame(doc.value, offset);
     (void)m.after_text();
     if (step == canaryd::EventMatcher::Step::kFailed || step == canaryd::EventMatcher::Step::kDone)
       break;

@@ -16,15 +16,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (nl == std::string_view::npos) return 0;
   std::string_view path = in.substr(0, nl);
   std::string_view text = in.substr(nl + 1);
-  auto doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
-  if (doc.is_discarded()) return 0;
-  const nlohmann::json* v = canaryd::json_at_path(doc, path);
+  // As the probes parse it: depth-bounded, since the document is the target's.
+  auto parsed = canaryd::parse_target_json(text);
+  if (!parsed.ok()) return 0;
+  const nlohmann::json* v = canaryd::json_at_path(parsed.value, path);
   if (v == nullptr) return 0;
   std::string brief = canaryd::json_brief(*v, 80);
   if (brief.size() > 83) std::abort();  // 80 characters and "..."
-  // The path's last step doubles as the expected scalar.
+  // The path's last step doubles as the expected scalar, typed as YAML would.
   std::string expected(
       path.substr(path.rfind('.') == std::string_view::npos ? 0 : path.rfind('.') + 1));
-  (void)canaryd::json_equals_scalar(*v, expected);
+  (void)canaryd::json_equals_expected(*v, canaryd::yaml_scalar_to_json(expected, true));
   return 0;
 }

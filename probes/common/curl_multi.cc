@@ -154,7 +154,9 @@ void CurlMulti::drain_completions() {
     Transfer t = std::move(it->second);
     transfers_.erase(it);
     curl_multi_remove_handle(multi_, easy);
-    guarded(t.fail, "an HTTP completion", [&] { t.done(result); });
+    // (A structured binding cannot be captured before C++20's P1091 lands in clang.)
+    CURLcode rc = result;
+    guarded(t.fail, "an HTTP completion", [&t, rc] { t.done(rc); });
     if (multi_ == nullptr) return;
   }
 }

@@ -587,6 +587,22 @@ void WsConnection::fail_open(Reason reason, std::string message) {
   end(WsEnd{false, reason, std::move(message), {}, {}});
 }
 
+void WsConnection::on_exception(struct lws* wsi) {
+  auto* c = static_cast<WsConnection*>(lws_get_opaque_user_data(wsi));
+  if (c == nullptr || c->ended_) return;
+  static constexpr const char* kMessage =
+      "canaryd failed while handling the connection (an exception in a libwebsockets "
+      "callback; see the log)";
+  // Inside open() the end is reported later, as for any failure there; else
+  // as for a violation while open: killed asynchronously, since returning -1
+  // mid-frame crashes lws 4.1.6.
+  if (c->opening_ || c->wsi_ == nullptr) {
+    c->pending_end_ = WsEnd{false, Reason::kInternal, kMessage, {}, {}};
+    return;
+  }
+  c->fail_open(Reason::kInternal, kMessage);
+}
+
 bool WsConnection::lws_ended_it(struct lws* wsi) const {
   // A TLS close_notify is the server closing, even while its FIN is on the way.
   if (endpoint_->tls) {
@@ -786,12 +802,12 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
 namespace {
 int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in,
                  size_t len) {
-  // On an exception, -1 makes lws close this connection (its probe then
-  // hears of the end).
-  int rc = -1;
-  guarded("a libwebsockets callback",
-          [&] { rc = WsConnection::callback(wsi, static_cast<int>(reason), user, in, len); });
-  return rc;
+  int rc = 0;
+  if (guarded("a libwebsockets callback",
+              [&] { rc = WsConnection::callback(wsi, static_cast<int>(reason), user, in, len); }))
+    return rc;
+  WsConnection::on_exception(wsi);
+  return 0;
 }
 }  // namespace
 

@@ -124,6 +124,8 @@ class WsConnection {
 
   // lws's protocol callback (one for every connection); not for probes.
   static int callback(struct lws* wsi, int reason, void* user, void* in, size_t len);
+  // canaryd's own code threw inside callback(): the run ends as `internal`.
+  static void on_exception(struct lws* wsi);
 
  private:
   friend class WsService;

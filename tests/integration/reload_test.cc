@@ -177,7 +177,7 @@ TEST_CASE("check-config with a FIFO secret ends with an error", "[reload][secret
                          fifo + ": timed out after 5s (a FIFO nobody writes, or a hung mount?)\n");
 }
 
-TEST_CASE("POST /-/reload needs --web.enable-lifecycle; SIGHUP works either way", "[reload]") {
+TEST_CASE("POST /-/reload needs --web.enable-lifecycle, and SIGHUP works either way", "[reload]") {
   const std::string two = config(probe("p") + probe("q"));
   Daemon closed(config(probe("p")));
   auto refused = http_post(closed.base_url() + "/-/reload");

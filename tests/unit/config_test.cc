@@ -241,7 +241,7 @@ TEST_CASE("a probe's fingerprint covers the defaults it inherits") {
   CHECK(a.config->probes[0].spec.fingerprint == again.config->probes[0].spec.fingerprint);
 }
 
-TEST_CASE("secret files are read within a time bound; a FIFO waits for its writer") {
+TEST_CASE("secret files are read within a time bound, and a FIFO waits for its writer") {
   canaryd::test::TempDir dir;
   std::string fifo = dir.path() + "/fifo";
   REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);

@@ -39,7 +39,7 @@ TEST_CASE("reloads replace the configured secrets instead of piling them up", "[
   CHECK(global.redact("rotated-token-0") == "rotated-token-0");
 }
 
-TEST_CASE("a run-time secret in use is never dropped; released ones age out", "[secrets]") {
+TEST_CASE("a run-time secret in use is never dropped, and released ones age out", "[secrets]") {
   Secrets global;
   const std::string token = "issued-token-in-use";
   auto pin = global.pin(token);
