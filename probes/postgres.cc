@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -104,6 +105,45 @@ std::string take_sqlstate(std::string& msg) {
     msg.erase(at, end == std::string::npos ? std::string::npos : end - at + 1);
   }
   return code;
+}
+
+// The most SCRAM-SHA-256 iterations canaryd computes. The server picks the
+// count, and libpq computes it inside PQconnectPoll with no way to stop it:
+// 2^31-1 is a quarter of an hour of a core, past any deadline, on a pool
+// thread that other probes then lack. PostgreSQL's default is 4,096.
+constexpr uint64_t kMaxScramIterations = 100'000;
+
+uint32_t read_be32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Looks at what the server has sent, without taking it, for a SCRAM
+// challenge (AuthenticationSASLContinue, "r=...,s=...,i=N") that asks for
+// more than kMaxScramIterations, and says why it is refused. Plain
+// connections only: inside TLS the bytes cannot be read from outside libpq.
+std::optional<std::string> absurd_scram_challenge(PGconn* conn) {
+  if (PQsslInUse(conn)) return std::nullopt;
+  int fd = PQsocket(conn);
+  if (fd < 0) return std::nullopt;
+  unsigned char buf[2048];
+  ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 9 || buf[0] != 'R') return std::nullopt;
+  uint32_t len = read_be32(buf + 1);
+  if (len < 8 || read_be32(buf + 5) != 11) return std::nullopt;  // 11: SASLContinue
+  std::string_view data(reinterpret_cast<const char*>(buf) + 9,
+                        std::min<size_t>(static_cast<size_t>(n) - 9, len - 8));
+  size_t at = data.rfind(",i=");
+  if (at == std::string_view::npos) return std::nullopt;
+  uint64_t iterations = 0;
+  for (size_t i = at + 3; i < data.size() && data[i] >= '0' && data[i] <= '9'; ++i) {
+    iterations = iterations * 10 + static_cast<uint64_t>(data[i] - '0');
+    if (iterations > kMaxScramIterations) break;
+  }
+  if (iterations <= kMaxScramIterations) return std::nullopt;
+  return fmt::format(
+      "the server asks for more than {} SCRAM-SHA-256 iterations (PostgreSQL's default is "
+      "4096); canaryd refuses rather than compute them for minutes",
+      kMaxScramIterations);
 }
 
 class PostgresProbe : public Probe {
@@ -322,6 +362,10 @@ void PostgresProbe::connect_step() {
   if (watch_ != nullptr) {
     SocketWatch::close(watch_);
     watch_ = nullptr;
+  }
+  if (auto refusal = absurd_scram_challenge(conn_)) {
+    finish(ProbeResult::failure(Reason::kAuth, *refusal, phases_));
+    return;
   }
   auto job = std::make_shared<PollJob>();
   job->conn = conn_;
