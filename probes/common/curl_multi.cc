@@ -113,7 +113,13 @@ int CurlMulti::on_timer(CURLM* /*multi*/, long timeout_ms, void* userp) {
   } else {
     // Even a 0 ms timeout goes through the timer: calling back into curl from
     // inside its own callback is not allowed. (uv_timer_start cannot throw.)
-    uv_timer_start(self->timer_, &CurlMulti::on_timeout, static_cast<uint64_t>(timeout_ms), 0);
+    // libuv 1.44 runs a timer re-armed for 0 ms from its own callback again
+    // in the same pass, without polling: a target that keeps curl busy (an
+    // endless trailer section) would hold the loop. From inside the timer,
+    // 0 ms becomes 1 ms, so sockets are polled in between.
+    uint64_t ms = static_cast<uint64_t>(timeout_ms);
+    if (ms == 0 && self->in_timeout_) ms = 1;
+    uv_timer_start(self->timer_, &CurlMulti::on_timeout, ms, 0);
   }
   return 0;
 }
@@ -130,7 +136,9 @@ void CurlMulti::on_poll(uv_poll_t* handle, int status, int events) {
 
 void CurlMulti::on_timeout(uv_timer_t* handle) {
   auto* self = static_cast<CurlMulti*>(handle->data);
+  self->in_timeout_ = true;
   guarded("libcurl's timer", [self] { self->socket_action(CURL_SOCKET_TIMEOUT, 0); });
+  self->in_timeout_ = false;
 }
 
 void CurlMulti::socket_action(curl_socket_t fd, int flags) {

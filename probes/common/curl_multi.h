@@ -55,6 +55,7 @@ class CurlMulti {
   uv_loop_t* loop_;
   CURLM* multi_ = nullptr;
   uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
+  bool in_timeout_ = false;      // inside on_timeout's call into curl
   std::unordered_map<CURL*, Transfer> transfers_;
   std::unordered_set<SocketWatch*> watches_;
 };
