@@ -27,22 +27,7 @@ namespace canaryd {
 
 namespace {
 
-constexpr const char* kProtocolName = "canaryd-ws";
-// Subprotocol entries can carry a JWT, echoed back by the server: header data
-// and the handshake buffer must hold a few kilobytes, not lws's 1 KiB default.
-constexpr unsigned short kMaxHeaderData = 16 * 1024;
-constexpr unsigned int kServiceBufferBytes = 32 * 1024;
-// lws's own timeouts must never fire before the scheduler's deadline.
-constexpr unsigned int kLwsTimeoutSecs = 24 * 3600;
 constexpr size_t kMaxShownValue = 64;
-
-int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in,
-                 size_t len);
-
-const lws_protocols kProtocols[] = {
-    {kProtocolName, &lws_callback, 0, 4096, 0, nullptr, 0},
-    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
-};
 
 // What the server sent, safe to quote in a message (see target_text).
 std::string shown(std::string_view value) { return target_text(value, kMaxShownValue); }
@@ -56,218 +41,7 @@ bool peer_still_connected(int fd) {
   return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
-bool valid_subprotocol(std::string_view p) {
-  // RFC 6455: a token (RFC 2616), so no separators, spaces or controls.
-  return !p.empty() && std::all_of(p.begin(), p.end(), [](char c) {
-    return c > 32 && c < 127 &&
-           std::string_view("()<>@,;:\\\"/[]?={}").find(c) == std::string_view::npos;
-  });
-}
-
 }  // namespace
-
-std::string WsEndpoint::describe() const {
-  std::string out = display_url;
-  if (!subprotocol_labels.empty()) out += fmt::format(" [{}]", fmt::join(subprotocol_labels, ", "));
-  return out;
-}
-
-std::string fill_template(std::string text, std::string_view name, std::string_view value) {
-  const std::string placeholder = "{{" + std::string(name) + "}}";
-  for (size_t at = text.find(placeholder); at != std::string::npos;
-       at = text.find(placeholder, at + value.size()))
-    text.replace(at, placeholder.size(), value);
-  return text;
-}
-
-void read_ws_endpoint(YamlSection& s, WsEndpoint& o, bool templates) {
-  auto url = s.get_string("url");
-  if (!url) {
-    if (!s.has("url")) s.error("", "missing required key url");
-  } else {
-    CurlUrl u;
-    if (!u.set(*url, CURLU_NON_SUPPORT_SCHEME)) {
-      s.error("url", "not a valid URL");
-    } else {
-      auto scheme = u.get(CURLUPART_SCHEME);
-      auto host = u.get(CURLUPART_HOST);
-      if (scheme != "ws" && scheme != "wss") {
-        s.error("url", "scheme must be ws or wss");
-      } else if (!host || host->empty()) {
-        s.error("url", "the URL has no host");
-      } else if (u.get(CURLUPART_USER)) {
-        s.error("url", "credentials in the URL are not supported; use headers");
-      } else {
-        o.tls = scheme == "wss";
-        o.host = *host;
-        if (o.host.size() > 2 && o.host.front() == '[')
-          o.host = o.host.substr(1, o.host.size() - 2);
-        auto port = u.get(CURLUPART_PORT);
-        o.port = port ? std::atoi(port->c_str()) : (o.tls ? 443 : 80);
-        o.path = u.get(CURLUPART_PATH).value_or("/");
-        if (auto q = u.get(CURLUPART_QUERY)) o.path += "?" + *q;
-        o.host_header = *host;
-        if (port) o.host_header += ":" + *port;
-        o.display_url = fmt::format("{}://{}{}{}", *scheme, *host, port ? ":" + *port : "",
-                                    u.get(CURLUPART_PATH).value_or("/"));
-      }
-    }
-  }
-
-  if (auto list = s.get_string_list("subprotocols")) {
-    for (const auto& p : *list) {
-      if (!valid_subprotocol(templates ? fill_template(p, "token", "t") : p)) {
-        s.error("subprotocols", fmt::format("\"{}\" is not a valid subprotocol name (a token: no "
-                                            "spaces, commas or separators)",
-                                            s.context().secrets ? s.context().secrets->redact(p)
-                                                                : std::string(kRedacted)));
-        continue;
-      }
-      o.subprotocols.push_back(p);
-      o.subprotocol_labels.push_back(s.context().secrets ? s.context().secrets->redact(p) : p);
-    }
-  }
-  if (auto want = s.get_string("expect_subprotocol")) {
-    if (o.subprotocols.empty()) {
-      // A subprotocols list with errors has been reported already.
-      if (!s.has("subprotocols"))
-        s.error("expect_subprotocol", "needs a subprotocols list to choose from");
-    } else if (*want != "any_offered") {
-      auto it = std::find(o.subprotocols.begin(), o.subprotocols.end(), *want);
-      if (it == o.subprotocols.end()) {
-        s.error("expect_subprotocol",
-                fmt::format("\"{}\" is not in subprotocols (or use any_offered)", *want));
-      } else {
-        o.expect_subprotocol = static_cast<size_t>(it - o.subprotocols.begin());
-      }
-    }
-  }
-  o.headers = read_headers(s, "headers");
-  if (auto origin = s.get_string("origin")) o.origin = *origin;
-  if (auto m = s.get_int("max_message_bytes", 1, 256ll * 1024 * 1024))
-    o.max_message_bytes = static_cast<size_t>(*m);
-
-  if (auto tls = s.get_section("tls")) {
-    if (url && !o.tls && !o.host.empty()) tls->error("", "tls options need a wss:// url");
-    o.ca_file = read_ca_file(*tls);
-    if (auto name = tls->get_string("server_name")) {
-      if (name->empty() || name->find_first_of(" /:\r\n") != std::string::npos) {
-        tls->error("server_name", "expected a host name");
-      } else {
-        o.host_header = *name;
-      }
-    }
-    if (auto skip = tls->get_bool("insecure_skip_verify")) o.insecure_skip_verify = *skip;
-    tls->finish();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// WsService
-
-WsService::WsService(uv_loop_t* loop) : loop_(loop) {
-  install_lws_log();
-  void* loops[1] = {loop_};
-  lws_context_creation_info info{};
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  // A foreign loop: lws adds its handles to ours and installs no signal
-  // handlers of its own.
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
-  info.foreign_loops = loops;
-  info.protocols = kProtocols;
-  info.vhost_name = "canaryd";
-  info.gid = static_cast<gid_t>(-1);
-  info.uid = static_cast<uid_t>(-1);
-  info.timeout_secs = kLwsTimeoutSecs;
-  info.connect_timeout_secs = kLwsTimeoutSecs;
-  info.max_http_header_data = kMaxHeaderData;
-  // Every handshake in flight holds a header table; a small pool would queue
-  // handshakes behind hung ones.
-  info.max_http_header_pool = 65535;
-  info.pt_serv_buf_size = kServiceBufferBytes;
-  // Three quarters of the descriptor limit: the rest stays for the HTTP
-  // server, the other probe types and lws itself.
-  rlimit lim{};
-  size_t fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? static_cast<size_t>(lim.rlim_cur) : 1024;
-  max_live_ = std::max<size_t>(16, fds / 4 * 3);
-  context_ = lws_create_context(&info);
-  if (context_ == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
-  vhosts_[""].vhost = lws_get_vhost_by_name(context_, "canaryd");
-}
-
-WsService::~WsService() {
-  // On a foreign loop lws frees the context in two steps: the first call
-  // closes its handles, and a second one, once the loop has run their close
-  // callbacks, frees the rest.
-  if (context_ == nullptr) return;
-  if (!shut_down_) lws_context_destroy(context_);
-  lws_context_destroy(context_);
-}
-
-void WsService::shutdown() {
-  if (context_ == nullptr || shut_down_) return;
-  shut_down_ = true;
-  lws_context_destroy(context_);
-  vhosts_.clear();
-}
-
-WsService::ClientVhost* WsService::vhost_for(const std::string& ca_file) {
-  if (ca_file.empty()) return &vhosts_[""];
-  // lws loads the trust store when the vhost is made: a replaced CA file
-  // (rotation) gets a new vhost. The file is looked at once a second at
-  // most, not at every connection.
-  CaFile& ca = ca_files_[ca_file];
-  uint64_t now = uv_now(loop_);
-  if (ca.key.empty() || now - ca.checked_ms >= 1000) {
-    struct stat st {};
-    std::string key = ca_file;
-    if (stat(ca_file.c_str(), &st) == 0)
-      key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
-    ca.checked_ms = now;
-    ca.key = std::move(key);
-    // Also retries vhosts that were still in use at an earlier rotation.
-    sweep_vhosts();
-  }
-  const std::string& key = ca.key;
-  auto it = vhosts_.find(key);
-  if (it != vhosts_.end()) return &it->second;
-  lws_context_creation_info info{};
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
-  info.protocols = kProtocols;
-  std::string name = fmt::format("canaryd-ca-{}", ++vhosts_made_);
-  info.vhost_name = name.c_str();
-  info.client_ssl_ca_filepath = ca_file.c_str();
-  info.timeout_secs = kLwsTimeoutSecs;
-  info.connect_timeout_secs = kLwsTimeoutSecs;
-  lws_vhost* vh = lws_create_vhost(context_, &info);
-  if (vh == nullptr) return nullptr;
-  ClientVhost& made = vhosts_[key];
-  made.vhost = vh;
-  made.path = ca_file;
-  return &made;
-}
-
-void WsService::sweep_vhosts() {
-  // lws 4.1.6 frees a vhost at once only when no wsi is bound to it; with
-  // one bound it defers, and (being_destroyed is never set) never finishes.
-  // A connection is counted until lws has freed its wsi, which unbinds it,
-  // and this runs from open(), outside lws's callbacks: a count of 0 means
-  // lws has no wsi on the vhost either.
-  for (auto it = vhosts_.begin(); it != vhosts_.end();) {
-    const ClientVhost& v = it->second;
-    auto ca = ca_files_.find(v.path);
-    bool current = v.path.empty() || (ca != ca_files_.end() && ca->second.key == it->first);
-    if (current || *v.users != 0) {
-      ++it;
-      continue;
-    }
-    lws_vhost_destroy(v.vhost);
-    it = vhosts_.erase(it);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // WsConnection
@@ -305,7 +79,7 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
     ci.host = ep.host_header.c_str();
     ci.origin = ep.origin.empty() ? nullptr : ep.origin.c_str();
     ci.protocol = offered.empty() ? nullptr : offered.c_str();
-    ci.local_protocol_name = kProtocolName;
+    ci.local_protocol_name = kWsProtocolName;
     ci.opaque_user_data = c;
     // lws's default policy re-arms an idle ("validity") timer at every frame
     // received, and lws 4.1 inserts timers into one sorted list by walking it:
@@ -799,16 +573,5 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
   }
 }
 
-namespace {
-int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, void* in,
-                 size_t len) {
-  int rc = 0;
-  if (guarded("a libwebsockets callback",
-              [&] { rc = WsConnection::callback(wsi, static_cast<int>(reason), user, in, len); }))
-    return rc;
-  WsConnection::on_exception(wsi);
-  return 0;
-}
-}  // namespace
 
 }  // namespace canaryd

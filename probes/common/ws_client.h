@@ -74,6 +74,9 @@ struct WsEnd {
 
 class WsService;
 
+// The lws protocol of canaryd's client connections (ws_service.cc).
+inline constexpr const char* kWsProtocolName = "canaryd-ws";
+
 // One client connection. It frees itself when lws is done with its socket, so
 // the owner may drop it at any moment (abort) without waiting.
 //

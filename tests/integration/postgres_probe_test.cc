@@ -121,6 +121,7 @@ TEST_CASE("postgres: a stopped server is connect_refused", "[postgres]") {
   pg.stop();
   auto r =
       run_once_json("probes:\n" + pg_probe("db", "${env:CANARY_PG_DSN}"), {"CANARY_PG_DSN=" + dsn});
+  INFO(r.out.dump(2));
   CHECK(r.exit_code == 1);
   REQUIRE_FALSE(r.out.is_discarded());
   CHECK(once_reason(r.out, "db") == "connect_refused");
