@@ -1,6 +1,7 @@
 // canaryd's command line. The verbs and exit codes are a contract (DESIGN.md):
 // deploy pipelines and on-call scripts depend on them.
 #include <fmt/format.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -71,6 +72,11 @@ int main(int argc, char** argv) {
   // SCRAM iterations keeps one busy for minutes), and would crash on the
   // freed state: the process ends without that clean-up instead.
   OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
+  // Large buffers (a hostile target's megabyte body, error or frame, a
+  // rendered /metrics) come from mmap and go back to the system when freed.
+  // glibc's default raises this threshold after each large free, up to
+  // 32 MiB, after which such peaks stay in the heap as resident memory.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   CLI::App app{"canaryd: synthetic monitoring for an AI chat platform", "canaryd"};
   app.set_version_flag("--version", "canaryd " CANARYD_VERSION);
   app.require_subcommand(0, 1);
