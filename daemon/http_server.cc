@@ -121,8 +121,8 @@ struct Connection {
   bool shutdown_done = false;
   bool peer_eof = false;
   bool continue_sent = false;
-  bool awaiting = false;  // A deferred response is outstanding; no further request is read.
-  uint64_t id = 0;        // Names the connection to a deferred responder.
+  bool awaiting = false;      // A deferred response is outstanding; no further request is read.
+  uint64_t id = 0;            // Names the connection to a deferred responder.
   RequestHead deferred_head;  // The request a deferred response answers.
   State state = State::kReading;
   std::string in;  // Unprocessed input; in[0, in_pos) is already consumed.

@@ -80,7 +80,7 @@ class Secrets {
   void unpin(const std::string& value);
 
   mutable std::mutex mu_;
-  std::vector<std::string> values_;     // longest first, so overlapping secrets redact fully
+  std::vector<std::string> values_;       // longest first, so overlapping secrets redact fully
   std::map<std::string, size_t> pinned_;  // value -> live pins
   std::vector<std::string> transient_;    // released values, oldest first
 };

@@ -210,7 +210,8 @@ void PostgresProbe::connect(const ResolvedAddresses& addrs) {
   }
   // Notices are the server's text: libpq's default printer would write them
   // raw to stderr, one line per notice, for as many as the server sends.
-  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
   PQsetErrorVerbosity(conn_, PQERRORS_VERBOSE);
   if (PQstatus(conn_) == CONNECTION_BAD) {
     finish(connect_failure());
@@ -399,7 +400,7 @@ void PostgresProbe::on_result(PGresult* res) {
     return;
   }
   // An error without a SQLSTATE is libpq's own: the server broke the protocol.
-  Reason reason = code.rfind("28", 0) == 0                     ? Reason::kAuth
+  Reason reason = code.rfind("28", 0) == 0                       ? Reason::kAuth
                   : code.empty() && libpq_says_protocol(message) ? Reason::kProtocol
                                                                  : Reason::kQuery;
   // Each server text on its own, so a long message cannot push the code out.
@@ -428,9 +429,8 @@ ProbeResult PostgresProbe::connect_failure() const {
   // are libpq's own refusals (a method it cannot do, no password to send).
   if (code.rfind("28", 0) == 0 || has("password authentication failed") ||
       has("no pg_hba.conf entry") || (has("role \"") && has("does not exist")) ||
-      has("authentication failed") || has("no password supplied") ||
-      has("password is required") || has("authentication method") ||
-      has("authentication not supported")) {
+      has("authentication failed") || has("no password supplied") || has("password is required") ||
+      has("authentication method") || has("authentication not supported")) {
     reason = Reason::kAuth;
   } else if (has("Connection refused")) {
     reason = Reason::kConnectRefused;
@@ -503,8 +503,8 @@ CancelInfo PostgresProbe::cancel() {
 }  // namespace
 
 std::vector<Reason> postgres_probe_reasons() {
-  return {Reason::kTimeout, Reason::kDns,      Reason::kConnectRefused,
-          Reason::kConnect, Reason::kAuth,     Reason::kProtocol,
+  return {Reason::kTimeout, Reason::kDns,       Reason::kConnectRefused,
+          Reason::kConnect, Reason::kAuth,      Reason::kProtocol,
           Reason::kQuery,   Reason::kAssertion, Reason::kInternal};
 }
 

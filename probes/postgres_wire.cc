@@ -52,7 +52,9 @@ std::string take_sqlstate(std::string& msg) {
     size_t at = msg.find(level);
     if (at == std::string::npos) continue;
     size_t c = at + level.size();
-    auto is_code_char = [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z'); };
+    auto is_code_char = [](char ch) {
+      return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z');
+    };
     if (msg.size() >= c + 7 && std::all_of(msg.begin() + c, msg.begin() + c + 5, is_code_char) &&
         msg.compare(c + 5, 2, ": ") == 0) {
       code = msg.substr(c, 5);

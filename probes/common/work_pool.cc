@@ -1,8 +1,8 @@
 #include "probes/common/work_pool.h"
 
-#include <algorithm>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>

@@ -516,19 +516,23 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       peer_close_code_ = len >= 2 ? (b[0] << 8) | b[1] : 1005;
       // RFC 6455 5.5.1: a close body is empty or a code then UTF-8 text.
       if (len == 1) {
-        pending_end_ = WsEnd{false, Reason::kProtocol,
+        pending_end_ = WsEnd{false,
+                             Reason::kProtocol,
                              "the server sent a close frame with a 1-byte body (RFC 6455 "
                              "allows none or a 2-byte code)",
-                             {}, {}};
+                             {},
+                             {}};
       } else if (len > 2) {
         Utf8Check reason_text;
         if (!reason_text.feed(std::string_view(reinterpret_cast<const char*>(b) + 2, len - 2)) ||
             !reason_text.complete()) {
-          pending_end_ = WsEnd{false, Reason::kProtocol,
+          pending_end_ = WsEnd{false,
+                               Reason::kProtocol,
                                fmt::format("the server closed with {} and a reason that is not "
                                            "UTF-8 (RFC 6455 5.5.1)",
                                            *peer_close_code_),
-                               {}, peer_close_code_};
+                               {},
+                               peer_close_code_};
         }
       }
       // After our own close frame this is the answer: close without echoing.
@@ -550,8 +554,10 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
         // For 1002 the code the server sent is unknown, so none is reported
         // as the server's.
         bool ambiguous = *peer_close_code_ == 1002;
-        end(WsEnd{false, ambiguous ? Reason::kProtocol : Reason::kWsAbnormalClose,
-                  closed_with(*peer_close_code_), {},
+        end(WsEnd{false,
+                  ambiguous ? Reason::kProtocol : Reason::kWsAbnormalClose,
+                  closed_with(*peer_close_code_),
+                  {},
                   ambiguous ? std::nullopt : peer_close_code_});
       } else if (lws_ended_it(wsi)) {
         end(WsEnd{false,
@@ -572,6 +578,5 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       return 0;
   }
 }
-
 
 }  // namespace canaryd

@@ -52,8 +52,7 @@ TEST_CASE("fuzz finding: a template key that is not a plain name is a config err
 // config_fuzz: an alias inside its own anchor (`&a [*a]`) made the template
 // endless and overflowed the stack; aliases of aliases made it exponential.
 TEST_CASE("fuzz finding: a template alias cycle or alias bomb is a config error") {
-  CHECK(config_errors("{json: &a [*a]}")
-            .find("send.json: nested deeper than 64 levels") !=
+  CHECK(config_errors("{json: &a [*a]}").find("send.json: nested deeper than 64 levels") !=
         std::string::npos);
   std::string bomb = "{json: {a: &a [x, x, x, x, x, x, x, x, x, x]";
   for (char c = 'b'; c <= 'k'; ++c)
