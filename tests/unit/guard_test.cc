@@ -137,7 +137,7 @@ ConfiguredProbe configured(std::string name, ProbePtr p) {
   c.spec.fingerprint = "v1";
   c.type = http;
   c.probe = std::move(p);
-  c.target = "t";
+  c.target = std::string("t");  // (assigning the literal sets off g++ 12's false -Wrestrict)
   return c;
 }
 
