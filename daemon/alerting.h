@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/yaml_section.h"
+#include "base/yaml_section.h"
 
 namespace canaryd {
 

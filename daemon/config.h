@@ -9,9 +9,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/secrets.h"
+#include "base/yaml_section.h"
 #include "daemon/alerting.h"
-#include "daemon/secrets.h"
-#include "daemon/yaml_section.h"
 #include "probes/registry.h"
 
 namespace canaryd {

@@ -6,7 +6,7 @@
 #include <exception>
 #include <unordered_set>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 namespace canaryd {
 

@@ -15,7 +15,7 @@
 #include <thread>
 #include <unordered_set>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 
 namespace canaryd {
 

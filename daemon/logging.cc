@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 namespace canaryd {
 

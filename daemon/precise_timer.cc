@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 
 namespace canaryd {
 

@@ -16,12 +16,12 @@
 #include <system_error>
 #include <thread>
 
+#include "base/guard.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/http_server.h"
 #include "daemon/metrics.h"
 #include "daemon/state_store.h"
-#include "probes/common/guard.h"
 
 #ifndef CANARYD_VERSION
 #define CANARYD_VERSION "dev"

@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "daemon/secrets.h"
+#include "base/guard.h"
+#include "base/json_path.h"
+#include "base/secrets.h"
 #include "daemon/table.h"
-#include "probes/common/guard.h"
-#include "probes/common/json_path.h"
 
 namespace canaryd {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 namespace canaryd {
 

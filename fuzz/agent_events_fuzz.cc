@@ -1,4 +1,4 @@
-// The agent probe's event matcher (probes/common/event_matcher.*) over a
+// The agent probe's event matcher (probes/agent_pipeline/event_matcher.*) over a
 // sequence of frames, as a platform streams them after the probe's message.
 // Input: one byte of options, then frames separated by '\n'. The options pick
 // strict or any order, a correlation field, a list with repeated types, and a
@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "probes/common/event_matcher.h"
-#include "probes/common/json_path.h"
+#include "base/json_path.h"
+#include "probes/agent_pipeline/event_matcher.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // The config loader end to end: YAML text to a validated Config, through the
 // strict section reader, every probe type's factory and the alerting section.
 // A bad file must come back as errors, never as an exception or a crash.
-// ${file:...} reads no file in the fuzz build (daemon/yaml_section.cc).
+// ${file:...} reads no file in the fuzz build (base/yaml_section.cc).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -1,5 +1,5 @@
 // ${env:NAME} / ${file:PATH} expansion of config strings. The fuzz build never
-// reads a file (daemon/yaml_section.cc returns a fixed value under
+// reads a file (base/yaml_section.cc returns a fixed value under
 // FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION); env lookups are real, over a few
 // variables set here.
 #include <cstddef>
@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/secrets.h"
-#include "daemon/yaml_section.h"
+#include "base/secrets.h"
+#include "base/yaml_section.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   setenv("CANARY_FUZZ_TOKEN", "s3cr3t-token-value", 1);

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "probes/common/resp.h"
+#include "probes/redis/resp.h"
 
 namespace {
 

@@ -19,8 +19,8 @@
 #include <utility>
 #include <vector>
 
-#include "probes/common/guard.h"
-#include "probes/common/work_pool.h"
+#include "base/guard.h"
+#include "base/work_pool.h"
 
 namespace canaryd {
 
@@ -156,7 +156,7 @@ struct RunContext {
   std::string run_id;        // unique per run, for correlation with the target's logs
   uint64_t deadline_ns = 0;  // uv_hrtime() value at which the scheduler cancels
   // Ends this run as `internal`: what a guard at a C callback calls when an
-  // exception reached it (probes/common/guard.h). The engine cancels the
+  // exception reached it (base/guard.h). The engine cancels the
   // probe once the library callback has returned, and a result the probe
   // reports meanwhile is replaced, so the run still ends exactly once.
   RunFault fail;

@@ -1,10 +1,10 @@
 #include "probes/registry.h"
 
-#include "probes/agent_pipeline.h"
-#include "probes/http.h"
-#include "probes/postgres.h"
-#include "probes/redis.h"
-#include "probes/websocket.h"
+#include "probes/agent_pipeline/agent_pipeline.h"
+#include "probes/http/http.h"
+#include "probes/postgres/postgres.h"
+#include "probes/redis/redis.h"
+#include "probes/websocket/websocket.h"
 
 namespace canaryd {
 

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/yaml_section.h"
+#include "base/yaml_section.h"
 #include "probes/probe.h"
 
 namespace canaryd {

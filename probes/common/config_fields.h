@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/yaml_section.h"
+#include "base/yaml_section.h"
 
 namespace canaryd {
 

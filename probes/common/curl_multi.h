@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 
 namespace canaryd {
 

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 #include "probes/common/response_headers.h"
 
 namespace canaryd {

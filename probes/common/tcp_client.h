@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 #include "probes/common/resolve.h"
 
 namespace canaryd {

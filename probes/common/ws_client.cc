@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/ws_lws_log.h"
 

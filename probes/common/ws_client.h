@@ -20,9 +20,9 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/yaml_section.h"
+#include "base/utf8_check.h"
+#include "base/yaml_section.h"
 #include "probes/common/resolve.h"
-#include "probes/common/utf8_check.h"
 #include "probes/probe.h"
 
 struct lws;

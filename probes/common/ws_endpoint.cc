@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/ws_client.h"
 

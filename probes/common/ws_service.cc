@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 #include "probes/common/ws_client.h"
 #include "probes/common/ws_lws_log.h"
 

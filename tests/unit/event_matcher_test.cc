@@ -1,7 +1,7 @@
 // The agent probe's event matcher on synthetic frames: order, required fields,
 // correlation, repeats, and what it reports as awaited and missing. The
 // integration tests play the same scripts over a real WebSocket.
-#include "probes/common/event_matcher.h"
+#include "probes/agent_pipeline/event_matcher.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>

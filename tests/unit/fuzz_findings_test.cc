@@ -6,8 +6,8 @@
 #include <chrono>
 #include <string>
 
+#include "base/yaml_section.h"
 #include "daemon/config.h"
-#include "daemon/yaml_section.h"
 
 using namespace std::chrono_literals;
 

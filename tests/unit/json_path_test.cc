@@ -1,6 +1,6 @@
 // JSON from targets (the depth-bounded parser) and typed expectations (YAML
-// scalars compared with JSON values), from probes/common/json_path.h.
-#include "probes/common/json_path.h"
+// scalars compared with JSON values), from base/json_path.h.
+#include "base/json_path.h"
 
 #include <yaml-cpp/yaml.h>
 

@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 using namespace canaryd;
 

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 #include "daemon/state_store.h"
 #include "tests/support/harness.h"
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "probes/common/utf8_check.h"
+#include "base/utf8_check.h"
 #include "tests/support/harness.h"
 
 namespace canaryd::test {

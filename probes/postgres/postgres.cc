@@ -1,4 +1,4 @@
-#include "probes/postgres.h"
+#include "probes/postgres/postgres.h"
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 #include "probes/common/resolve.h"
-#include "probes/postgres_wire.h"
+#include "probes/postgres/postgres_wire.h"
 
 namespace canaryd {
 

@@ -1,10 +1,10 @@
-#include "probes/common/event_matcher.h"
+#include "probes/agent_pipeline/event_matcher.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-#include "probes/common/json_path.h"
+#include "base/json_path.h"
 
 namespace canaryd {
 

@@ -1,4 +1,4 @@
-#include "probes/redis.h"
+#include "probes/redis/redis.h"
 
 #include <fmt/format.h>
 
@@ -7,8 +7,8 @@
 #include <string>
 
 #include "probes/common/resolve.h"
-#include "probes/common/resp.h"
 #include "probes/common/tcp_client.h"
+#include "probes/redis/resp.h"
 
 namespace canaryd {
 

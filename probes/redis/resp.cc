@@ -1,10 +1,10 @@
-#include "probes/common/resp.h"
+#include "probes/redis/resp.h"
 
 #include <fmt/format.h>
 
 #include <charconv>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 namespace canaryd {
 

@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/bounded_read.h"
-#include "daemon/secrets.h"
+#include "base/bounded_read.h"
+#include "base/secrets.h"
 
 namespace canaryd {
 

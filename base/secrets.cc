@@ -1,4 +1,4 @@
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "daemon/yaml_section.h"
+#include "base/yaml_section.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "probes/common/json_path.h"
+#include "base/json_path.h"
 
 namespace canaryd {
 

@@ -1,4 +1,4 @@
-#include "probes/websocket.h"
+#include "probes/websocket/websocket.h"
 
 #include <fmt/format.h>
 #include <re2/re2.h>
@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
 #include "probes/common/ws_run.h"

@@ -1,4 +1,4 @@
-#include "probes/common/guard.h"
+#include "base/guard.h"
 
 #include <spdlog/spdlog.h>
 

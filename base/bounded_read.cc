@@ -1,4 +1,4 @@
-#include "daemon/bounded_read.h"
+#include "base/bounded_read.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -15,7 +15,7 @@
 #include <system_error>
 #include <thread>
 
-#include "daemon/yaml_section.h"
+#include "base/yaml_section.h"
 
 namespace canaryd {
 

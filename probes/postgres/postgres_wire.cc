@@ -1,4 +1,4 @@
-#include "probes/postgres_wire.h"
+#include "probes/postgres/postgres_wire.h"
 
 #include <fmt/format.h>
 #include <sys/socket.h>

@@ -1,4 +1,4 @@
-#include "probes/agent_pipeline.h"
+#include "probes/agent_pipeline/agent_pipeline.h"
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -10,12 +10,12 @@
 #include <optional>
 #include <string>
 
-#include "daemon/secrets.h"
+#include "base/json_path.h"
+#include "base/secrets.h"
+#include "probes/agent_pipeline/event_matcher.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
-#include "probes/common/event_matcher.h"
 #include "probes/common/http_call.h"
-#include "probes/common/json_path.h"
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
 #include "probes/common/ws_run.h"

@@ -20,7 +20,7 @@
 #include <memory>
 #include <string>
 
-#include "probes/common/guard.h"
+#include "base/guard.h"
 
 namespace canaryd {
 

@@ -1,4 +1,4 @@
-#include "probes/common/json_path.h"
+#include "base/json_path.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <limits>
 
-#include "daemon/secrets.h"
+#include "base/secrets.h"
 
 namespace canaryd {
 

@@ -1,4 +1,4 @@
-#include "probes/common/utf8_check.h"
+#include "base/utf8_check.h"
 
 namespace canaryd {
 

@@ -1,4 +1,4 @@
-#include "probes/common/work_pool.h"
+#include "base/work_pool.h"
 
 #include <openssl/crypto.h>
 

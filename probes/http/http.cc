@@ -1,4 +1,4 @@
-#include "probes/http.h"
+#include "probes/http/http.h"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -16,9 +16,9 @@
 #include <optional>
 #include <string>
 
+#include "base/json_path.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
-#include "probes/common/json_path.h"
 #include "probes/common/response_headers.h"
 
 #ifndef CANARYD_VERSION
