@@ -9,14 +9,16 @@
 namespace canaryd {
 
 const std::vector<ProbeType>& probe_types() {
+  // The one list of probe types: adding a type is one line here.
+  // clang-format off
   static const std::vector<ProbeType> types = {
-      {"http", http_probe_reasons(), http_probe_phases(), &make_http_probe},
-      {"redis", redis_probe_reasons(), redis_probe_phases(), &make_redis_probe},
-      {"postgres", postgres_probe_reasons(), postgres_probe_phases(), &make_postgres_probe},
-      {"websocket", websocket_probe_reasons(), websocket_probe_phases(), &make_websocket_probe},
-      {"agent_pipeline", agent_pipeline_probe_reasons(), agent_pipeline_probe_phases(),
-       &make_agent_pipeline_probe},
+      http_probe_type(),
+      redis_probe_type(),
+      postgres_probe_type(),
+      websocket_probe_type(),
+      agent_pipeline_probe_type(),
   };
+  // clang-format on
   return types;
 }
 

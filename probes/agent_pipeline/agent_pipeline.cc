@@ -545,7 +545,7 @@ bool uses_token(const WsEndpoint& ep) {
 
 }  // namespace
 
-std::vector<Reason> agent_pipeline_probe_reasons() {
+static std::vector<Reason> agent_pipeline_probe_reasons() {
   return {Reason::kTimeout,
           Reason::kDns,
           Reason::kConnectRefused,
@@ -564,11 +564,11 @@ std::vector<Reason> agent_pipeline_probe_reasons() {
           Reason::kInternal};
 }
 
-std::vector<std::string_view> agent_pipeline_probe_phases() {
+static std::vector<std::string_view> agent_pipeline_probe_phases() {
   return {"token", "dns", "connect", "tls", "handshake", "first_event", "close", "total"};
 }
 
-ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+static ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   AgentOptions o;
   size_t errors_before = s.context().errors->size();
 
@@ -679,6 +679,13 @@ ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   s.finish();
   if (s.context().errors->size() != errors_before) return nullptr;
   return std::make_unique<AgentPipelineProbe>(std::move(o));
+}
+
+ProbeType agent_pipeline_probe_type() {
+  return {.name = "agent_pipeline",
+          .reasons = agent_pipeline_probe_reasons(),
+          .phases = agent_pipeline_probe_phases(),
+          .make = &make_agent_pipeline_probe};
 }
 
 }  // namespace canaryd

@@ -12,8 +12,7 @@
 
 namespace canaryd {
 
-std::vector<Reason> agent_pipeline_probe_reasons();
-std::vector<std::string_view> agent_pipeline_probe_phases();
-ProbePtr make_agent_pipeline_probe(const ProbeSpec& spec, YamlSection& section);
+// The type's entry in the registry (probes/registry.cc).
+ProbeType agent_pipeline_probe_type();
 
 }  // namespace canaryd

@@ -452,17 +452,17 @@ void HttpProbe::on_complete(CURLcode rc) {
 
 }  // namespace
 
-std::vector<Reason> http_probe_reasons() {
+static std::vector<Reason> http_probe_reasons() {
   return {Reason::kTimeout,   Reason::kDns,          Reason::kConnectRefused, Reason::kConnect,
           Reason::kTls,       Reason::kTlsHostname,  Reason::kTlsExpired,     Reason::kHttpStatus,
           Reason::kAssertion, Reason::kBodyTooLarge, Reason::kProtocol,       Reason::kInternal};
 }
 
-std::vector<std::string_view> http_probe_phases() {
+static std::vector<std::string_view> http_probe_phases() {
   return {"dns", "connect", "tls", "first_byte", "total"};
 }
 
-ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+static ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   HttpOptions o;
   size_t errors_before = s.context().errors->size();
 
@@ -559,6 +559,13 @@ ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   s.finish();
   if (s.context().errors->size() != errors_before) return nullptr;
   return std::make_unique<HttpProbe>(std::move(o));
+}
+
+ProbeType http_probe_type() {
+  return {.name = "http",
+          .reasons = http_probe_reasons(),
+          .phases = http_probe_phases(),
+          .make = &make_http_probe};
 }
 
 }  // namespace canaryd

@@ -9,8 +9,7 @@
 
 namespace canaryd {
 
-std::vector<Reason> http_probe_reasons();
-std::vector<std::string_view> http_probe_phases();
-ProbePtr make_http_probe(const ProbeSpec& spec, YamlSection& section);
+// The type's entry in the registry (probes/registry.cc).
+ProbeType http_probe_type();
 
 }  // namespace canaryd

@@ -502,17 +502,17 @@ CancelInfo PostgresProbe::cancel() {
 
 }  // namespace
 
-std::vector<Reason> postgres_probe_reasons() {
+static std::vector<Reason> postgres_probe_reasons() {
   return {Reason::kTimeout, Reason::kDns,       Reason::kConnectRefused,
           Reason::kConnect, Reason::kAuth,      Reason::kProtocol,
           Reason::kQuery,   Reason::kAssertion, Reason::kInternal};
 }
 
-std::vector<std::string_view> postgres_probe_phases() {
+static std::vector<std::string_view> postgres_probe_phases() {
   return {"dns", "connect", "query", "total"};
 }
 
-ProbePtr make_postgres_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+static ProbePtr make_postgres_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   PostgresOptions o;
   size_t errors_before = s.context().errors->size();
   auto dsn = s.get_string("dsn");
@@ -578,6 +578,13 @@ ProbePtr make_postgres_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   s.finish();
   if (s.context().errors->size() != errors_before) return nullptr;
   return std::make_unique<PostgresProbe>(std::move(o));
+}
+
+ProbeType postgres_probe_type() {
+  return {.name = "postgres",
+          .reasons = postgres_probe_reasons(),
+          .phases = postgres_probe_phases(),
+          .make = &make_postgres_probe};
 }
 
 }  // namespace canaryd

@@ -11,8 +11,7 @@
 
 namespace canaryd {
 
-std::vector<Reason> postgres_probe_reasons();
-std::vector<std::string_view> postgres_probe_phases();
-ProbePtr make_postgres_probe(const ProbeSpec& spec, YamlSection& section);
+// The type's entry in the registry (probes/registry.cc).
+ProbeType postgres_probe_type();
 
 }  // namespace canaryd

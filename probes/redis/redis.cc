@@ -282,16 +282,16 @@ CancelInfo RedisProbe::cancel() {
 
 }  // namespace
 
-std::vector<Reason> redis_probe_reasons() {
+static std::vector<Reason> redis_probe_reasons() {
   return {Reason::kTimeout, Reason::kDns,      Reason::kConnectRefused, Reason::kConnect,
           Reason::kAuth,    Reason::kProtocol, Reason::kAssertion,      Reason::kInternal};
 }
 
-std::vector<std::string_view> redis_probe_phases() {
+static std::vector<std::string_view> redis_probe_phases() {
   return {"dns", "connect", "auth", "command", "total"};
 }
 
-ProbePtr make_redis_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
+static ProbePtr make_redis_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   RedisOptions o;
   size_t errors_before = s.context().errors->size();
   if (auto address = s.get_string("address")) {
@@ -321,6 +321,13 @@ ProbePtr make_redis_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   s.finish();
   if (s.context().errors->size() != errors_before) return nullptr;
   return std::make_unique<RedisProbe>(std::move(o));
+}
+
+ProbeType redis_probe_type() {
+  return {.name = "redis",
+          .reasons = redis_probe_reasons(),
+          .phases = redis_probe_phases(),
+          .make = &make_redis_probe};
 }
 
 }  // namespace canaryd

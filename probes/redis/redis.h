@@ -10,8 +10,7 @@
 
 namespace canaryd {
 
-std::vector<Reason> redis_probe_reasons();
-std::vector<std::string_view> redis_probe_phases();
-ProbePtr make_redis_probe(const ProbeSpec& spec, YamlSection& section);
+// The type's entry in the registry (probes/registry.cc).
+ProbeType redis_probe_type();
 
 }  // namespace canaryd

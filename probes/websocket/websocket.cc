@@ -335,7 +335,7 @@ CancelInfo WebSocketProbe::cancel() {
 
 }  // namespace
 
-std::vector<Reason> websocket_probe_reasons() {
+static std::vector<Reason> websocket_probe_reasons() {
   return {Reason::kTimeout,
           Reason::kDns,
           Reason::kConnectRefused,
@@ -352,11 +352,11 @@ std::vector<Reason> websocket_probe_reasons() {
           Reason::kInternal};
 }
 
-std::vector<std::string_view> websocket_probe_phases() {
+static std::vector<std::string_view> websocket_probe_phases() {
   return {"dns", "connect", "tls", "handshake", "first_message", "close", "total"};
 }
 
-ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& s) {
+static ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& s) {
   WebSocketOptions o;
   size_t errors_before = s.context().errors->size();
   read_ws_endpoint(s, *o.endpoint);
@@ -391,6 +391,13 @@ ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& s) {
   s.finish();
   if (s.context().errors->size() != errors_before) return nullptr;
   return std::make_unique<WebSocketProbe>(std::move(o));
+}
+
+ProbeType websocket_probe_type() {
+  return {.name = "websocket",
+          .reasons = websocket_probe_reasons(),
+          .phases = websocket_probe_phases(),
+          .make = &make_websocket_probe};
 }
 
 }  // namespace canaryd

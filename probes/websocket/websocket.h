@@ -11,8 +11,7 @@
 
 namespace canaryd {
 
-std::vector<Reason> websocket_probe_reasons();
-std::vector<std::string_view> websocket_probe_phases();
-ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& section);
+// The type's entry in the registry (probes/registry.cc).
+ProbeType websocket_probe_type();
 
 }  // namespace canaryd
