@@ -23,24 +23,11 @@ struct RuleDefault {
   bool long_window;
 };
 
-// The brief's escalation thresholds. Low-traffic probe types (the agent
-// pipeline runs every few minutes) are judged over the long window, so a
-// short window holding one run cannot decide.
+// The brief's escalation thresholds for every probe, whatever its type. A
+// type's own alerts are declared in its folder (ProbeType::alerts).
 const std::vector<RuleDefault>& rule_defaults() {
   static const std::vector<RuleDefault> rules = {
-      {"agent_pipeline_down", "CanaryAgentPipelineDown", "P0", ThresholdKind::kRatio, 0, 2h, true},
-      {"database_latency_critical", "CanaryDatabaseLatencyCritical", "P0", ThresholdKind::kSeconds,
-       10, 5min, false},
-      {"redis_down", "CanaryRedisDown", "P0", ThresholdKind::kRatio, 0, 4h, false},
-      {"websocket_success_critical", "CanaryWebSocketSuccessCritical", "P0", ThresholdKind::kRatio,
-       0.5, 5min, false},
       {"critical_success_low", "CanaryCriticalProbesFailing", "P1", ThresholdKind::kRatio, 0.8,
-       10min, false},
-      {"agent_pipeline_slow", "CanaryAgentPipelineSlow", "P1", ThresholdKind::kSeconds, 60, 30min,
-       true},
-      {"database_latency_high", "CanaryDatabaseLatencyHigh", "P1", ThresholdKind::kSeconds, 5,
-       10min, false},
-      {"websocket_success_low", "CanaryWebSocketSuccessLow", "P1", ThresholdKind::kRatio, 0.7,
        10min, false},
       {"canaryd_down", "CanarydDown", "P1", ThresholdKind::kNone, 0, 5min, false},
       {"tls_expiry_critical", "CanaryTLSCertExpiryCritical", "P1", ThresholdKind::kSeconds,
@@ -86,6 +73,27 @@ std::string join(const std::vector<std::string>& parts) {
     if (p.empty()) continue;
     if (!out.empty()) out += ", ";
     out += p;
+  }
+  return out;
+}
+
+// `text` with each {field} replaced by its value.
+std::string fill(std::string_view text, const std::map<std::string_view, std::string>& fields) {
+  std::string out;
+  while (!text.empty()) {
+    bool replaced = false;
+    for (const auto& [field, value] : fields) {
+      if (text.starts_with(field)) {
+        out += value;
+        text.remove_prefix(field.size());
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) {
+      out += text.front();
+      text.remove_prefix(1);
+    }
   }
   return out;
 }
@@ -192,17 +200,6 @@ class RuleWriter {
         "{{ $labels.probe }} ({{ $labels.type }}, category {{ "
         "$labels.category }})";
     std::string reason = "Top failure reason over " + long_ + ": " + top_reason({"probe"}) + ".";
-    auto per_probe_ratio = [&](const std::string& type, const char* op) {
-      return fmt::format(
-          "canary:probe_success:ratio_{0}{{type=\"{1}\"}} {2} {3} and {4}{{type=\"{1}\"}} >= {5}",
-          w, type, op, thr, guard, cfg_.min_runs);
-    };
-    auto per_probe_latency = [&](const std::string& type, const char* stat) {
-      return fmt::format(
-          "canary:probe_latency_seconds:{0}_{1}{{type=\"{2}\"}} > {3} and {4}{{type=\"{2}\"}} >= "
-          "{5}",
-          stat, w, type, thr, guard, cfg_.min_runs);
-    };
     // "Success over the last 5m is 42% <rest>" and "<what> over the last 5m is
     // 12s <rest>": the sentence every ratio and latency alert opens with.
     auto success_is = [&](const std::string& rest) {
@@ -214,32 +211,26 @@ class RuleWriter {
                          rest);
     };
     const std::string threshold_pct = " (threshold " + percent(r.threshold) + ")";
-    const std::string threshold_s = " (threshold " + seconds_text(r.threshold) + ")";
     const std::string key = r.key;
-    if (key == "agent_pipeline_down") {
-      expr = per_probe_ratio("agent_pipeline", "<=");
-      summary = "Agent pipeline " + probe_text + " has not succeeded for " +
-                prom_duration(r.for_duration + cfg_.long_window);
-      description = success_is(fmt::format(" (at most {}), sustained for {}. ",
-                                           percent(r.threshold), prom_duration(r.for_duration))) +
-                    reason;
-    } else if (key == "redis_down") {
-      expr = per_probe_ratio("redis", "<=");
-      summary = "Redis " + probe_text + " unreachable: every run failing for " +
-                prom_duration(r.for_duration);
-      description = success_is(", sustained for " + prom_duration(r.for_duration) + ". ") + reason;
-    } else if (key == "websocket_success_critical" || key == "websocket_success_low") {
-      expr = per_probe_ratio("websocket", "<");
-      summary = "WebSocket " + probe_text + " success below " + percent(r.threshold);
-      description = success_is(threshold_pct + ". ") + reason;
-    } else if (key == "database_latency_critical" || key == "database_latency_high") {
-      expr = per_probe_latency("postgres", "mean");
-      summary = "Database " + probe_text + " responding in more than " + seconds_text(r.threshold);
-      description = duration_is("Mean run time", threshold_s + ". ") + reason;
-    } else if (key == "agent_pipeline_slow") {
-      expr = per_probe_latency("agent_pipeline", "mean");
-      summary = "Agent pipeline " + probe_text + " mean time above " + seconds_text(r.threshold);
-      description = duration_is("Mean conversation time", threshold_s + ". ") + reason;
+    if (r.type_alert) {
+      const TypeAlert& a = *r.type_alert;
+      const bool ratio = a.measure != TypeAlert::Measure::kMeanSecondsAbove;
+      const char* op = a.measure == TypeAlert::Measure::kSuccessAtMost ? "<=" : "<";
+      std::string series =
+          ratio ? "canary:probe_success:ratio_" + w : "canary:probe_latency_seconds:mean_" + w;
+      expr = fmt::format("{0}{{type=\"{1}\"}} {2} {3} and {4}{{type=\"{1}\"}} >= {5}", series,
+                         r.type, ratio ? op : ">", thr, guard, cfg_.min_runs);
+      const std::map<std::string_view, std::string> fields = {
+          {"{probe}", probe_text},
+          {"{window}", w},
+          {"{value}",
+           ratio ? "{{ $value | humanizePercentage }}" : "{{ $value | humanizeDuration }}"},
+          {"{threshold}", ratio ? percent(r.threshold) : seconds_text(r.threshold)},
+          {"{for}", prom_duration(r.for_duration)},
+          {"{down_for}", prom_duration(r.for_duration + cfg_.long_window)},
+      };
+      summary = fill(a.summary, fields);
+      description = fill(a.description, fields) + " " + reason;
     } else if (key == "latency_p95_high") {
       std::string types;
       for (const auto& t : cfg_.latency_types) types += (types.empty() ? "" : "|") + t;
@@ -331,10 +322,34 @@ AlertingConfig default_alerting() {
   cfg.long_window = 1h;
   cfg.min_runs = 3;
   cfg.job = "canaryd";
-  cfg.latency_types = {"http", "redis", "postgres"};
-  for (const auto& d : rule_defaults())
-    cfg.rules.push_back(
-        {d.key, d.name, d.severity, true, d.kind, d.threshold, d.for_duration, d.long_window});
+  cfg.latency_types.clear();
+  for (const auto& type : probe_types())
+    if (type.latency_baseline) cfg.latency_types.emplace_back(type.name);
+  // P0 first, and within a level the types' own alerts (in registry order)
+  // before those every probe gets.
+  for (std::string_view level : {"P0", "P1", "P2"}) {
+    for (const auto& type : probe_types()) {
+      for (const auto& a : type.alerts) {
+        if (a.severity != level) continue;
+        bool ratio = a.measure != TypeAlert::Measure::kMeanSecondsAbove;
+        cfg.rules.push_back({std::string(a.key), std::string(a.name), std::string(a.severity), true,
+                             ratio ? ThresholdKind::kRatio : ThresholdKind::kSeconds, a.threshold,
+                             a.for_duration, a.long_window, std::string(type.name), a});
+      }
+    }
+    for (const auto& d : rule_defaults())
+      if (d.severity == level)
+        cfg.rules.push_back({d.key,
+                             d.name,
+                             d.severity,
+                             true,
+                             d.kind,
+                             d.threshold,
+                             d.for_duration,
+                             d.long_window,
+                             {},
+                             std::nullopt});
+  }
   return cfg;
 }
 

@@ -4,10 +4,12 @@
 // (../shared/SPEC.md), each of which can be tuned or switched off.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/yaml_section.h"
+#include "probes/registry.h"
 
 namespace canaryd {
 
@@ -23,6 +25,9 @@ struct AlertRuleConfig {
   double threshold = 0;  // a ratio, seconds or a count, per kind
   Duration for_duration{0};
   bool long_window = false;  // evaluate over long_window (low-traffic probes)
+  // A rule a probe type declares (probes/<type>/): its type and texts.
+  std::string type;
+  std::optional<TypeAlert> type_alert;
 };
 
 struct AlertingConfig {

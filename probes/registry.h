@@ -2,6 +2,7 @@
 // its file pair; there are no self-registering static objects.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,29 @@ struct ProbeSpec {
   std::string fingerprint;
 };
 
+// An alert a type adds to the generated Prometheus rules (`canaryd rules`),
+// declared as data: daemon/alerting.cc writes each one from its measure and
+// texts, with no branch on a type name. The texts may use {probe} (the
+// probe, its type and category), {window}, {value} (the measured value,
+// humanized), {threshold}, {for} and {down_for} (for + the long window: how
+// long nothing has succeeded when the alert fires).
+struct TypeAlert {
+  enum class Measure {
+    kSuccessAtMost,     // the success ratio is at most the threshold (0: nothing succeeds)
+    kSuccessBelow,      // the success ratio is below the threshold
+    kMeanSecondsAbove,  // the mean run time is above the threshold, in seconds
+  };
+  std::string_view key;       // its key under alerting.rules, e.g. redis_down
+  std::string_view name;      // the alert, e.g. CanaryRedisDown
+  std::string_view severity;  // P0, P1 or P2 (the users' escalation levels)
+  Measure measure;
+  double threshold;  // a ratio or seconds, per measure
+  std::chrono::seconds for_duration;
+  bool long_window;  // judged over the long window: a low-traffic type
+  std::string_view summary;
+  std::string_view description;  // the top failure reason is appended
+};
+
 struct ProbeType {
   std::string_view name;
   // Every failure reason the type can report; each is pre-created at 0 in
@@ -36,6 +60,11 @@ struct ProbeType {
   // Reads the type's own section (the key named after the type). Records
   // errors in the section and returns nullptr when the section is invalid.
   ProbePtr (*make)(const ProbeSpec& spec, YamlSection& section);
+  // The type's own alerts, beyond those every probe gets.
+  std::vector<TypeAlert> alerts = {};
+  // Whether the p95 "performance baseline" alert applies by default: a
+  // WebSocket hold or an agent conversation is long by design.
+  bool latency_baseline = false;
 };
 
 const std::vector<ProbeType>& probe_types();

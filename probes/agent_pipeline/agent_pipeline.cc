@@ -12,6 +12,7 @@
 
 #include "base/json_path.h"
 #include "base/secrets.h"
+#include "probes/agent_pipeline/agent_options.h"
 #include "probes/agent_pipeline/event_matcher.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
@@ -23,47 +24,6 @@
 namespace canaryd {
 
 namespace {
-
-using std::chrono_literals::operator""s;
-
-constexpr int64_t kMaxSessions = 1000;
-constexpr const char* kOther = kOtherEvent;
-
-struct TokenStep {
-  HttpCallOptions http;
-  std::string json_path;
-  Duration cache_for{0};
-};
-
-// The matching options (type_field, correlation_field, strict, events) are
-// the base: the event matcher reads them.
-struct AgentOptions : EventMatchOptions {
-  std::shared_ptr<WsEndpoint> endpoint = std::make_shared<WsEndpoint>();
-  bool endpoint_uses_token = false;
-  std::optional<TokenStep> token;
-  std::optional<nlohmann::json> send_json;  // template: strings may hold {{run_id}}, {{token}}
-  std::string send_text;
-  Duration first_event_timeout = 35s;
-  Duration idle_timeout = 35s;
-  int sessions = 1;
-};
-
-nlohmann::json fill_json(const nlohmann::json& tmpl, const std::string& run_id,
-                         const std::string& token) {
-  if (tmpl.is_string())
-    return fill_template(fill_template(tmpl.get<std::string>(), "run_id", run_id), "token", token);
-  if (tmpl.is_object()) {
-    nlohmann::json out = nlohmann::json::object();
-    for (const auto& [k, v] : tmpl.items()) out[k] = fill_json(v, run_id, token);
-    return out;
-  }
-  if (tmpl.is_array()) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& v : tmpl) out.push_back(fill_json(v, run_id, token));
-    return out;
-  }
-  return tmpl;
-}
 
 class AgentPipelineProbe : public Probe, private WsConnection::Handler {
  public:
@@ -536,13 +496,6 @@ CancelInfo AgentPipelineProbe::cancel() {
   return info;
 }
 
-bool uses_token(const WsEndpoint& ep) {
-  auto has = [](const std::string& s) { return s.find("{{token}}") != std::string::npos; };
-  return std::any_of(ep.subprotocols.begin(), ep.subprotocols.end(), has) ||
-         std::any_of(ep.headers.begin(), ep.headers.end(),
-                     [&](const auto& h) { return has(h.second); });
-}
-
 }  // namespace
 
 static std::vector<Reason> agent_pipeline_probe_reasons() {
@@ -569,123 +522,39 @@ static std::vector<std::string_view> agent_pipeline_probe_phases() {
 }
 
 static ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
-  AgentOptions o;
-  size_t errors_before = s.context().errors->size();
-
-  if (auto token = s.get_section("token")) {
-    TokenStep t;
-    auto url = token->get_string("url");
-    if (!url) {
-      if (!token->has("url")) token->error("", "missing required key url");
-    } else if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0) {
-      token->error("url", "scheme must be http or https");
-    } else {
-      t.http.url = *url;
-    }
-    if (auto m = token->get_string("method")) {
-      if (m->empty() ||
-          !std::all_of(m->begin(), m->end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
-        token->error("method", fmt::format("invalid method \"{}\"", *m));
-      else
-        t.http.method = *m;
-    }
-    t.http.headers = read_headers(*token, "headers");
-    t.http.body = token->get_string("body");
-    if (auto path = token->get_string("json_path")) {
-      t.json_path = *path;
-    } else if (!token->has("json_path")) {
-      token->error("", "missing required key json_path (where the token is in the response)");
-    }
-    if (auto cache = token->get_duration("cache_for")) t.cache_for = *cache;
-    if (auto tls = token->get_section("tls")) {
-      t.http.ca_file = read_ca_file(*tls);
-      if (auto skip = tls->get_bool("insecure_skip_verify")) t.http.insecure_skip_verify = *skip;
-      tls->finish();
-    }
-    token->finish();
-    o.token = std::move(t);
-  }
-
-  if (auto ws = s.get_section("websocket")) {
-    read_ws_endpoint(*ws, *o.endpoint, /*templates=*/true);
-    ws->finish();
-    o.endpoint_uses_token = uses_token(*o.endpoint);
-    if (o.endpoint_uses_token && !o.token)
-      s.error("websocket", "{{token}} is used but there is no token step");
-  } else if (!s.has("websocket")) {
-    s.error("", "missing required key websocket");
-  }
-
-  if (auto send = s.get_section("send")) {
-    if (send->has("json")) {
-      if (auto json = send->get_json("json")) o.send_json = std::move(*json);
-    } else if (auto text = send->get_string("text")) {
-      o.send_text = *text;
-    } else if (!send->has("json") && !send->has("text")) {
-      send->error("", "expected json or text");
-    }
-    send->finish();
-  } else if (!s.has("send")) {
-    s.error("", "missing required key send");
-  }
-
-  if (auto f = s.get_string("event_type_field")) o.type_field = *f;
-  if (auto f = s.get_string("correlation_field")) o.correlation_field = *f;
-  if (auto order = s.get_string("order")) {
-    if (*order == "strict") {
-      o.strict = true;
-    } else if (*order == "any") {
-      o.strict = false;
-    } else {
-      s.error("order", fmt::format("\"{}\" is not strict or any", *order));
-    }
-  }
-  static const std::vector<std::string> kReserved = {"token",     "dns",         "connect", "tls",
-                                                     "handshake", "first_event", "close",   "total",
-                                                     "events",    kOther};
-  if (auto events = s.get_section_list("events")) {
-    for (auto& e : *events) {
-      ExpectedEvent ev;
-      if (auto type = e.get_string("type")) {
-        if (type->empty() || type->size() > 64 ||
-            !std::all_of(type->begin(), type->end(), [](char c) {
-              return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
-                     c == '.';
-            })) {
-          e.error("type", "expected a name of letters, digits, _ - . (at most 64)");
-        } else if (std::find(kReserved.begin(), kReserved.end(), *type) != kReserved.end()) {
-          e.error("type", fmt::format("\"{}\" is reserved for a phase name", *type));
-        } else {
-          ev.type = *type;
-        }
-      } else if (!e.has("type")) {
-        e.error("", "missing required key type");
-      }
-      if (auto req = e.get_string_list("required")) ev.required = *req;
-      e.finish();
-      if (!ev.type.empty()) o.events.push_back(std::move(ev));
-    }
-    if (events->empty()) s.error("events", "expected at least one event");
-  } else if (!s.has("events")) {
-    s.error("", "missing required key events");
-  }
-  if (auto t = s.get_duration("first_event_timeout")) o.first_event_timeout = *t;
-  if (auto t = s.get_duration("idle_timeout")) o.idle_timeout = *t;
-  if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024)) {
-    o.endpoint->max_message_bytes = static_cast<size_t>(*m);
-    o.endpoint->max_message_key = "max_frame_bytes";
-  }
-  if (auto n = s.get_int("sessions", 1, kMaxSessions)) o.sessions = static_cast<int>(*n);
-  s.finish();
-  if (s.context().errors->size() != errors_before) return nullptr;
-  return std::make_unique<AgentPipelineProbe>(std::move(o));
+  auto options = read_agent_options(s);
+  if (!options) return nullptr;
+  return std::make_unique<AgentPipelineProbe>(std::move(*options));
 }
 
 ProbeType agent_pipeline_probe_type() {
+  using namespace std::chrono_literals;
   return {.name = "agent_pipeline",
           .reasons = agent_pipeline_probe_reasons(),
           .phases = agent_pipeline_probe_phases(),
-          .make = &make_agent_pipeline_probe};
+          .make = &make_agent_pipeline_probe,
+          // Judged over the long window: the pipeline runs every few minutes,
+          // so a short window holding one run cannot decide.
+          .alerts = {{.key = "agent_pipeline_down",
+                      .name = "CanaryAgentPipelineDown",
+                      .severity = "P0",
+                      .measure = TypeAlert::Measure::kSuccessAtMost,
+                      .threshold = 0,
+                      .for_duration = 2h,
+                      .long_window = true,
+                      .summary = "Agent pipeline {probe} has not succeeded for {down_for}",
+                      .description = "Success over the last {window} is {value} (at most "
+                                     "{threshold}), sustained for {for}."},
+                     {.key = "agent_pipeline_slow",
+                      .name = "CanaryAgentPipelineSlow",
+                      .severity = "P1",
+                      .measure = TypeAlert::Measure::kMeanSecondsAbove,
+                      .threshold = 60,
+                      .for_duration = 30min,
+                      .long_window = true,
+                      .summary = "Agent pipeline {probe} mean time above {threshold}",
+                      .description = "Mean conversation time over the last {window} is {value} "
+                                     "(threshold {threshold})."}}};
 }
 
 }  // namespace canaryd

@@ -562,10 +562,12 @@ static ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
 }
 
 ProbeType http_probe_type() {
+  using namespace std::chrono_literals;
   return {.name = "http",
           .reasons = http_probe_reasons(),
           .phases = http_probe_phases(),
-          .make = &make_http_probe};
+          .make = &make_http_probe,
+          .latency_baseline = true};
 }
 
 }  // namespace canaryd

@@ -581,10 +581,33 @@ static ProbePtr make_postgres_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
 }
 
 ProbeType postgres_probe_type() {
-  return {.name = "postgres",
-          .reasons = postgres_probe_reasons(),
-          .phases = postgres_probe_phases(),
-          .make = &make_postgres_probe};
+  using namespace std::chrono_literals;
+  return {
+      .name = "postgres",
+      .reasons = postgres_probe_reasons(),
+      .phases = postgres_probe_phases(),
+      .make = &make_postgres_probe,
+      .alerts = {{.key = "database_latency_critical",
+                  .name = "CanaryDatabaseLatencyCritical",
+                  .severity = "P0",
+                  .measure = TypeAlert::Measure::kMeanSecondsAbove,
+                  .threshold = 10,
+                  .for_duration = 5min,
+                  .long_window = false,
+                  .summary = "Database {probe} responding in more than {threshold}",
+                  .description =
+                      "Mean run time over the last {window} is {value} (threshold {threshold})."},
+                 {.key = "database_latency_high",
+                  .name = "CanaryDatabaseLatencyHigh",
+                  .severity = "P1",
+                  .measure = TypeAlert::Measure::kMeanSecondsAbove,
+                  .threshold = 5,
+                  .for_duration = 10min,
+                  .long_window = false,
+                  .summary = "Database {probe} responding in more than {threshold}",
+                  .description =
+                      "Mean run time over the last {window} is {value} (threshold {threshold})."}},
+      .latency_baseline = true};
 }
 
 }  // namespace canaryd

@@ -324,10 +324,22 @@ static ProbePtr make_redis_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
 }
 
 ProbeType redis_probe_type() {
+  using namespace std::chrono_literals;
   return {.name = "redis",
           .reasons = redis_probe_reasons(),
           .phases = redis_probe_phases(),
-          .make = &make_redis_probe};
+          .make = &make_redis_probe,
+          .alerts = {{.key = "redis_down",
+                      .name = "CanaryRedisDown",
+                      .severity = "P0",
+                      .measure = TypeAlert::Measure::kSuccessAtMost,
+                      .threshold = 0,
+                      .for_duration = 4h,
+                      .long_window = false,
+                      .summary = "Redis {probe} unreachable: every run failing for {for}",
+                      .description =
+                          "Success over the last {window} is {value}, sustained for {for}."}},
+          .latency_baseline = true};
 }
 
 }  // namespace canaryd

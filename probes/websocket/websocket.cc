@@ -394,10 +394,31 @@ static ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& s) {
 }
 
 ProbeType websocket_probe_type() {
-  return {.name = "websocket",
-          .reasons = websocket_probe_reasons(),
-          .phases = websocket_probe_phases(),
-          .make = &make_websocket_probe};
+  using namespace std::chrono_literals;
+  return {
+      .name = "websocket",
+      .reasons = websocket_probe_reasons(),
+      .phases = websocket_probe_phases(),
+      .make = &make_websocket_probe,
+      .alerts = {
+          {.key = "websocket_success_critical",
+           .name = "CanaryWebSocketSuccessCritical",
+           .severity = "P0",
+           .measure = TypeAlert::Measure::kSuccessBelow,
+           .threshold = 0.5,
+           .for_duration = 5min,
+           .long_window = false,
+           .summary = "WebSocket {probe} success below {threshold}",
+           .description = "Success over the last {window} is {value} (threshold {threshold})."},
+          {.key = "websocket_success_low",
+           .name = "CanaryWebSocketSuccessLow",
+           .severity = "P1",
+           .measure = TypeAlert::Measure::kSuccessBelow,
+           .threshold = 0.7,
+           .for_duration = 10min,
+           .long_window = false,
+           .summary = "WebSocket {probe} success below {threshold}",
+           .description = "Success over the last {window} is {value} (threshold {threshold})."}}};
 }
 
 }  // namespace canaryd

@@ -1,0 +1,153 @@
+#include "probes/agent_pipeline/agent_options.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "probes/common/config_fields.h"
+
+namespace canaryd {
+
+namespace {
+
+bool uses_token(const WsEndpoint& ep) {
+  auto has = [](const std::string& s) { return s.find("{{token}}") != std::string::npos; };
+  return std::any_of(ep.subprotocols.begin(), ep.subprotocols.end(), has) ||
+         std::any_of(ep.headers.begin(), ep.headers.end(),
+                     [&](const auto& h) { return has(h.second); });
+}
+
+}  // namespace
+
+nlohmann::json fill_json(const nlohmann::json& tmpl, const std::string& run_id,
+                         const std::string& token) {
+  if (tmpl.is_string())
+    return fill_template(fill_template(tmpl.get<std::string>(), "run_id", run_id), "token", token);
+  if (tmpl.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [k, v] : tmpl.items()) out[k] = fill_json(v, run_id, token);
+    return out;
+  }
+  if (tmpl.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& v : tmpl) out.push_back(fill_json(v, run_id, token));
+    return out;
+  }
+  return tmpl;
+}
+
+std::optional<AgentOptions> read_agent_options(YamlSection& s) {
+  AgentOptions o;
+  size_t errors_before = s.context().errors->size();
+
+  if (auto token = s.get_section("token")) {
+    TokenStep t;
+    auto url = token->get_string("url");
+    if (!url) {
+      if (!token->has("url")) token->error("", "missing required key url");
+    } else if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0) {
+      token->error("url", "scheme must be http or https");
+    } else {
+      t.http.url = *url;
+    }
+    if (auto m = token->get_string("method")) {
+      if (m->empty() ||
+          !std::all_of(m->begin(), m->end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+        token->error("method", fmt::format("invalid method \"{}\"", *m));
+      else
+        t.http.method = *m;
+    }
+    t.http.headers = read_headers(*token, "headers");
+    t.http.body = token->get_string("body");
+    if (auto path = token->get_string("json_path")) {
+      t.json_path = *path;
+    } else if (!token->has("json_path")) {
+      token->error("", "missing required key json_path (where the token is in the response)");
+    }
+    if (auto cache = token->get_duration("cache_for")) t.cache_for = *cache;
+    if (auto tls = token->get_section("tls")) {
+      t.http.ca_file = read_ca_file(*tls);
+      if (auto skip = tls->get_bool("insecure_skip_verify")) t.http.insecure_skip_verify = *skip;
+      tls->finish();
+    }
+    token->finish();
+    o.token = std::move(t);
+  }
+
+  if (auto ws = s.get_section("websocket")) {
+    read_ws_endpoint(*ws, *o.endpoint, /*templates=*/true);
+    ws->finish();
+    o.endpoint_uses_token = uses_token(*o.endpoint);
+    if (o.endpoint_uses_token && !o.token)
+      s.error("websocket", "{{token}} is used but there is no token step");
+  } else if (!s.has("websocket")) {
+    s.error("", "missing required key websocket");
+  }
+
+  if (auto send = s.get_section("send")) {
+    if (send->has("json")) {
+      if (auto json = send->get_json("json")) o.send_json = std::move(*json);
+    } else if (auto text = send->get_string("text")) {
+      o.send_text = *text;
+    } else if (!send->has("json") && !send->has("text")) {
+      send->error("", "expected json or text");
+    }
+    send->finish();
+  } else if (!s.has("send")) {
+    s.error("", "missing required key send");
+  }
+
+  if (auto f = s.get_string("event_type_field")) o.type_field = *f;
+  if (auto f = s.get_string("correlation_field")) o.correlation_field = *f;
+  if (auto order = s.get_string("order")) {
+    if (*order == "strict") {
+      o.strict = true;
+    } else if (*order == "any") {
+      o.strict = false;
+    } else {
+      s.error("order", fmt::format("\"{}\" is not strict or any", *order));
+    }
+  }
+  static const std::vector<std::string> kReserved = {"token",     "dns",         "connect", "tls",
+                                                     "handshake", "first_event", "close",   "total",
+                                                     "events",    kOtherEvent};
+  if (auto events = s.get_section_list("events")) {
+    for (auto& e : *events) {
+      ExpectedEvent ev;
+      if (auto type = e.get_string("type")) {
+        if (type->empty() || type->size() > 64 ||
+            !std::all_of(type->begin(), type->end(), [](char c) {
+              return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
+                     c == '.';
+            })) {
+          e.error("type", "expected a name of letters, digits, _ - . (at most 64)");
+        } else if (std::find(kReserved.begin(), kReserved.end(), *type) != kReserved.end()) {
+          e.error("type", fmt::format("\"{}\" is reserved for a phase name", *type));
+        } else {
+          ev.type = *type;
+        }
+      } else if (!e.has("type")) {
+        e.error("", "missing required key type");
+      }
+      if (auto req = e.get_string_list("required")) ev.required = *req;
+      e.finish();
+      if (!ev.type.empty()) o.events.push_back(std::move(ev));
+    }
+    if (events->empty()) s.error("events", "expected at least one event");
+  } else if (!s.has("events")) {
+    s.error("", "missing required key events");
+  }
+  if (auto t = s.get_duration("first_event_timeout")) o.first_event_timeout = *t;
+  if (auto t = s.get_duration("idle_timeout")) o.idle_timeout = *t;
+  if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024)) {
+    o.endpoint->max_message_bytes = static_cast<size_t>(*m);
+    o.endpoint->max_message_key = "max_frame_bytes";
+  }
+  if (auto n = s.get_int("sessions", 1, kMaxAgentSessions)) o.sessions = static_cast<int>(*n);
+  s.finish();
+  if (s.context().errors->size() != errors_before) return std::nullopt;
+  return o;
+}
+
+}  // namespace canaryd
