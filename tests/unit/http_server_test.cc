@@ -21,8 +21,12 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/raw_http_client.h"
+
 namespace canaryd {
 namespace {
+
+using test::RawSocket;
 
 // Generous: only there so a broken server fails the test instead of hanging it.
 constexpr int kSafetyTimeoutMs = 10000;
@@ -112,124 +116,6 @@ HttpResponse echo_handler(const HttpRequest& req) {
       req.method + "|" + req.path + "|" + req.query + "|" + req.header("x-test") + "|" + req.body;
   return r;
 }
-
-class RawSocket {
- public:
-  // receive_buffer > 0 fixes SO_RCVBUF before connecting (the kernel then does not autotune it).
-  explicit RawSocket(int port, int receive_buffer = 0) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    REQUIRE(fd_ >= 0);
-    if (receive_buffer > 0) {
-      REQUIRE(setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer)) == 0);
-    }
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  }
-  ~RawSocket() {
-    if (fd_ >= 0) close(fd_);
-  }
-  RawSocket(const RawSocket&) = delete;
-  RawSocket& operator=(const RawSocket&) = delete;
-
-  int fd() const { return fd_; }
-  void shutdown_write() { REQUIRE(shutdown(fd_, SHUT_WR) == 0); }
-
-  void send_all(const std::string& data) {
-    size_t off = 0;
-    while (off < data.size()) {
-      const ssize_t n = send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      REQUIRE(n > 0);
-      off += static_cast<size_t>(n);
-    }
-  }
-
-  // Reads until the peer closes (true) or the safety timeout expires (false).
-  bool read_until_closed(std::string* out) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(kSafetyTimeoutMs);
-    char buf[65536];
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) return true;  // EOF or reset: either way the server closed it.
-      out->append(buf, static_cast<size_t>(n));
-    }
-    return false;
-  }
-
-  // Reads until `count` complete Content-Length framed responses have arrived.
-  bool read_responses(size_t count, std::string* out) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(kSafetyTimeoutMs);
-    char buf[65536];
-    while (complete_responses(*out) < count) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) return false;
-      out->append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // Reads `count` Content-Length framed responses, handing each to `check` (head and body)
-  // as soon as it is complete and dropping it, so no more than one is kept in `buffer`.
-  bool consume_responses(size_t count, std::string* buffer,
-                         const std::function<void(const std::string&)>& check) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(kSafetyTimeoutMs);
-    char buf[65536];
-    size_t done = 0;
-    while (true) {
-      for (size_t size = first_response_size(*buffer); size > 0 && done < count;
-           size = first_response_size(*buffer)) {
-        check(buffer->substr(0, size));
-        buffer->erase(0, size);
-        ++done;
-      }
-      if (done == count) return true;
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) return false;
-      buffer->append(buf, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  // The size of the complete response at the front of `data`, 0 while it is incomplete.
-  static size_t first_response_size(const std::string& data) {
-    const size_t end = data.find("\r\n\r\n");
-    if (end == std::string::npos) return 0;
-    size_t length = 0;
-    const size_t cl = data.substr(0, end).find("Content-Length: ");
-    if (cl != std::string::npos) length = std::stoul(data.substr(cl + 16, 20));
-    return data.size() < end + 4 + length ? 0 : end + 4 + length;
-  }
-
-  static size_t complete_responses(const std::string& data) {
-    size_t count = 0;
-    size_t pos = 0;
-    while (true) {
-      const size_t end = data.find("\r\n\r\n", pos);
-      if (end == std::string::npos) return count;
-      const std::string head = data.substr(pos, end - pos);
-      size_t length = 0;
-      const size_t cl = head.find("Content-Length: ");
-      if (cl != std::string::npos) length = std::stoul(head.substr(cl + 16));
-      if (data.size() < end + 4 + length) return count;
-      pos = end + 4 + length;
-      ++count;
-    }
-  }
-
-  int fd_;
-};
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
