@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "tests/support/harness.h"
 
@@ -220,30 +222,28 @@ TEST_CASE("hung targets do not delay other probes", "[daemon][scale]") {
   for (int i = 0; i < 200; ++i)
     probes += http_probe(fmt::format("hung-{:03d}", i), fp.url("/health?mode=hang"),
                          "    interval: 1s\n    timeout: 1s\n");
-  // Generous timing: the property is that hung runs cost the healthy probe
-  // nothing, not how fast a loaded CI machine answers.
-  probes += http_probe("healthy", fp.url("/health"), "    interval: 1s\n    timeout: 1s\n");
+  // The healthy probe's timeout is generous: what is tested is that it keeps succeeding
+  // while the hung runs are in flight, not how fast a loaded CI machine answers.
+  probes += http_probe("healthy", fp.url("/health"), "    interval: 3s\n    timeout: 3s\n");
   Daemon d(base_config(probes));
   REQUIRE(wait_until([&] { return has_run(d, "hung-000", 2); }, 30s));
+  const double hung_timeouts_before =
+      metric_sum(d.metrics(), "canary_probe_failures_total", "hung-", {{"reason", "timeout"}});
   int start = static_cast<int>(daemon_metric(d, "canary_probe_runs_total", {{"probe", "healthy"}}));
-  REQUIRE(wait_until([&] { return has_run(d, "healthy", start + 5); }, 30s));
+  REQUIRE(wait_until([&] { return has_run(d, "healthy", start + 5); }, 60s));
   std::string m = d.metrics();
-  // While 200 runs hang, the healthy probe never missed its deadline and every
-  // hung run was counted as a timeout.
+  // The hung runs overlapped the healthy ones: while the healthy probe ran five more
+  // times, every hung probe timed out once more on average.
+  CHECK(metric_sum(m, "canary_probe_failures_total", "hung-", {{"reason", "timeout"}}) -
+            hung_timeouts_before >=
+        200.0);
+  // ...and the healthy probe succeeded every time: no failure of any reason.
   CHECK(metric_value(m, "canary_probe_success", {{"probe", "healthy"}}) == 1.0);
-  CHECK(metric_value(m, "canary_probe_failures_total",
-                     {{"probe", "healthy"}, {"reason", "timeout"}}) == 0.0);
-  // A scrape is not atomic across series (a run can finish between reading
-  // runs_total and failures_total), so the check is on the reasons alone:
-  // timeouts counted, nothing else ever.
+  CHECK(unexpected_failures(m, "healthy") == std::vector<std::string>{});
+  // Every hung run was counted as a timeout, nothing else ever.
   CHECK(metric_value(m, "canary_probe_failures_total",
                      {{"probe", "hung-000"}, {"reason", "timeout"}}) >= 2.0);
-  for (const auto& s : parse_exposition(m)) {
-    if (s.name != "canary_probe_failures_total" || s.labels.at("probe") != "hung-000") continue;
-    if (s.labels.at("reason") == "timeout") continue;
-    INFO("reason " << s.labels.at("reason"));
-    CHECK(s.value == 0.0);
-  }
+  CHECK(unexpected_failures(m, "hung-", "timeout") == std::vector<std::string>{});
   CHECK_FALSE(
       metric_value(m, "canary_probe_last_success_timestamp_seconds", {{"probe", "hung-000"}}));
 }

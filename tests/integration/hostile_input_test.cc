@@ -24,14 +24,8 @@ using nlohmann::json;
 
 namespace {
 
-struct Platform {
-  TempDir dir;
-  std::string certs = make_certs(dir);
-  FakePlatform fp{tls_platform_options(certs)};
-  std::string https(const std::string& path) {
-    return fmt::format("https://127.0.0.1:{}{}", fp.tls_port("good"), path);
-  }
-  std::string ca() const { return certs + "/ca.pem"; }
+struct Platform : TlsPlatform {
+  std::string https(const std::string& path) const { return tls_url("https", "good", path); }
 };
 
 Platform& platform() {
@@ -47,8 +41,6 @@ std::string probe(const std::string& name, const std::string& body,
 }
 
 std::string url_line(const std::string& url) { return fmt::format("      url: \"{}\"\n", url); }
-
-std::string message(const json& result) { return result.value("message", std::string()); }
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -94,14 +86,14 @@ TEST_CASE("hostile: JSON nested 300,000 deep is refused, not recursed over", "[h
   CHECK(code == 1);
   auto deep = result_of(out, "deep");
   CHECK(deep["reason"] == "assertion");
-  CHECK(message(deep) == "body is nested deeper than 128 levels");
+  CHECK(result_message(deep) == "body is nested deeper than 128 levels");
   CHECK(deep["details"]["status_code"] == 200);
   // The bound is on depth, not on JSON: a 100-deep document is compared as usual
   // (and, being an array, does not equal the scalar expectation).
   auto shallow = result_of(out, "shallow");
   CHECK(shallow["reason"] == "assertion");
-  CHECK(contains(message(shallow), "JSON field status.0.0 is [[[[["));
-  CHECK(contains(message(shallow), "(array, expected string)"));
+  CHECK(contains(result_message(shallow), "JSON field status.0.0 is [[[[["));
+  CHECK(contains(result_message(shallow), "(array, expected string)"));
 }
 
 TEST_CASE("hostile: a daemon survives deep JSON in HTTP bodies and agent events",
@@ -164,21 +156,21 @@ TEST_CASE("hostile: broken HTTP framing is protocol, never internal or connect",
   auto reason = [&](const std::string& name) { return result_of(out, name)["reason"]; };
 
   CHECK(reason("long-header") == "protocol");
-  CHECK(message(result_of(out, "long-header")) ==
+  CHECK(result_message(result_of(out, "long-header")) ==
         "invalid HTTP response: response headers exceed 65536 bytes");
   CHECK(reason("many-headers") == "protocol");
-  CHECK(message(result_of(out, "many-headers")) ==
+  CHECK(result_message(result_of(out, "many-headers")) ==
         "invalid HTTP response: response headers exceed 65536 bytes");
   CHECK(reason("bad-chunk") == "protocol");
-  CHECK(contains(message(result_of(out, "bad-chunk")), "chunked-encoding"));
+  CHECK(contains(result_message(result_of(out, "bad-chunk")), "chunked-encoding"));
   CHECK(reason("long-trailer") == "protocol");
   CHECK(reason("bad-location") == "protocol");
-  CHECK(contains(message(result_of(out, "bad-location")), "redirect"));
+  CHECK(contains(result_message(result_of(out, "bad-location")), "redirect"));
   CHECK(reason("cut-headers") == "protocol");
-  CHECK(message(result_of(out, "cut-headers")) ==
+  CHECK(result_message(result_of(out, "cut-headers")) ==
         "invalid HTTP response: the connection closed before the response headers ended");
   CHECK(reason("gzip-junk") == "protocol");
-  CHECK(contains(message(result_of(out, "gzip-junk")), "cannot be decoded"));
+  CHECK(contains(result_message(result_of(out, "gzip-junk")), "cannot be decoded"));
   CHECK(reason("gzip-bomb") == "body_too_large");
   CHECK(reason("reset") == "connect");
   CHECK(reason("reset-body") == "connect");
@@ -245,9 +237,9 @@ TEST_CASE("hostile: JSON expectations compare as the YAML spells them", "[http][
     INFO(name);
     CHECK(result_of(out, name)["reason"] == "assertion");
   }
-  CHECK(message(result_of(out, "number-vs-string")) ==
+  CHECK(result_message(result_of(out, "number-vs-string")) ==
         "JSON field code is \"5\", expected 5 (string, expected number)");
-  CHECK(message(result_of(out, "string-vs-number")) ==
+  CHECK(result_message(result_of(out, "string-vs-number")) ==
         "JSON field count is 5, expected \"5\" (number, expected string)");
 }
 
@@ -311,10 +303,10 @@ TEST_CASE("hostile: the agent's token step says what was wrong with a hostile re
     INFO(name);
     CHECK(result_of(out, name)["reason"] == "auth");
   }
-  CHECK(message(result_of(out, "token-cut")) ==
+  CHECK(result_message(result_of(out, "token-cut")) ==
         "token step: request failed: the connection closed before the response headers ended");
-  CHECK(message(result_of(out, "token-long-header")) ==
+  CHECK(result_message(result_of(out, "token-long-header")) ==
         "token step: request failed: response headers exceed 65536 bytes");
-  CHECK(message(result_of(out, "token-deep")) ==
+  CHECK(result_message(result_of(out, "token-deep")) ==
         "token step: the response is nested deeper than 128 levels");
 }

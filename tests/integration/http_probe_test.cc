@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "tests/support/harness.h"
 
@@ -12,12 +15,9 @@ using nlohmann::json;
 
 namespace {
 
-struct Platform {
-  TempDir dir;
-  std::string certs = make_certs(dir);
-  FakePlatform fp{tls_platform_options(certs)};
-  std::string https(const std::string& name, const std::string& path) {
-    return fmt::format("https://127.0.0.1:{}{}", fp.tls_port(name), path);
+struct Platform : TlsPlatform {
+  std::string https(const std::string& name, const std::string& path) const {
+    return tls_url("https", name, path);
   }
 };
 
@@ -31,6 +31,19 @@ std::string probe(const std::string& name, const std::string& body,
   return fmt::format(
       "  - name: {}\n    type: http\n    interval: 10s\n    timeout: {}\n    http:\n{}", name,
       timeout, body);
+}
+
+// The first five cells (PROBE TYPE RESULT REASON LATENCY) of the row of `once`'s table whose
+// first cell is `name`; an empty vector when no row is. None of those cells holds a space.
+std::vector<std::string> table_row(const std::string& out, const std::string& name) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream cells(line);
+    std::vector<std::string> row;
+    for (std::string cell; row.size() < 5 && cells >> cell;) row.push_back(cell);
+    if (!row.empty() && row[0] == name) return row;
+  }
+  return {};
 }
 
 }  // namespace
@@ -136,14 +149,30 @@ TEST_CASE("once is a deploy gate: exit 0 when all pass, 1 when any fails, 2 on b
 
   auto ok = run_command({canaryd_bin(), "once", "--config", path, "--probe", "up"});
   CHECK(ok.exit_code == 0);
-  CHECK(ok.out.find("up") != std::string::npos);
-  CHECK(ok.out.find("PASS") != std::string::npos);
+  INFO(ok.out);
+  const auto header = table_row(ok.out, "PROBE");
+  CHECK(header == std::vector<std::string>{"PROBE", "TYPE", "RESULT", "REASON", "LATENCY"});
+  const auto up = table_row(ok.out, "up");
+  REQUIRE(up.size() == 5);
+  CHECK(up[1] == "http");
+  CHECK(up[2] == "PASS");
+  CHECK(up[3] == "ok");
+  CHECK(table_row(ok.out, "down").empty());  // --probe up runs only that one
   CHECK(ok.out.find("1 of 1 probes passed") != std::string::npos);
 
   auto bad = run_command({canaryd_bin(), "once", "--config", path});
   CHECK(bad.exit_code == 1);
+  INFO(bad.out);
   CHECK(bad.out.find("FAIL") != std::string::npos);
   CHECK(bad.out.find("http_status") != std::string::npos);
+  const auto down = table_row(bad.out, "down");
+  REQUIRE(down.size() == 5);
+  CHECK(down[2] == "FAIL");
+  CHECK(down[3] == "http_status");
+  const auto still_up = table_row(bad.out, "up");
+  REQUIRE(still_up.size() == 5);
+  CHECK(still_up[2] == "PASS");
+  CHECK(bad.out.find("1 of 2 probes passed") != std::string::npos);
 
   auto unknown = run_command({canaryd_bin(), "once", "--config", path, "--probe", "nope"});
   CHECK(unknown.exit_code == 2);

@@ -17,17 +17,11 @@ using nlohmann::json;
 
 namespace {
 
-struct Platform {
-  TempDir dir;
-  std::string certs = make_certs(dir);
-  FakePlatform fp{tls_platform_options(certs)};
+struct Platform : TlsPlatform {
   std::string ws(const std::string& query) const {
     return fmt::format("ws://127.0.0.1:{}/ws?{}", fp.http_port(), query);
   }
-  std::string wss(const std::string& query) const {
-    return fmt::format("wss://127.0.0.1:{}/ws?{}", fp.tls_port("good"), query);
-  }
-  std::string ca() const { return certs + "/ca.pem"; }
+  std::string wss(const std::string& query) const { return tls_url("wss", "good", "/ws?" + query); }
 };
 
 Platform& platform() {
@@ -56,8 +50,6 @@ std::string agent_probe(const std::string& name, const std::string& query,
       "      events: [{{type: agent_started}}]\n{}",
       name, timeout, platform().ws(query), extra);
 }
-
-std::string message(const json& result) { return result.value("message", std::string()); }
 
 }  // namespace
 
@@ -89,9 +81,9 @@ TEST_CASE("websocket: frames that break RFC 6455 are protocol, with the violatio
       INFO(probe);
       json r = result_of(out, probe);
       CHECK(r["reason"] == "protocol");
-      CHECK_THAT(message(r), Catch::Matchers::Contains(named));
+      CHECK_THAT(result_message(r), Catch::Matchers::Contains(named));
       // Never blamed on the server dropping the connection.
-      CHECK_THAT(message(r), !Catch::Matchers::Contains("1006"));
+      CHECK_THAT(result_message(r), !Catch::Matchers::Contains("1006"));
       CHECK(detail(r, "close_code") != 1006);
     }
   }
@@ -115,8 +107,8 @@ TEST_CASE("websocket: a frame declaring more than max_message_bytes fails at onc
     INFO(name);
     json r = result_of(out, name);
     CHECK(r["reason"] == "protocol");
-    CHECK_THAT(message(r), Catch::Matchers::Contains("max_message_bytes 65536"));
-    CHECK_THAT(message(r), Catch::Matchers::Contains("16777216"));
+    CHECK_THAT(result_message(r), Catch::Matchers::Contains("max_message_bytes 65536"));
+    CHECK_THAT(result_message(r), Catch::Matchers::Contains("16777216"));
     // Far before the 30 s deadline (a generous bound, not a timing test).
     CHECK(r["duration_seconds"].get<double>() < 10.0);
   }
@@ -143,7 +135,7 @@ TEST_CASE("websocket: a close code that must not be on the wire is protocol",
     // for a 1002 it may never have sent, and no close code is reported as
     // the server's, since the one it sent is unknown.
     CHECK(r["reason"] == "protocol");
-    CHECK_THAT(message(r), Catch::Matchers::Contains("not allowed on the wire"));
+    CHECK_THAT(result_message(r), Catch::Matchers::Contains("not allowed on the wire"));
     CHECK(detail(r, "close_code").is_null());
   }
 }
@@ -166,18 +158,18 @@ TEST_CASE("agent: a binary frame or a broken frame from the server is protocol",
   CHECK(code == 1);
   json binary = result_of(out, "binary");
   CHECK(binary["reason"] == "protocol");
-  CHECK_THAT(message(binary), Catch::Matchers::Contains("binary frame"));
+  CHECK_THAT(result_message(binary), Catch::Matchers::Contains("binary frame"));
   json opcode = result_of(out, "opcode");
   CHECK(opcode["reason"] == "protocol");
-  CHECK_THAT(message(opcode), Catch::Matchers::Contains("invalid opcode"));
+  CHECK_THAT(result_message(opcode), Catch::Matchers::Contains("invalid opcode"));
   json utf8 = result_of(out, "bad-utf8");
   CHECK(utf8["reason"] == "protocol");
-  CHECK_THAT(message(utf8), Catch::Matchers::Contains("not valid UTF-8"));
+  CHECK_THAT(result_message(utf8), Catch::Matchers::Contains("not valid UTF-8"));
   json close = result_of(out, "close-999");
   CHECK(close["reason"] == "protocol");
-  CHECK_THAT(message(close), Catch::Matchers::Contains("not allowed on the wire"));
+  CHECK_THAT(result_message(close), Catch::Matchers::Contains("not allowed on the wire"));
   json declared = result_of(out, "declared");
   CHECK(declared["reason"] == "protocol");
-  CHECK_THAT(message(declared), Catch::Matchers::Contains("max_frame_bytes 65536"));
+  CHECK_THAT(result_message(declared), Catch::Matchers::Contains("max_frame_bytes 65536"));
   CHECK(declared["duration_seconds"].get<double>() < 10.0);  // the timeout is 30 s
 }

@@ -926,6 +926,51 @@ std::string once_reason(const nlohmann::json& out, const std::string& name) {
   return r.contains("reason") ? r["reason"].get<std::string>() : "(missing)";
 }
 
+std::string result_message(const nlohmann::json& result) {
+  return result.value("message", std::string());
+}
+
+std::string TlsPlatform::tls_url(std::string_view scheme, const std::string& listener,
+                                 std::string_view path_and_query) const {
+  return std::string(scheme) + "://127.0.0.1:" + std::to_string(fp.tls_port(listener)) +
+         std::string(path_and_query);
+}
+
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::string& probe_prefix,
+                  const std::map<std::string, std::string>& labels) {
+  double sum = 0;
+  for (const Sample& s : parse_exposition(exposition)) {
+    if (s.name != name) continue;
+    const auto probe = s.labels.find("probe");
+    if (probe == s.labels.end() || probe->second.rfind(probe_prefix, 0) != 0) continue;
+    const bool matches = std::all_of(labels.begin(), labels.end(), [&](const auto& want) {
+      const auto have = s.labels.find(want.first);
+      return have != s.labels.end() && have->second == want.second;
+    });
+    if (matches) sum += s.value;
+  }
+  return sum;
+}
+
+std::vector<std::string> unexpected_failures(const std::string& exposition,
+                                             const std::string& probe_prefix,
+                                             const std::string& allowed_reason) {
+  std::vector<std::string> out;
+  for (const Sample& s : parse_exposition(exposition)) {
+    if (s.name != "canary_probe_failures_total" || s.value == 0.0) continue;
+    const auto probe = s.labels.find("probe");
+    const auto reason = s.labels.find("reason");
+    if (probe == s.labels.end() || probe->second.rfind(probe_prefix, 0) != 0) continue;
+    const std::string why = reason == s.labels.end() ? "(none)" : reason->second;
+    if (!allowed_reason.empty() && why == allowed_reason) continue;
+    std::ostringstream line;
+    line << probe->second << " " << why << "=" << s.value;
+    out.push_back(line.str());
+  }
+  return out;
+}
+
 std::string make_certs(const TempDir& dir) {
   const std::string certs = dir.file("certs");
   fs::create_directories(certs);

@@ -226,11 +226,27 @@ nlohmann::json result_of(const nlohmann::json& out, const std::string& name);
 nlohmann::json detail(const nlohmann::json& result, const std::string& key);
 // Its reason, or "(missing)".
 std::string once_reason(const nlohmann::json& out, const std::string& name);
+// A result's message, or "" when it has none.
+std::string result_message(const nlohmann::json& result);
 
 // Runs tests/fixtures/make_certs.sh on dir.path() + "/certs" (ca.pem, good.pem/key,
 // wronghost.pem/key, expired.pem/key) and returns that directory. Throws std::runtime_error
 // with the script's output if it fails.
 std::string make_certs(const TempDir& dir);
+
+// A FakePlatform with the TLS listeners of tls_platform_options(), on certificates that
+// make_certs() wrote to a private directory. Tests keep one in a function-local static and
+// add their own URL helpers.
+struct TlsPlatform {
+  TempDir dir;  // declared first: the certificates must outlive the fixture
+  std::string certs = make_certs(dir);
+  FakePlatform fp{tls_platform_options(certs)};
+
+  std::string ca() const { return certs + "/ca.pem"; }
+  // "<scheme>://127.0.0.1:<port of TLS listener `listener`><path_and_query>".
+  std::string tls_url(std::string_view scheme, const std::string& listener,
+                      std::string_view path_and_query) const;
+};
 
 // The canaryd daemon ("BIN run --config PATH") with a config written to a private temp dir.
 // In the config text "{{listen}}" becomes 127.0.0.1:<free port> and "{{dir}}" the temp dir
@@ -275,6 +291,19 @@ double daemon_metric(Daemon& d, const std::string& name,
                      const std::map<std::string, std::string>& labels = {});
 // Whether probe `probe` has completed at least `runs` runs.
 bool has_run(Daemon& d, const std::string& probe, int runs = 1);
+
+// The sum of counter `name` over every series whose "probe" label starts with `probe_prefix`
+// and whose labels include every given pair: e.g. the timeouts of a whole group of probes.
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::string& probe_prefix,
+                  const std::map<std::string, std::string>& labels = {});
+// "PROBE REASON=VALUE" for every canary_probe_failures_total series above 0 whose probe
+// starts with `probe_prefix` and whose reason is not `allowed_reason` (empty: none allowed).
+// A scrape is not atomic across series, so tests that want "these probes failed only for
+// this reason" compare this list with {} rather than adding counters up.
+std::vector<std::string> unexpected_failures(const std::string& exposition,
+                                             const std::string& probe_prefix,
+                                             const std::string& allowed_reason = "");
 
 }  // namespace canaryd::test
 

@@ -3,11 +3,6 @@
 // probes here are written for the test, but the callbacks they throw from
 // are the real shared plumbing (TCP client, name lookups, libcurl's multi
 // handle, the work pools) on a real libuv loop.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <map>
 #include <stdexcept>
@@ -16,30 +11,12 @@
 #include "probes/common/curl_multi.h"
 #include "probes/common/resolve.h"
 #include "probes/common/tcp_client.h"
+#include "tests/support/servers.h"
 
 using namespace std::chrono_literals;
 using namespace canaryd;
 
 namespace {
-
-// A listening socket that is never accepted from: the kernel completes the
-// handshake from the backlog, which is all a connect needs.
-struct Listener {
-  int fd = -1;
-  int port = 0;
-  Listener() {
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(listen(fd, 16) == 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Listener() { close(fd); }
-};
 
 // Where each probe's bug is.
 enum class Bug { kTcpConnect, kResolve, kCurlCompletion, kPoolWork, kPoolDone, kThrowThenOk };
@@ -145,11 +122,12 @@ ConfiguredProbe configured(std::string name, ProbePtr p) {
 
 TEST_CASE("an exception in a library callback ends its run as internal, once, and the loop goes on",
           "[guard]") {
-  Listener listener;
+  // Connects succeed here and nothing is ever answered.
+  test::RawListener listener(test::RawListener::Mode::kSilent);
   int closed_port = 0;
   {
-    Listener gone;
-    closed_port = gone.port;
+    test::RawListener gone(test::RawListener::Mode::kSilent);
+    closed_port = gone.port();
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -166,7 +144,7 @@ TEST_CASE("an exception in a library callback ends its run as internal, once, an
         {"pool-done", Bug::kPoolDone},  {"twice", Bug::kThrowThenOk}};
     std::vector<std::string> names;
     for (const auto& [name, bug] : bugs) {
-      int port = bug == Bug::kCurlCompletion ? closed_port : listener.port;
+      int port = bug == Bug::kCurlCompletion ? closed_port : listener.port();
       probes.push_back(configured(name, std::make_unique<BuggyProbe>(bug, port)));
       names.push_back(name);
     }

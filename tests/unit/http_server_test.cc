@@ -13,14 +13,20 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "tests/support/raw_http_client.h"
+
 namespace canaryd {
 namespace {
+
+using test::RawSocket;
 
 // Generous: only there so a broken server fails the test instead of hanging it.
 constexpr int kSafetyTimeoutMs = 10000;
@@ -110,84 +116,6 @@ HttpResponse echo_handler(const HttpRequest& req) {
       req.method + "|" + req.path + "|" + req.query + "|" + req.header("x-test") + "|" + req.body;
   return r;
 }
-
-class RawSocket {
- public:
-  explicit RawSocket(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    REQUIRE(fd_ >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  }
-  ~RawSocket() {
-    if (fd_ >= 0) close(fd_);
-  }
-  RawSocket(const RawSocket&) = delete;
-  RawSocket& operator=(const RawSocket&) = delete;
-
-  void shutdown_write() { REQUIRE(shutdown(fd_, SHUT_WR) == 0); }
-
-  void send_all(const std::string& data) {
-    size_t off = 0;
-    while (off < data.size()) {
-      const ssize_t n = send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      REQUIRE(n > 0);
-      off += static_cast<size_t>(n);
-    }
-  }
-
-  // Reads until the peer closes (true) or the safety timeout expires (false).
-  bool read_until_closed(std::string* out) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(kSafetyTimeoutMs);
-    char buf[65536];
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) return true;  // EOF or reset: either way the server closed it.
-      out->append(buf, static_cast<size_t>(n));
-    }
-    return false;
-  }
-
-  // Reads until `count` complete Content-Length framed responses have arrived.
-  bool read_responses(size_t count, std::string* out) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(kSafetyTimeoutMs);
-    char buf[65536];
-    while (complete_responses(*out) < count) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) return false;
-      out->append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
- private:
-  static size_t complete_responses(const std::string& data) {
-    size_t count = 0;
-    size_t pos = 0;
-    while (true) {
-      const size_t end = data.find("\r\n\r\n", pos);
-      if (end == std::string::npos) return count;
-      const std::string head = data.substr(pos, end - pos);
-      size_t length = 0;
-      const size_t cl = head.find("Content-Length: ");
-      if (cl != std::string::npos) length = std::stoul(head.substr(cl + 16));
-      if (data.size() < end + 4 + length) return count;
-      pos = end + 4 + length;
-      ++count;
-    }
-  }
-
-  int fd_;
-};
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -363,34 +291,79 @@ TEST_CASE("pipelined requests are answered in order", "[http_server]") {
   CHECK(count_of(out, "HTTP/1.1 200 OK\r\n") == 3);
 }
 
-TEST_CASE("a client pipelining faster than it reads gets every response in order",
-          "[http_server]") {
-  HttpServer server("127.0.0.1", 0, echo_handler);
+// The most bytes of responses the kernel can hold for a client that reads nothing: the
+// server's send buffer (autotuned up to tcp_wmem's maximum) plus the client's receive buffer.
+size_t kernel_response_capacity(int client_fd) {
+  size_t send_max = 4 * 1024 * 1024;  // Linux's default tcp_wmem maximum
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "r")) {
+    size_t low = 0, initial = 0, max = 0;
+    if (std::fscanf(f, "%zu %zu %zu", &low, &initial, &max) == 3) send_max = max;
+    std::fclose(f);
+  }
+  int receive = 0;
+  socklen_t len = sizeof(receive);
+  REQUIRE(getsockopt(client_fd, SOL_SOCKET, SO_RCVBUF, &receive, &len) == 0);
+  return send_max + static_cast<size_t>(receive);
+}
+
+TEST_CASE(
+    "a client pipelining faster than it reads holds the server to one queued response, then "
+    "gets every response in order",
+    "[http_server]") {
+  std::atomic<int> handled{0};
+  HttpServer server("127.0.0.1", 0, [&](const HttpRequest& req) {
+    ++handled;
+    return echo_handler(req);
+  });
   server.start();
 
-  constexpr int kRequests = 40;
-  RawSocket sock(server.port());
+  // 1 MB answers to 32 pipelined requests: 32 MB if the server produced them all up front,
+  // well below the 64 MB pending-write cap, so only back-pressure can hold it back.
+  constexpr size_t kResponseBytes = 1024 * 1024;
+  constexpr int kRequests = 32;
+  // A fixed, small receive buffer (set before connect, so autotuning cannot grow it).
+  RawSocket sock(server.port(), 64 * 1024);
+  // While the client reads nothing, the server hands the kernel whole responses until one
+  // does not fit; that one stays in its write queue and no further request is handled until
+  // it drains. +2: that queued response, and one for the kernel's buffer accounting.
+  const size_t bound = kernel_response_capacity(sock.fd()) / kResponseBytes + 2;
+  INFO("at most " << bound << " requests handled before the client reads");
+  REQUIRE(bound < static_cast<size_t>(kRequests));
+
   std::string requests;
   for (int i = 0; i < kRequests; ++i) {
-    requests += "GET /sized?300000 HTTP/1.1\r\nX-Seq: " + std::to_string(i) + "\r\n\r\n";
+    requests += "GET /sized?" + std::to_string(kResponseBytes) +
+                " HTTP/1.1\r\nX-Seq: " + std::to_string(i) + "\r\n\r\n";
   }
-  std::thread sender([&] { sock.send_all(requests); });
-  // Not reading yet: the server must apply back-pressure rather than buffer 12 MB.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  std::string out;
-  const bool all = sock.read_responses(kRequests, &out);
-  sender.join();
-  REQUIRE(all);
-  // Each body ends with "|<seq>" and is directly followed by the next status line.
-  size_t pos = 0;
-  for (int i = 0; i < kRequests; ++i) {
-    const std::string marker = "s|" + std::to_string(i) + (i + 1 < kRequests ? "HTTP/1.1 " : "");
-    const size_t at = out.find(marker, pos);
-    INFO("response " << i);
-    REQUIRE(at != std::string::npos);
-    pos = at + marker.size();
+  sock.send_all(requests);  // ~2 KB: the kernel takes it whole
+  // Not reading yet. Wait until the server stops making progress (no new request handled
+  // for a second), bounded so a server that never stops still ends the test.
+  int seen = -1;
+  for (int quiet = 0, polls = 0; quiet < 10 && polls < 200; ++polls) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const int now = handled.load();
+    quiet = now == seen ? quiet + 1 : 0;
+    seen = now;
   }
-  CHECK(count_of(out, "HTTP/1.1 200 OK\r\n") == static_cast<size_t>(kRequests));
+  CHECK(seen >= 1);
+  CHECK(static_cast<size_t>(seen) <= bound);
+
+  // Now the client reads: every response arrives, whole and in request order, on the same
+  // connection. Each is checked and dropped as it completes, so the test holds ~1 MB.
+  std::string pending;
+  int next = 0;
+  const bool all = sock.consume_responses(kRequests, &pending, [&](const std::string& response) {
+    INFO("response " << next);
+    CHECK(response.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    const std::string tail = "s|" + std::to_string(next);
+    CHECK(response.size() > kResponseBytes);
+    CHECK(response.compare(response.size() - tail.size(), tail.size(), tail) == 0);
+    ++next;
+  });
+  CHECK(all);
+  CHECK(next == kRequests);
+  CHECK(pending.empty());
+  CHECK(handled.load() == kRequests);
 }
 
 TEST_CASE("a response beyond the pending-write cap closes the connection", "[http_server]") {

@@ -1,5 +1,6 @@
-// JSON from targets (the depth-bounded parser) and typed expectations (YAML
-// scalars compared with JSON values), from base/json_path.h.
+// JSON from targets (the depth-bounded parser), the dotted paths into it, the
+// brief quoted in messages, and typed expectations (YAML scalars compared with
+// JSON values), from base/json_path.h.
 #include "base/json_path.h"
 
 #include <yaml-cpp/yaml.h>
@@ -9,6 +10,11 @@
 #include <cstdint>
 #include <string>
 
+#include "base/secrets.h"
+#include "tests/support/harness.h"
+
+using canaryd::json_at_path;
+using canaryd::json_brief;
 using canaryd::json_equals_expected;
 using canaryd::json_nesting_depth;
 using canaryd::kMaxTargetJsonDepth;
@@ -129,4 +135,53 @@ TEST_CASE("JSON values equal expectations of the same type only", "[json]") {
   CHECK_FALSE(json_equals_expected(json::object(), expectation("'{}'")));
   // NaN equals nothing, not even a NaN (a JSON text cannot hold one anyway).
   CHECK_FALSE(json_equals_expected(json(std::nan("")), expectation(".nan")));
+}
+
+TEST_CASE("JSON paths step through objects by key and arrays by decimal index", "[json]") {
+  const json doc = json::parse(
+      R"({"status": "ok", "data": {"tool_name": "search", "0": "key zero"},
+          "items": [{"id": 7}, {"id": 8}], "": {"empty": true}, "n": null})");
+  REQUIRE(json_at_path(doc, "status") != nullptr);
+  CHECK(*json_at_path(doc, "status") == "ok");
+  CHECK(*json_at_path(doc, "data.tool_name") == "search");
+  CHECK(*json_at_path(doc, "items.0.id") == 7);
+  CHECK(*json_at_path(doc, "items.1.id") == 8);
+  CHECK(*json_at_path(doc, "items") == doc["items"]);
+  // A number names a key in an object, an index only in an array.
+  CHECK(*json_at_path(doc, "data.0") == "key zero");
+  // A present null is found (a null value), unlike a missing field.
+  REQUIRE(json_at_path(doc, "n") != nullptr);
+  CHECK(json_at_path(doc, "n")->is_null());
+  // The empty key is a key like any other.
+  CHECK(*json_at_path(doc, ".empty") == true);
+}
+
+TEST_CASE("a JSON path that does not lead anywhere is missing, never an error", "[json]") {
+  const json doc = json::parse(R"({"items": [{"id": 7}], "status": "ok", "n": null})");
+  for (const char* path : {"missing", "items.1", "items.1.id", "items.-1", "items.+0", "items. 0",
+                           "items.0x0", "items.id", "items.", "items.99999999999999999999999",
+                           "status.length", "status.0", "n.x", "items.0.id.deeper", "status."}) {
+    INFO(path);
+    CHECK(json_at_path(doc, path) == nullptr);
+  }
+  // A scalar document has no fields.
+  CHECK(json_at_path(json(5), "x") == nullptr);
+  CHECK(json_at_path(json("text"), "") == nullptr);
+}
+
+TEST_CASE("a JSON value quoted in a message is short, one line and has no secret", "[json]") {
+  CHECK(json_brief(json{{"a", 1}}) == R"({"a":1})");
+  CHECK(json_brief(json("line\nbreak")) == R"("line\nbreak")");
+  const std::string brief = json_brief(json(std::string(10000, 'x')));
+  CHECK(brief.size() <= 80);
+  CHECK(brief.find("[clipped]") != std::string::npos);
+  // A control character inside a string reaches the message as an escape, never raw.
+  CHECK(json_brief(json(std::string("\x1b[31m"))).find('\x1b') == std::string::npos);
+  // Invalid UTF-8 from a target (possible in a value read from a non-JSON source) does not
+  // throw.
+  CHECK_NOTHROW(json_brief(json(std::string("\xff\xfe"))));
+
+  const std::string secret = "json-secret-" + canaryd::test::random_token(12);
+  canaryd::global_secrets().add(secret);
+  CHECK(json_brief(json{{"token", secret}}) == R"({"token":"<redacted>"})");
 }

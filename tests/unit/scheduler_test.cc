@@ -9,8 +9,9 @@ using canaryd::Nanos;
 using canaryd::Scheduler;
 
 namespace {
-// Runs the scheduler until `until`, stepping the clock to each due time the way
-// the engine's timer does, and finishing every run `run_time` after it starts.
+// A scheduler reading a fake clock. Each test plays the engine by hand: it sets
+// the clock to a due time (or past it, as a late timer would), takes the due
+// runs, advances the clock by however long a run takes and calls finished().
 struct Driver {
   FakeClock clock;
   Scheduler sched{clock};

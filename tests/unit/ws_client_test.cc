@@ -3,10 +3,6 @@
 // behind (real lws on a real libuv loop, real sockets on loopback).
 #include "probes/common/ws_client.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -17,6 +13,7 @@
 
 #include "base/utf8_check.h"
 #include "tests/support/harness.h"
+#include "tests/support/servers.h"
 
 namespace canaryd::test {
 namespace {
@@ -41,25 +38,6 @@ struct EndRecorder : WsConnection::Handler {
     ++ended;
     last = end;
   }
-};
-
-// A listening socket that never accepts: a TLS connection to it hangs in the
-// handshake, so the vhost it uses stays in use.
-struct Blackhole {
-  int fd = -1;
-  int port = 0;
-  Blackhole() {
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(listen(fd, 16) == 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Blackhole() { close(fd); }
 };
 
 // Runs the loop until `done` or the (generous) limit passes.
@@ -129,7 +107,9 @@ TEST_CASE("rotating a CA file many times leaves a bounded number of client vhost
   uv_loop_t loop;
   uv_loop_init(&loop);
   auto service = std::make_unique<WsService>(&loop);
-  Blackhole hole;
+  // Accepts and never answers: a TLS connection to it hangs in the handshake, so the vhost
+  // it uses stays in use.
+  RawListener hole(RawListener::Mode::kSilent);
   int refused_port = free_port();
   auto endpoint_to = [&](int port) {
     auto ep = std::make_shared<WsEndpoint>();
@@ -144,7 +124,7 @@ TEST_CASE("rotating a CA file many times leaves a bounded number of client vhost
   };
   auto refused = endpoint_to(refused_port);
   ResolvedAddress addr = *numeric_address("127.0.0.1", refused_port);
-  ResolvedAddress hole_addr = *numeric_address("127.0.0.1", hole.port);
+  ResolvedAddress hole_addr = *numeric_address("127.0.0.1", hole.port());
 
   // One connection each time, after the CA file changed (the file is looked
   // at once a second at most).
@@ -161,7 +141,7 @@ TEST_CASE("rotating a CA file many times leaves a bounded number of client vhost
   connect_once();
   // A connection that stays in the TLS handshake holds this generation's vhost.
   EndRecorder held;
-  WsConnection* hanging = WsConnection::open(*service, endpoint_to(hole.port), hole_addr, &held);
+  WsConnection* hanging = WsConnection::open(*service, endpoint_to(hole.port()), hole_addr, &held);
   constexpr int kRotations = 8;
   for (int i = 0; i < kRotations; ++i) {
     run_for(&loop, 1100ms);
