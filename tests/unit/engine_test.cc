@@ -314,6 +314,36 @@ TEST_CASE("scheduled probes run repeatedly and a reload keeps unchanged probes")
   CHECK(runs["c"] >= 3);
 }
 
+TEST_CASE("apply() replaces changed probes and keeps unchanged ones") {
+  Loop l;
+  Engine engine(&l.loop, l.services, l.clock);
+  int cancels = 0;
+  std::vector<ConfiguredProbe> first;
+  first.push_back(configured("keep", std::make_unique<TimerProbe>(1), 1s, 1s, "same"));
+  first.push_back(configured("change", std::make_unique<HangingProbe>(&cancels), 1s, 1s, "v1"));
+  engine.apply(std::move(first), false);
+  engine.run_now({"change"}, [] {});
+  auto before = engine.probes();
+  const ConfiguredProbe* kept = nullptr;
+  for (auto* p : before)
+    if (p->spec.name == "keep") kept = p;
+
+  std::vector<ConfiguredProbe> second;
+  second.push_back(configured("keep", std::make_unique<TimerProbe>(1), 1s, 1s, "same"));
+  second.push_back(configured("change", std::make_unique<TimerProbe>(1), 1s, 1s, "v2"));
+  engine.apply(std::move(second), false);
+  // The in-flight run of the changed probe was cancelled; the unchanged probe
+  // is the very same object.
+  CHECK(cancels == 1);
+  CHECK(engine.in_flight() == 0);
+  bool same_object = false;
+  for (auto* p : engine.probes())
+    if (p->spec.name == "keep") same_object = p == kept;
+  CHECK(same_object);
+  engine.stop();
+  uv_run(&l.loop, UV_RUN_DEFAULT);
+}
+
 TEST_CASE(
     "a reload keeps an unchanged probe's run and schedule, stops removed ones and "
     "starts new ones") {
