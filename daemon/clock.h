@@ -16,6 +16,10 @@ class Clock {
   virtual Nanos now() const = 0;
 };
 
+// The daemon's clock. It must stay uv_hrtime(): the engine hands probes
+// their deadline in this clock (RunContext::deadline_ns) and probes compare it
+// with uv_hrtime() themselves, so any other time base would move every
+// probe's deadline.
 class MonotonicClock : public Clock {
  public:
   Nanos now() const override { return Nanos(uv_hrtime()); }

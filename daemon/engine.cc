@@ -48,13 +48,15 @@ Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
     if (it == instances_.end() || !it->second->running) return true;
     // libuv timers have millisecond resolution: a deadline within the next
     // millisecond is this one.
-    if (uv_hrtime() + 1'000'000 < it->second->deadline_ns) return false;
+    if (now_ns() + 1'000'000 < it->second->deadline_ns) return false;
     expire(*it->second);
     return true;
   });
 }
 
 Engine::~Engine() { stop(); }
+
+uint64_t Engine::now_ns() const { return static_cast<uint64_t>(clock_.now().count()); }
 
 std::string Engine::next_run_id() { return fmt::format("{:016x}", rng_()); }
 
@@ -134,40 +136,50 @@ void Engine::on_tick(void* engine) {
     auto it = self->instances_.find(d.id);
     if (it == self->instances_.end()) continue;
     if (self->on_lag_) self->on_lag_(std::chrono::duration<double>(d.lag).count());
-    self->start_run(*it->second, d.due);
+    self->start_run(*it->second, d.next);
   }
   self->arm_tick();
 }
 
-void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
+void Engine::retime() {
+  if (stopped_) return;
+  for (auto& [id, inst] : instances_) {
+    // A deadline that already fired waits for the poll (expiring_); arming it
+    // again would only queue the same run twice.
+    if (inst->running && uv_is_active(reinterpret_cast<uv_handle_t*>(inst->deadline)))
+      arm_deadline(*inst);
+  }
+  arm_tick();
+}
+
+void Engine::start_run(Instance& inst, std::optional<Nanos> next_slot) {
   if (inst.running) return;
   inst.running = true;
   ++in_flight_;
   const uint64_t generation = ++inst.generation;
-  inst.started_ns = uv_hrtime();
+  inst.started_ns = now_ns();
   inst.fault.reset();
   const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
   inst.deadline_ns = inst.started_ns + timeout_ns;
-  if (due) {
+  if (next_slot) {
     // A run that starts a little late would otherwise still be going when its
     // next slot comes (timeout == interval is common), and every other slot
     // would be skipped. So a run gives up at its next slot, but loses at most
     // a tenth of its timeout (100 ms at most) that way: when the loop is
     // further behind, the run keeps its time and the next slot is skipped,
-    // which sheds load instead of turning lateness into timeouts.
-    const auto interval_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.interval).count());
-    const auto next_due_ns = static_cast<uint64_t>(due->count()) + interval_ns;
+    // which sheds load instead of turning lateness into timeouts. The next
+    // slot is the scheduler's, after any slots a stall skipped: a run that
+    // starts whole intervals late is nowhere near it and keeps its timeout.
+    const auto next_slot_ns = static_cast<uint64_t>(next_slot->count());
     const uint64_t grace_ns = std::min<uint64_t>(timeout_ns / 10, 100'000'000);
-    if (next_due_ns < inst.deadline_ns)
-      inst.deadline_ns = std::max(next_due_ns, inst.deadline_ns - grace_ns);
+    if (next_slot_ns < inst.deadline_ns)
+      inst.deadline_ns = std::max(next_slot_ns, inst.deadline_ns - grace_ns);
   }
   const ProbeId id = inst.id;
   inst.ctx =
       RunContext{&services_, loop_, next_run_id(), inst.deadline_ns,
                  [this, id, generation](std::string_view what) { fail_run(id, generation, what); }};
-  uv_update_time(loop_);
-  const uint64_t wait_ns = inst.deadline_ns - inst.started_ns;
-  uv_timer_start(inst.deadline, &Engine::on_deadline, (wait_ns + 999'999) / 1'000'000, 0);
+  arm_deadline(inst);
   try {
     inst.cfg.probe->start(inst.ctx, [this, id, generation](ProbeResult r) {
       complete(id, generation, std::move(r));
@@ -184,6 +196,15 @@ void Engine::start_run(Instance& inst, std::optional<Nanos> due) {
           ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
     }
   }
+}
+
+void Engine::arm_deadline(Instance& inst) {
+  // The wait comes from the injected clock, not from the loop's own time, so
+  // a test that moves a FakeClock and calls retime() fires this very timer.
+  const uint64_t now = now_ns();
+  const uint64_t wait_ns = inst.deadline_ns > now ? inst.deadline_ns - now : 0;
+  uv_update_time(loop_);
+  uv_timer_start(inst.deadline, &Engine::on_deadline, (wait_ns + 999'999) / 1'000'000, 0);
 }
 
 void Engine::on_deadline(uv_timer_t* timer) {
@@ -283,7 +304,7 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
                                   std::move(result.phases));
     inst.fault.reset();
   }
-  double duration = static_cast<double>(uv_hrtime() - inst.started_ns) / 1e9;
+  double duration = static_cast<double>(now_ns() - inst.started_ns) / 1e9;
   // The backstop for every probe: a message may quote a target or a library
   // (a URL, a header, a server's error), so it is redacted, clipped and made
   // one line here whatever the probe did.

@@ -35,6 +35,9 @@ struct RunRecord {
 // Thread-safety: loop thread only.
 class Engine {
  public:
+  // `clock` times everything the engine does. The daemon passes a
+  // MonotonicClock, which must stay uv_hrtime() (see clock.h); tests pass a
+  // FakeClock and call retime() after moving it.
   Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -59,6 +62,12 @@ class Engine {
   // Cancels every in-flight run without recording it and closes all handles.
   void stop();
 
+  // Re-arms the next-slot timer and every pending deadline from the clock's
+  // reading now. The real clock moves with the loop's own time, so the daemon
+  // never needs it; a test calls it after moving a FakeClock, then turns the
+  // loop, and the same timer callbacks as in production fire.
+  void retime();
+
   size_t in_flight() const { return in_flight_; }
   uint64_t skipped_total() const { return scheduler_.skipped_total(); }
   std::vector<const ConfiguredProbe*> probes() const;
@@ -71,7 +80,11 @@ class Engine {
   static void on_deadline(uv_timer_t* timer);
   static void on_check(uv_check_t* check);
   static void on_once_done(uv_timer_t* timer);
-  void start_run(Instance& inst, std::optional<Nanos> due = std::nullopt);
+  // `next_slot` (scheduled runs only) is the probe's next slot, at which a
+  // run may give up a little of its timeout (see the .cc).
+  void start_run(Instance& inst, std::optional<Nanos> next_slot = std::nullopt);
+  void arm_deadline(Instance& inst);
+  uint64_t now_ns() const;
   void end_after_poll(Instance& inst);
   void end_expiring();
   void expire(Instance& inst);
@@ -82,6 +95,8 @@ class Engine {
 
   uv_loop_t* loop_;
   LoopServices& services_;
+  // Every time reading: starts, deadlines, durations, the overlap check. What
+  // it reads is what probes get as RunContext::deadline_ns.
   const Clock& clock_;
   Scheduler scheduler_;
   std::unique_ptr<PreciseTimer> tick_;  // runs start on time to the microsecond

@@ -59,7 +59,7 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due() {
     }
     e.running = true;
     advance_past_now(id, e, now);
-    out.push_back({id, due, now - due});
+    out.push_back({id, due, now - due, e.next_due});
   }
   return out;
 }

@@ -43,8 +43,9 @@ class Scheduler {
 
   struct Dispatch {
     ProbeId id;
-    Nanos due;  // the slot this run fills
-    Nanos lag;  // how late the run starts: now - due
+    Nanos due;   // the slot this run fills
+    Nanos lag;   // how late the run starts: now - due
+    Nanos next;  // this probe's next slot: after any slots the lag skipped
   };
   // Every probe due by now that is not running: marked running, its next slot
   // computed. Slots missed entirely (the loop stalled, or the previous run was

@@ -1,8 +1,12 @@
 // The engine's run cycle on a real libuv loop, with small probe types written
-// for the test (the Probe interface is ours; no library is mocked).
+// for the test (the Probe interface is ours; no library is mocked). The
+// scheduling and deadline paths run on a FakeClock: the test moves the clock,
+// calls Engine::retime() and turns the loop without blocking, so nothing
+// sleeps and the times asserted are exact.
 #include "daemon/engine.h"
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <stdexcept>
 
 using namespace std::chrono_literals;
@@ -73,6 +77,54 @@ class TimerProbe : public Probe {
   Done done_;
 };
 
+// A probe the test drives by hand: it keeps what the engine gave it and ends
+// its run only when told to.
+class ManualProbe : public Probe {
+ public:
+  ~ManualProbe() override {
+    if (reply_)
+      uv_close(reinterpret_cast<uv_handle_t*>(reply_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+  }
+  void start(RunContext& ctx, Done done) override {
+    ++starts;
+    deadline_ns = ctx.deadline_ns;
+    done_ = std::move(done);
+    if (!reply_) {
+      reply_ = new uv_async_t;
+      uv_async_init(ctx.loop, reply_, [](uv_async_t* a) {
+        static_cast<ManualProbe*>(a->data)->finish(ProbeResult::ok({{"total", 0.5}}));
+      });
+      reply_->data = this;
+      uv_unref(reinterpret_cast<uv_handle_t*>(reply_));
+    }
+  }
+  CancelInfo cancel() override {
+    ++cancels;
+    CancelInfo info;
+    info.phase = "wait";
+    return info;
+  }
+  std::string target() const override { return "manual"; }
+
+  // Reports a result now. The callback is kept after cancel() on purpose, so
+  // a test can play a result that arrives too late.
+  void finish(ProbeResult result) {
+    Done d = done_;
+    if (d) d(std::move(result));
+  }
+  // Succeeds in the loop's next I/O poll, as a reply that reaches a socket.
+  void reply_in_next_poll() { uv_async_send(reply_); }
+
+  int starts = 0;
+  int cancels = 0;
+  uint64_t deadline_ns = 0;
+
+ private:
+  Done done_;
+  uv_async_t* reply_ = nullptr;
+};
+
 ConfiguredProbe configured(std::string name, ProbePtr p, Duration interval, Duration timeout,
                            std::string fingerprint = "v1") {
   static const ProbeType* http = find_probe_type("http");
@@ -99,6 +151,50 @@ struct Loop {
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
   }
+};
+
+// Turns the loop without blocking until `done` holds. Bounded, so an engine
+// that never gets there fails the test instead of hanging it.
+bool turn_until(uv_loop_t* loop, const std::function<bool()>& done) {
+  for (int i = 0; i < 100'000 && !done(); ++i) uv_run(loop, UV_RUN_NOWAIT);
+  return done();
+}
+
+// A few turns, to show that something does not happen.
+void turn(uv_loop_t* loop) {
+  for (int i = 0; i < 20; ++i) uv_run(loop, UV_RUN_NOWAIT);
+}
+
+uint64_t ns(Nanos t) { return static_cast<uint64_t>(t.count()); }
+
+// An engine on a FakeClock (at 0) with one scheduled ManualProbe.
+struct FakeTimeEngine {
+  Loop l;
+  FakeClock clock;
+  Engine engine{&l.loop, l.services, clock};
+  ManualProbe* probe = nullptr;
+  std::vector<ProbeResult> results;
+  std::vector<double> lags;
+  Nanos first_slot{0};  // where the scheduler puts the first run (see scheduler.h)
+
+  FakeTimeEngine(Duration interval, Duration timeout) {
+    engine.on_result([this](const RunRecord& r) { results.push_back(r.result); });
+    engine.on_lag([this](double seconds) { lags.push_back(seconds); });
+    auto p = std::make_unique<ManualProbe>();
+    probe = p.get();
+    std::vector<ConfiguredProbe> probes;
+    probes.push_back(configured("manual", std::move(p), interval, timeout));
+    first_slot = Nanos(stable_hash("manual") % ns(interval));
+    engine.apply(std::move(probes));
+  }
+  // Moves the clock to `t` and lets the engine's timers see it; a turn of
+  // the loop then runs whatever came due.
+  void at(Nanos t) {
+    clock.set(t);
+    engine.retime();
+  }
+  bool turn_until(const std::function<bool()>& done) { return ::turn_until(&l.loop, done); }
+  void turn() { ::turn(&l.loop); }
 };
 
 }  // namespace
@@ -144,6 +240,38 @@ TEST_CASE("an exception from a probe becomes reason internal and the engine runs
   CHECK(results["fine"].success);
 }
 
+namespace {
+
+// Runs `step` on the loop after `ms`, as a reload or a signal would arrive.
+class LoopStep {
+ public:
+  LoopStep(uv_loop_t* loop, uint64_t ms, std::function<void()> step) : step_(std::move(step)) {
+    timer_ = new uv_timer_t;  // the loop frees it, after its close callback
+    uv_timer_init(loop, timer_);
+    timer_->data = this;
+    uv_timer_start(
+        timer_, [](uv_timer_t* t) { static_cast<LoopStep*>(t->data)->step_(); }, ms, 0);
+  }
+  ~LoopStep() {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+  LoopStep(const LoopStep&) = delete;
+  LoopStep& operator=(const LoopStep&) = delete;
+
+ private:
+  std::function<void()> step_;
+  uv_timer_t* timer_;
+};
+
+const ConfiguredProbe* find_probe(const Engine& engine, const std::string& name) {
+  for (const auto* p : engine.probes())
+    if (p->spec.name == name) return p;
+  return nullptr;
+}
+
+}  // namespace
+
 TEST_CASE("scheduled probes run repeatedly and a reload keeps unchanged probes") {
   Loop l;
   std::map<std::string, int> runs;
@@ -153,18 +281,37 @@ TEST_CASE("scheduled probes run repeatedly and a reload keeps unchanged probes")
   probes.push_back(configured("a", std::make_unique<TimerProbe>(1), 100ms, 50ms));
   probes.push_back(configured("b", std::make_unique<TimerProbe>(1), 100ms, 50ms));
   engine.apply(std::move(probes));
+  const Probe* a_probe = find_probe(engine, "a")->probe.get();
 
-  uv_timer_t stop_timer;
-  uv_timer_init(&l.loop, &stop_timer);
-  stop_timer.data = &engine;
-  uv_timer_start(
-      &stop_timer, [](uv_timer_t* t) { static_cast<Engine*>(t->data)->stop(); }, 650, 0);
+  // The reload: a is unchanged (a fresh object with the same fingerprint, as
+  // a config load builds it), b is gone and c is new.
+  std::map<std::string, int> at_reload;
+  LoopStep reload(&l.loop, 650, [&] {
+    at_reload = runs;
+    std::vector<ConfiguredProbe> next;
+    next.push_back(configured("a", std::make_unique<TimerProbe>(1), 100ms, 50ms));
+    next.push_back(configured("c", std::make_unique<TimerProbe>(1), 100ms, 50ms));
+    engine.apply(std::move(next));
+  });
+  const Probe* a_at_stop = nullptr;
+  bool b_at_stop = true;
+  LoopStep stop(&l.loop, 1300, [&] {
+    a_at_stop = find_probe(engine, "a")->probe.get();
+    b_at_stop = find_probe(engine, "b") != nullptr;
+    engine.stop();
+  });
   uv_run(&l.loop, UV_RUN_DEFAULT);
-  uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer), nullptr);
   // About six runs each in 650 ms; the exact count depends on the machine.
-  CHECK(runs["a"] >= 3);
-  CHECK(runs["b"] >= 3);
+  CHECK(at_reload["a"] >= 3);
+  CHECK(at_reload["b"] >= 3);
   CHECK(engine.in_flight() == 0);
+  // After it: a runs on as the same probe, b is gone and never runs again,
+  // c runs.
+  CHECK(a_at_stop == a_probe);
+  CHECK(runs["a"] >= at_reload["a"] + 3);
+  CHECK_FALSE(b_at_stop);
+  CHECK(runs["b"] == at_reload["b"]);
+  CHECK(runs["c"] >= 3);
 }
 
 TEST_CASE("apply() replaces changed probes and keeps unchanged ones") {
@@ -195,4 +342,233 @@ TEST_CASE("apply() replaces changed probes and keeps unchanged ones") {
   CHECK(same_object);
   engine.stop();
   uv_run(&l.loop, UV_RUN_DEFAULT);
+}
+
+TEST_CASE(
+    "a reload keeps an unchanged probe's run and schedule, stops removed ones and "
+    "starts new ones") {
+  Loop l;
+  FakeClock clock;
+  std::vector<std::string> results;
+  std::vector<double> lags;
+  Engine engine(&l.loop, l.services, clock);
+  engine.on_result([&](const RunRecord& r) {
+    results.push_back(r.spec.name + (r.result.success ? " ok" : " failed"));
+  });
+  engine.on_lag([&](double seconds) { lags.push_back(seconds); });
+  auto slot_of = [](const char* name) { return Nanos(stable_hash(name) % ns(10s)); };
+  auto kept = std::make_unique<ManualProbe>();
+  ManualProbe* kept_probe = kept.get();
+  int removed_cancels = 0;
+  {
+    std::vector<ConfiguredProbe> first;
+    first.push_back(configured("kept", std::move(kept), 10s, 10s));
+    first.push_back(
+        configured("removed", std::make_unique<HangingProbe>(&removed_cancels), 10s, 10s));
+    engine.apply(std::move(first));
+  }
+  // Both runs in flight, each started on its slot.
+  const Nanos kept_slot = slot_of("kept");
+  const Nanos removed_slot = slot_of("removed");
+  for (Nanos slot : {std::min(kept_slot, removed_slot), std::max(kept_slot, removed_slot)}) {
+    clock.set(slot);
+    engine.retime();
+    size_t started = lags.size() + 1;
+    REQUIRE(turn_until(&l.loop, [&] { return lags.size() == started; }));
+  }
+  REQUIRE(engine.in_flight() == 2);
+  const Probe* kept_before = find_probe(engine, "kept")->probe.get();
+
+  // The reload, at the later slot: "kept" comes as a fresh object with the
+  // same fingerprint, as a config load builds it; "added" is new.
+  const Nanos reload_at = clock.now();
+  auto added = std::make_unique<ManualProbe>();
+  ManualProbe* added_probe = added.get();
+  {
+    std::vector<ConfiguredProbe> next;
+    next.push_back(configured("kept", std::make_unique<ManualProbe>(), 10s, 10s));
+    next.push_back(configured("added", std::move(added), 10s, 10s));
+    engine.apply(std::move(next));
+  }
+  // The removed probe's run was cancelled and reports nothing; the kept one
+  // is the same object, still in flight with its deadline.
+  CHECK(removed_cancels == 1);
+  CHECK(engine.in_flight() == 1);
+  CHECK(find_probe(engine, "removed") == nullptr);
+  CHECK(find_probe(engine, "kept")->probe.get() == kept_before);
+  CHECK(kept_probe->deadline_ns == ns(kept_slot + 10s));
+  kept_probe->finish(ProbeResult::ok({{"total", 0.5}}));
+  CHECK(results == std::vector<std::string>{"kept ok"});
+
+  // The kept probe's next run comes on its old schedule; the new one's first
+  // slot is placed from the reload, as for any new probe.
+  const Nanos added_slot = reload_at + slot_of("added");
+  if (kept_slot + 10s < added_slot) {
+    clock.set(kept_slot + 10s);
+    engine.retime();
+    REQUIRE(turn_until(&l.loop, [&] { return kept_probe->starts == 2; }));
+    CHECK(lags.back() == 0.0);
+  }
+  clock.set(added_slot);
+  engine.retime();
+  REQUIRE(turn_until(&l.loop, [&] { return added_probe->starts == 1; }));
+  CHECK(lags.back() == 0.0);
+  if (kept_probe->starts < 2) {
+    clock.set(kept_slot + 10s);
+    engine.retime();
+    REQUIRE(turn_until(&l.loop, [&] { return kept_probe->starts == 2; }));
+    CHECK(lags.back() == 0.0);
+  }
+  // Past the removed probe's next slot: it never runs again.
+  clock.set(std::max(removed_slot + 10s, clock.now()));
+  engine.retime();
+  turn(&l.loop);
+  CHECK(removed_cancels == 1);
+  CHECK(results == std::vector<std::string>{"kept ok"});
+  CHECK(engine.in_flight() == 2);
+  engine.stop();
+}
+
+TEST_CASE(
+    "a late start: the run starts at once, alone; its lag is reported and the slots it "
+    "missed are skipped and counted") {
+  FakeTimeEngine t(10s, 2s);
+  t.at(t.first_slot + 25s);  // the loop woke two and a half intervals late
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+  CHECK(t.lags == std::vector<double>{25.0});
+  CHECK(t.engine.skipped_total() == 2);  // first + 10s and first + 20s
+  CHECK(t.engine.in_flight() == 1);
+  // Its next slot (first + 30s) is far off: the run has its whole timeout.
+  CHECK(t.probe->deadline_ns == ns(t.first_slot + 27s));
+  // The missed slots are not made up in a burst.
+  t.turn();
+  CHECK(t.probe->starts == 1);
+  t.probe->finish(ProbeResult::ok({{"total", 0.5}}));
+  REQUIRE(t.results.size() == 1);
+  CHECK(t.results[0].success);
+  // The schedule keeps its phase: the next run is on the next slot, on time.
+  t.at(t.first_slot + 30s);
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+  CHECK(t.lags.back() == 0.0);
+  CHECK(t.engine.skipped_total() == 2);
+}
+
+TEST_CASE(
+    "deadline trimming: a late run gives up at its next slot, but at most a tenth of its "
+    "timeout and never more than 100 ms") {
+  SECTION("on time, or late without reaching the next slot: the whole timeout") {
+    FakeTimeEngine t(10s, 5s);
+    t.at(t.first_slot + 50ms);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 50ms + 5s));
+  }
+  SECTION("50 ms late with timeout == interval: the deadline is the next slot") {
+    FakeTimeEngine t(10s, 10s);
+    t.at(t.first_slot + 50ms);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 10s));
+    // At that slot the run ends as a timeout after the time it had, and the
+    // next run starts on time.
+    t.at(t.first_slot + 10s);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+    REQUIRE(t.results.size() == 1);
+    CHECK(t.results[0].reason == Reason::kTimeout);
+    CHECK(t.results[0].message == "timed out after 9.95s during wait");
+    CHECK(t.lags.back() == 0.0);
+    CHECK(t.engine.skipped_total() == 0);
+  }
+  SECTION("a second late: the run gives up only 100 ms and reaches past its next slot") {
+    FakeTimeEngine t(10s, 10s);
+    t.at(t.first_slot + 1s);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 1s + 9900ms));
+  }
+  SECTION("a short timeout gives up at most a tenth of itself") {
+    FakeTimeEngine t(500ms, 500ms);
+    t.at(t.first_slot + 80ms);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 80ms + 450ms));
+  }
+}
+
+TEST_CASE("overlap: a run still in flight when its next slot comes") {
+  SECTION(
+      "its deadline is within the millisecond: it ends as a timeout at the slot and the next "
+      "run starts on time") {
+    FakeTimeEngine t(10s, 10s);
+    // 100.5 ms late: the run keeps all but 100 ms, so its deadline is 0.5 ms
+    // after the next slot, closer than libuv's timers can tell apart.
+    t.at(t.first_slot + 100500us);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    REQUIRE(t.probe->deadline_ns == ns(t.first_slot + 10s + 500us));
+    t.at(t.first_slot + 10s);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+    REQUIRE(t.results.size() == 1);
+    CHECK(t.results[0].reason == Reason::kTimeout);
+    CHECK(t.results[0].details.timeout_phase == "wait");
+    CHECK(t.results[0].message == "timed out after 9.9s during wait");
+    CHECK(t.probe->cancels == 1);
+    CHECK(t.lags.back() == 0.0);
+    CHECK(t.engine.skipped_total() == 0);
+    CHECK(t.engine.in_flight() == 1);
+  }
+  SECTION(
+      "its deadline is further off: the slot is skipped and counted, the run goes on to its "
+      "deadline") {
+    FakeTimeEngine t(10s, 10s);
+    t.at(t.first_slot + 1s);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    t.at(t.first_slot + 10s);
+    REQUIRE(t.turn_until([&] { return t.engine.skipped_total() == 1; }));
+    t.turn();
+    CHECK(t.probe->starts == 1);
+    CHECK(t.probe->cancels == 0);
+    CHECK(t.results.empty());
+    CHECK(t.engine.in_flight() == 1);
+    t.at(t.first_slot + 1s + 9900ms);
+    REQUIRE(t.turn_until([&] { return t.results.size() == 1; }));
+    CHECK(t.results[0].reason == Reason::kTimeout);
+    CHECK(t.results[0].message == "timed out after 9.9s during wait");
+    CHECK(t.engine.in_flight() == 0);
+    // The slot after is run, on time.
+    t.at(t.first_slot + 20s);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+    CHECK(t.lags.back() == 0.0);
+  }
+}
+
+TEST_CASE(
+    "deadline after the poll: a deadline that passed while the loop polled ends the run "
+    "after this iteration's I/O") {
+  FakeTimeEngine t(10s, 2s);
+  t.at(t.first_slot);
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+  CHECK(t.probe->deadline_ns == ns(t.first_slot + 2s));
+
+  SECTION("no reply: a timeout with the phase, and a result that comes later is dropped") {
+    t.at(t.first_slot + 2s + 300ms);  // the poll returned 300 ms past the deadline
+    REQUIRE(t.turn_until([&] { return t.results.size() == 1; }));
+    CHECK(t.results[0].reason == Reason::kTimeout);
+    CHECK(t.results[0].details.timeout_phase == "wait");
+    CHECK(t.results[0].message == "timed out after 2s during wait");
+    CHECK(t.probe->cancels == 1);
+    CHECK(t.engine.in_flight() == 0);
+    t.probe->finish(ProbeResult::ok({{"total", 0.5}}));
+    t.turn();
+    CHECK(t.results.size() == 1);
+    CHECK(t.engine.in_flight() == 0);
+    // The engine runs on: the next slot starts a run.
+    t.at(t.first_slot + 10s);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+  }
+  SECTION("a reply read in the same iteration's poll counts") {
+    t.at(t.first_slot + 2s + 300ms);
+    t.probe->reply_in_next_poll();
+    REQUIRE(t.turn_until([&] { return t.results.size() == 1; }));
+    CHECK(t.results[0].success);
+    CHECK(t.probe->cancels == 0);
+    t.turn();
+    CHECK(t.results.size() == 1);
+    CHECK(t.engine.in_flight() == 0);
+  }
 }
