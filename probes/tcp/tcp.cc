@@ -226,21 +226,21 @@ void TcpProbe::on_tls_data(std::string_view data) {
       fail_tls();
       return;
     case TlsStream::State::kOpen:
-      if (!was_open) {
+    case TlsStream::State::kClosed:
+      if (was_open) {
+        check_expectation();
+      } else if (tls_->handshake_done()) {
         end_phase("tls");
         begin_exchange();
-        return;
-      }
-      check_expectation();
-      return;
-    case TlsStream::State::kClosed:
-      if (!was_open) {
+      } else {
         finish(ProbeResult::failure(Reason::kTls, "the peer closed TLS during the handshake",
                                     phases_));
         return;
       }
-      check_expectation();
-      if (conn_ != nullptr) fail_expectation("the peer closed the TLS session");
+      // A peer may finish the handshake, speak and close in one burst: what
+      // it said before its close_notify still counts.
+      if (conn_ != nullptr && tls_->state() == TlsStream::State::kClosed)
+        fail_expectation("the peer closed the TLS session");
       return;
   }
 }
@@ -275,8 +275,7 @@ void TcpProbe::succeed() {
 void TcpProbe::fail_expectation(const std::string& why) {
   std::string message =
       received_.empty()
-          ? fmt::format("expected {}, but {} before the peer sent anything", opts_.expectation(),
-                        why)
+          ? fmt::format("expected {}, but {} before sending anything", opts_.expectation(), why)
           : fmt::format("expected {} not seen: {} after {} bytes: \"{}\"", opts_.expectation(), why,
                         received_.size(), target_text(received_, kQuotedBytes));
   finish(ProbeResult::failure(Reason::kAssertion, std::move(message), phases_));

@@ -60,6 +60,8 @@ class TlsStream {
   std::string take_wire();
 
   State state() const { return state_; }
+  // Whether the handshake completed (the session may have closed since).
+  bool handshake_done() const { return ssl_ != nullptr && SSL_is_init_finished(ssl_) == 1; }
   // Why the session failed (state() == kFailed).
   const std::pair<Reason, std::string>& failure() const { return failure_; }
   // The leaf certificate's notAfter, once the peer sent one.
