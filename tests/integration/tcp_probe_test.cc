@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/harness.h"
@@ -181,4 +183,52 @@ TEST_CASE("tcp: the leaf certificate's expiry reaches /metrics", "[tcp][tls][dae
     CHECK(metric_value(m, "canary_probe_failures_total",
                        {{"probe", "tls-port"}, {"reason", reason}}) == 0.0);
   }
+}
+
+TEST_CASE("tcp: hostile TLS peers are tls, connect or assertion, never internal",
+          "[tcp][tls][hostile]") {
+  TempDir dir;
+  std::string ready = dir.file("peer.json");
+  // Behaviours of the fault matrix's hostile peer that do not depend on HTTP.
+  std::map<std::string, std::string> expected = {
+      {"tls_ok", "ok"},
+      {"tls_garbage_serverhello", "tls"},
+      {"tls_http_on_tls_port", "tls"},
+      {"tls_alert", "tls"},
+      {"tls_truncated_record", "tls"},
+      {"tls_self_signed", "tls"},
+      {"tls_handshake_then_close", "assertion"},
+  };
+  std::vector<std::string> argv = {python3(),      source_dir() + "/tests/fixtures/hostile_peer.py",
+                                   "--ready-file", ready,
+                                   "--certs",      dir.file("certs"),
+                                   "--only"};
+  for (const auto& [name, reason] : expected) argv.push_back(name);
+  argv.push_back("tls_handshake_then_reset");
+  Process peer(argv);
+  REQUIRE(wait_until([&] { return std::ifstream(ready).good(); }, 30s));
+  std::ifstream in(ready);
+  json info = json::parse(in);
+  std::string config = "probes:\n";
+  for (const auto& item : info["cases"].items()) {
+    const std::string& name = item.key();
+    int port = item.value().get<int>();
+    config += tcp_probe(
+        name, address(port) +
+                  fmt::format("      tls: {{ca_file: {}}}\n", info["ca"].get<std::string>()) +
+                  send_http_get("/health") + "      expect: {text: healthy}\n");
+  }
+  int code = 0;
+  json out = once_json(config, &code);
+  CHECK(code == 1);
+  for (const auto& [name, reason] : expected) {
+    INFO(name << ": " << result_of(out, name)["message"]);
+    CHECK(once_reason(out, name) == reason);
+  }
+  // A reset right after the request reaches the probe as a reset (connect)
+  // or, depending on timing on loopback, as a plain close (assertion):
+  // either way the peer's doing, never internal.
+  std::string reset_reason = once_reason(out, "tls_handshake_then_reset");
+  INFO(result_of(out, "tls_handshake_then_reset")["message"]);
+  CHECK((reset_reason == "connect" || reset_reason == "assertion"));
 }
