@@ -4,6 +4,7 @@
 #include "probes/http/http.h"
 #include "probes/postgres/postgres.h"
 #include "probes/redis/redis.h"
+#include "probes/tcp/tcp.h"
 #include "probes/websocket/websocket.h"
 
 namespace canaryd {
@@ -17,6 +18,7 @@ const std::vector<ProbeType>& probe_types() {
       postgres_probe_type(),
       websocket_probe_type(),
       agent_pipeline_probe_type(),
+      tcp_probe_type(),
   };
   // clang-format on
   return types;

@@ -42,6 +42,20 @@ std::string read_ca_file(YamlSection& tls) {
   return *ca;
 }
 
+TlsOptions read_tls_options(YamlSection& tls) {
+  TlsOptions o;
+  o.ca_file = read_ca_file(tls);
+  if (auto name = tls.get_string("server_name")) {
+    if (name->empty() || name->find_first_of(" /:\r\n\t") != std::string::npos) {
+      tls.error("server_name", fmt::format("invalid host name \"{}\"", *name));
+    } else {
+      o.server_name = *name;
+    }
+  }
+  if (auto skip = tls.get_bool("insecure_skip_verify")) o.insecure_skip_verify = *skip;
+  return o;
+}
+
 std::optional<std::string> CurlUrl::get(CURLUPart part, unsigned flags) const {
   char* out = nullptr;
   if (curl_url_get(h_, part, &out, flags) != CURLUE_OK) return std::nullopt;

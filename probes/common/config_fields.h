@@ -25,6 +25,17 @@ std::vector<std::pair<std::string, std::string>> read_headers(YamlSection& s, st
 // a config error rather than a TLS failure at every run. Empty if absent.
 std::string read_ca_file(YamlSection& tls);
 
+// The client TLS options every probe type that speaks TLS itself takes.
+struct TlsOptions {
+  std::string ca_file;                     // empty: the system's trust store
+  std::optional<std::string> server_name;  // present and verified instead of the host
+  bool insecure_skip_verify = false;
+};
+
+// Reads a `tls` section's ca_file, server_name and insecure_skip_verify. The
+// caller reads its own extra keys, if any, then calls tls.finish().
+TlsOptions read_tls_options(YamlSection& tls);
+
 // RAII for curl's URL handle.
 class CurlUrl {
  public:

@@ -1,6 +1,15 @@
 #include "probes/common/tcp_client.h"
 
+#include <fmt/format.h>
+
 namespace canaryd {
+
+ProbeResult tcp_connect_failure(int status) {
+  if (status == UV_ECONNREFUSED)
+    return ProbeResult::failure(Reason::kConnectRefused, "connection refused");
+  return ProbeResult::failure(Reason::kConnect,
+                              fmt::format("connect failed: {}", uv_strerror(status)));
+}
 
 struct TcpClient::Write {
   uv_write_t req;

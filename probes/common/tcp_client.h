@@ -14,6 +14,10 @@
 
 namespace canaryd {
 
+// The result of a connect that failed with libuv error `status`: the peer
+// refused it, or something else (unreachable, reset, ...) went wrong.
+ProbeResult tcp_connect_failure(int status);
+
 class TcpClient {
  public:
   class Handler {

@@ -21,6 +21,7 @@
 
 #include "base/secrets.h"
 #include "probes/common/config_fields.h"
+#include "probes/common/tls_verify.h"
 #include "probes/common/ws_lws_log.h"
 
 namespace canaryd {
@@ -278,13 +279,8 @@ WsEnd WsConnection::classify_error(struct lws* wsi, std::string_view lws_message
     return WsEnd{false, r, std::move(msg), status, {}};
   };
   if (tls_verify_error_ != 0) {
-    std::string why = X509_verify_cert_error_string(tls_verify_error_);
-    if (tls_verify_error_ == X509_V_ERR_HOSTNAME_MISMATCH ||
-        tls_verify_error_ == X509_V_ERR_IP_ADDRESS_MISMATCH)
-      return fail(Reason::kTlsHostname, "TLS certificate is not valid for the host: " + why);
-    if (tls_verify_error_ == X509_V_ERR_CERT_HAS_EXPIRED)
-      return fail(Reason::kTlsExpired, "TLS certificate has expired: " + why);
-    return fail(Reason::kTls, "TLS verification failed: " + why);
+    auto [reason, message] = classify_cert_error(tls_verify_error_);
+    return fail(reason, std::move(message));
   }
   if (lws_message == "HS: PROTOCOL malformed") {
     std::string got;
@@ -427,10 +423,8 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       if (store != nullptr) {
         if (len == 0 && tls_verify_error_ == 0) tls_verify_error_ = X509_STORE_CTX_get_error(store);
         if (X509_STORE_CTX_get_error_depth(store) == 0) {
-          X509* cert = X509_STORE_CTX_get_current_cert(store);
-          std::tm tm{};
-          if (cert != nullptr && ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
-            cert_expiry_ = static_cast<double>(timegm(&tm));
+          if (auto expiry = cert_not_after_unix(X509_STORE_CTX_get_current_cert(store)))
+            cert_expiry_ = expiry;
         }
       }
       return 0;

@@ -540,20 +540,21 @@ static ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
 
   if (auto tls = s.get_section("tls")) {
     if (url && !o.https && !o.url.empty()) tls->error("", "tls options need an https:// url");
-    o.ca_file = read_ca_file(*tls);
-    if (auto name = tls->get_string("server_name")) {
+    TlsOptions t = read_tls_options(*tls);
+    o.ca_file = t.ca_file;
+    o.insecure_skip_verify = t.insecure_skip_verify;
+    if (t.server_name) {
       CurlUrl u;
       if (!o.url.empty() && u.set(o.url)) {
         // Connect to the URL's address but present and verify `server_name`:
         // the request goes to the name, and curl is told where that name lives.
         std::string host = u.get(CURLUPART_HOST).value_or("");
         std::string port = u.get(CURLUPART_PORT, CURLU_DEFAULT_PORT).value_or("443");
-        u.set_part(CURLUPART_HOST, name->c_str());
+        u.set_part(CURLUPART_HOST, t.server_name->c_str());
         o.url = u.get(CURLUPART_URL).value_or(o.url);
-        o.connect_to = fmt::format("{}:{}:{}:{}", *name, port, host, port);
+        o.connect_to = fmt::format("{}:{}:{}:{}", *t.server_name, port, host, port);
       }
     }
-    if (auto skip = tls->get_bool("insecure_skip_verify")) o.insecure_skip_verify = *skip;
     tls->finish();
   }
   s.finish();

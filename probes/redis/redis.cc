@@ -120,10 +120,7 @@ void RedisProbe::connect_to(ResolvedAddresses addrs) {
 
 void RedisProbe::on_connect(int status) {
   if (status != 0) {
-    Reason r = status == UV_ECONNREFUSED ? Reason::kConnectRefused : Reason::kConnect;
-    finish(ProbeResult::failure(r, status == UV_ECONNREFUSED
-                                       ? "connection refused"
-                                       : fmt::format("connect failed: {}", uv_strerror(status))));
+    finish(tcp_connect_failure(status));
     return;
   }
   end_phase("connect");
