@@ -1,6 +1,7 @@
 #include "probes/registry.h"
 
 #include "probes/agent_pipeline/agent_pipeline.h"
+#include "probes/dns/dns.h"
 #include "probes/http/http.h"
 #include "probes/postgres/postgres.h"
 #include "probes/redis/redis.h"
@@ -17,6 +18,7 @@ const std::vector<ProbeType>& probe_types() {
       postgres_probe_type(),
       websocket_probe_type(),
       agent_pipeline_probe_type(),
+      dns_probe_type(),
   };
   // clang-format on
   return types;
