@@ -27,7 +27,7 @@ class AresChannel {
     // "host:port,host" as ares_set_servers_ports_csv takes it; empty: the
     // servers of /etc/resolv.conf.
     std::string servers;
-    bool tcp = false;          // ARES_FLAG_USEVC: every query over TCP
+    bool tcp = false;           // ARES_FLAG_USEVC: every query over TCP
     int try_timeout_ms = 1000;  // c-ares doubles it on each retry round
     int tries = 4;
   };

@@ -109,46 +109,44 @@ ProbeResult DnsProbe::judge(int status, const std::string& reply) {
         return r;
       }
       case ARES_ECONNREFUSED:
-        return ProbeResult::failure(Reason::kConnectRefused,
-                                    opts_.tcp ? "the resolver refused the connection"
-                                              : "the resolver's port is closed",
-                                    phases_);
+        return ProbeResult::failure(
+            Reason::kConnectRefused,
+            opts_.tcp ? "the resolver refused the connection" : "the resolver's port is closed",
+            phases_);
       case ARES_ENOMEM:
       case ARES_EBADNAME:
       case ARES_EBADQUERY:
         return ProbeResult::failure(
             Reason::kInternal, fmt::format("query not sent: {}", ares_strerror(status)), phases_);
       default:
-        return ProbeResult::failure(Reason::kDns, fmt::format("no usable reply: {}",
-                                                              ares_strerror(status)),
-                                    phases_);
+        return ProbeResult::failure(
+            Reason::kDns, fmt::format("no usable reply: {}", ares_strerror(status)), phases_);
     }
   }
   if (*rcode != opts_.rcode) {
     // A server-side failure is a DNS failure whatever was expected; a
     // NOERROR where NXDOMAIN was expected is the content being wrong.
     Reason why = *rcode == kNoError ? Reason::kAssertion : Reason::kDns;
-    return ProbeResult::failure(why,
-                                fmt::format("{} {}: {}, expected {}", dns_record_name(opts_.record),
-                                            opts_.name, dns_rcode_name(*rcode),
-                                            dns_rcode_name(opts_.rcode)),
-                                phases_);
+    return ProbeResult::failure(
+        why,
+        fmt::format("{} {}: {}, expected {}", dns_record_name(opts_.record), opts_.name,
+                    dns_rcode_name(*rcode), dns_rcode_name(opts_.rcode)),
+        phases_);
   }
   if (opts_.rcode != kNoError) return ProbeResult::ok(phases_);
   std::vector<std::string> answers;
   int parsed = dns_answers(opts_.record, reply, answers);
   if (parsed == ARES_ENODATA) {
-    return ProbeResult::failure(Reason::kDns,
-                                fmt::format("{} {}: no answer", dns_record_name(opts_.record),
-                                            opts_.name),
-                                phases_);
+    return ProbeResult::failure(
+        Reason::kDns, fmt::format("{} {}: no answer", dns_record_name(opts_.record), opts_.name),
+        phases_);
   }
   if (parsed != ARES_SUCCESS) {
-    return ProbeResult::failure(Reason::kDns,
-                                fmt::format("{} {}: malformed reply ({})",
-                                            dns_record_name(opts_.record), opts_.name,
-                                            ares_strerror(parsed)),
-                                phases_);
+    return ProbeResult::failure(
+        Reason::kDns,
+        fmt::format("{} {}: malformed reply ({})", dns_record_name(opts_.record), opts_.name,
+                    ares_strerror(parsed)),
+        phases_);
   }
   return check_answers(answers);
 }
@@ -210,8 +208,8 @@ CancelInfo DnsProbe::cancel() {
 }  // namespace
 
 static std::vector<Reason> dns_probe_reasons() {
-  return {Reason::kTimeout,   Reason::kDns,      Reason::kConnectRefused,
-          Reason::kAssertion, Reason::kInternal};
+  return {Reason::kTimeout, Reason::kDns, Reason::kConnectRefused, Reason::kAssertion,
+          Reason::kInternal};
 }
 
 static std::vector<std::string_view> dns_probe_phases() { return {"query", "total"}; }
@@ -295,8 +293,8 @@ static void read_expect(YamlSection& expect, DnsOptions& o) {
     entry.finish();
   }
   if (o.rcode != kNoError && !o.answers.empty()) {
-    expect.error("answers", fmt::format("answers need rcode NOERROR, not {}",
-                                        dns_rcode_name(o.rcode)));
+    expect.error("answers",
+                 fmt::format("answers need rcode NOERROR, not {}", dns_rcode_name(o.rcode)));
   }
 }
 

@@ -2,8 +2,8 @@
 
 #include <ares.h>
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <fmt/format.h>
+#include <netdb.h>
 
 #include <array>
 #include <cstring>
@@ -23,7 +23,7 @@ constexpr std::array<RecordName, 6> kRecords{{{DnsRecord::kA, "A"},
                                               {DnsRecord::kMx, "MX"},
                                               {DnsRecord::kSrv, "SRV"}}};
 
-constexpr std::array<std::string_view, 6> kRcodes{"NOERROR", "FORMERR", "SERVFAIL",
+constexpr std::array<std::string_view, 6> kRcodes{"NOERROR",  "FORMERR", "SERVFAIL",
                                                   "NXDOMAIN", "NOTIMP",  "REFUSED"};
 
 const unsigned char* bytes(std::string_view reply) {
