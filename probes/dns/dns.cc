@@ -111,7 +111,9 @@ ProbeResult DnsProbe::judge(int status, const std::string& reply) {
       case ARES_ECONNREFUSED:
         return ProbeResult::failure(
             Reason::kConnectRefused,
-            opts_.tcp ? "the resolver refused the connection" : "the resolver's port is closed",
+            opts_.tcp ? "the resolver refused the connection"
+                      // A TC reply makes c-ares ask again over TCP.
+                      : "the resolver's port is closed (or it asked for TCP, which is refused)",
             phases_);
       case ARES_ENOMEM:
       case ARES_EBADNAME:
