@@ -129,7 +129,9 @@ void AresChannel::unwatch(ares_socket_t fd) {
 void AresChannel::on_poll(uv_poll_t* handle, int status, int events) {
   auto* w = static_cast<Watch*>(handle->data);
   AresChannel* self = w->owner;
-  guarded(self->fail_, "a DNS socket callback", [self, w, status, events] {
+  // A copy: the callback may destroy the channel, and with it fail_.
+  RunFault fail = self->fail_;
+  guarded(fail, "a DNS socket callback", [self, w, status, events] {
     ares_socket_t fd = w->fd;
     // An error on the socket: let c-ares read and write, so it sees it.
     bool all = status < 0;
@@ -141,7 +143,8 @@ void AresChannel::on_poll(uv_poll_t* handle, int status, int events) {
 
 void AresChannel::on_timer(uv_timer_t* timer) {
   auto* self = static_cast<AresChannel*>(timer->data);
-  guarded(self->fail_, "a DNS timer callback", [self] {
+  RunFault fail = self->fail_;  // see on_poll
+  guarded(fail, "a DNS timer callback", [self] {
     ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     self->after_processing();
   });
