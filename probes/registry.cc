@@ -1,6 +1,7 @@
 #include "probes/registry.h"
 
 #include "probes/agent_pipeline/agent_pipeline.h"
+#include "probes/dns/dns.h"
 #include "probes/http/http.h"
 #include "probes/postgres/postgres.h"
 #include "probes/redis/redis.h"
@@ -19,6 +20,7 @@ const std::vector<ProbeType>& probe_types() {
       websocket_probe_type(),
       agent_pipeline_probe_type(),
       tcp_probe_type(),
+      dns_probe_type(),
   };
   // clang-format on
   return types;

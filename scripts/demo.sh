@@ -46,6 +46,15 @@ redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no \
   --requirepass "$CANARYD_DEMO_REDIS_PASSWORD" >"$demo/redis.log" 2>&1 &
 pids+=($!)
 
+# dnsmasq as the platform's DNS: the names the dns probes look up, and
+# NXDOMAIN for every other name under demo.test.
+dnsmasq --keep-in-foreground --log-facility=- --port=15353 --listen-address=127.0.0.1 \
+  --bind-interfaces --no-resolv --no-hosts --conf-file=/dev/null --local=/demo.test/ \
+  --pid-file="$demo/dnsmasq.pid" --user="$(id -un)" \
+  --host-record=api.demo.test,127.0.0.1 --cname=www.demo.test,api.demo.test \
+  --txt-record=demo.test,"v=spf1 -all" >"$demo/dnsmasq.log" 2>&1 &
+pids+=($!)
+
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 rm -rf "$demo/pgdata" "$demo/pgsock"
 mkdir -p "$demo/pgdata" "$demo/pgsock"
@@ -75,7 +84,7 @@ umask 022
 cat <<MSG
 
 canaryd demo: the fake platform backend is on 127.0.0.1:18080 (TLS on 18443-18445),
-redis-server on 16379 and PostgreSQL on 15432.
+redis-server on 16379, PostgreSQL on 15432 and dnsmasq on 15353.
 canaryd is starting on http://127.0.0.1:9464 with config/demo.yaml. Look at:
   curl -s http://127.0.0.1:9464/metrics | grep ^canary_
   curl -s http://127.0.0.1:9464/api/v1/state

@@ -12,9 +12,9 @@ PACKAGES=(
   # libraries (DESIGN.md)
   libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev catch2 libpq-dev libsystemd-dev
-  nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev
   # test and demo peers
-  openssl curl procps python3 redis-server postgresql
+  openssl curl procps python3 redis-server postgresql dnsmasq-base
   prometheus prometheus-alertmanager
   # benchmarks
   nginx libnginx-mod-http-echo prometheus-blackbox-exporter

@@ -405,7 +405,8 @@ ProbeType tcp_probe_type() {
   return {.name = "tcp",
           .reasons = tcp_probe_reasons(),
           .phases = tcp_probe_phases(),
-          .make = &make_tcp_probe};
+          .make = &make_tcp_probe,
+          .latency_baseline = true};
 }
 
 }  // namespace canaryd

@@ -33,12 +33,6 @@ std::string send_http_get(const std::string& path_and_query) {
       path_and_query);
 }
 
-struct TlsPlatform {
-  TempDir dir;
-  std::string certs = make_certs(dir);
-  FakePlatform fp{tls_platform_options(certs)};
-};
-
 }  // namespace
 
 TEST_CASE("tcp: send and expect against redis, refused, garbage and read_limit", "[tcp]") {
