@@ -45,12 +45,21 @@ Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
   once_timer_->data = this;
   scheduler_.on_overlap([this](ProbeId id) {
     auto it = instances_.find(id);
-    if (it == instances_.end() || !it->second->running) return true;
-    // libuv timers have millisecond resolution: a deadline within the next
-    // millisecond is this one.
-    if (now_ns() + 1'000'000 < it->second->deadline_ns) return false;
-    expire(*it->second);
-    return true;
+    if (it == instances_.end() || !it->second->running) return Scheduler::Overlap::kEnded;
+    Instance& inst = *it->second;
+    const uint64_t now = now_ns();
+    if (now >= inst.deadline_ns) {
+      expire(inst);
+      return Scheduler::Overlap::kEnded;
+    }
+    // A run never loses time to the loop's lateness (DESIGN.md: canaryd
+    // blames no target for its own overload). One that started a little late
+    // ends a little after this slot: the next run waits for it rather than
+    // losing the slot. Later than that, the slot is skipped and counted.
+    const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
+    const uint64_t grace_ns = std::min<uint64_t>(timeout_ns / 10, 100'000'000);
+    if (inst.deadline_ns - now <= grace_ns) return Scheduler::Overlap::kDeferred;
+    return Scheduler::Overlap::kSkipped;
   });
 }
 
@@ -136,7 +145,7 @@ void Engine::on_tick(void* engine) {
     auto it = self->instances_.find(d.id);
     if (it == self->instances_.end()) continue;
     if (self->on_lag_) self->on_lag_(std::chrono::duration<double>(d.lag).count());
-    self->start_run(*it->second, d.next);
+    self->start_run(*it->second);
   }
   self->arm_tick();
 }
@@ -152,7 +161,7 @@ void Engine::retime() {
   arm_tick();
 }
 
-void Engine::start_run(Instance& inst, std::optional<Nanos> next_slot) {
+void Engine::start_run(Instance& inst) {
   if (inst.running) return;
   inst.running = true;
   ++in_flight_;
@@ -161,20 +170,6 @@ void Engine::start_run(Instance& inst, std::optional<Nanos> next_slot) {
   inst.fault.reset();
   const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
   inst.deadline_ns = inst.started_ns + timeout_ns;
-  if (next_slot) {
-    // A run that starts a little late would otherwise still be going when its
-    // next slot comes (timeout == interval is common), and every other slot
-    // would be skipped. So a run gives up at its next slot, but loses at most
-    // a tenth of its timeout (100 ms at most) that way: when the loop is
-    // further behind, the run keeps its time and the next slot is skipped,
-    // which sheds load instead of turning lateness into timeouts. The next
-    // slot is the scheduler's, after any slots a stall skipped: a run that
-    // starts whole intervals late is nowhere near it and keeps its timeout.
-    const auto next_slot_ns = static_cast<uint64_t>(next_slot->count());
-    const uint64_t grace_ns = std::min<uint64_t>(timeout_ns / 10, 100'000'000);
-    if (next_slot_ns < inst.deadline_ns)
-      inst.deadline_ns = std::max(next_slot_ns, inst.deadline_ns - grace_ns);
-  }
   const ProbeId id = inst.id;
   inst.ctx =
       RunContext{&services_, loop_, next_run_id(), inst.deadline_ns,
@@ -296,7 +291,10 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
   inst.running = false;
   --in_flight_;
   uv_timer_stop(inst.deadline);
-  if (inst.scheduled) scheduler_.finished(id);
+  if (inst.scheduled) {
+    scheduler_.finished(id);
+    arm_tick();  // a slot may be waiting for this run
+  }
   if (inst.fault) {
     // The probe may have carried on after the exception; its result is not
     // to be trusted.

@@ -80,9 +80,7 @@ class Engine {
   static void on_deadline(uv_timer_t* timer);
   static void on_check(uv_check_t* check);
   static void on_once_done(uv_timer_t* timer);
-  // `next_slot` (scheduled runs only) is the probe's next slot, at which a
-  // run may give up a little of its timeout (see the .cc).
-  void start_run(Instance& inst, std::optional<Nanos> next_slot = std::nullopt);
+  void start_run(Instance& inst);
   void arm_deadline(Instance& inst);
   uint64_t now_ns() const;
   void end_after_poll(Instance& inst);

@@ -1,5 +1,7 @@
 #include "daemon/scheduler.h"
 
+#include <utility>
+
 namespace canaryd {
 
 uint64_t stable_hash(std::string_view text) {
@@ -15,7 +17,7 @@ void Scheduler::add(ProbeId id, std::string_view name, Nanos interval) {
   remove(id);
   if (interval.count() <= 0) interval = Nanos(1);
   Nanos offset(static_cast<int64_t>(stable_hash(name) % static_cast<uint64_t>(interval.count())));
-  Entry e{interval, clock_.now() + offset, false};
+  Entry e{interval, clock_.now() + offset, false, std::nullopt};
   queue_.emplace(e.next_due, id);
   entries_.emplace(id, e);
 }
@@ -28,6 +30,7 @@ void Scheduler::remove(ProbeId id) {
 }
 
 std::optional<Nanos> Scheduler::next_due() const {
+  if (!ready_.empty()) return clock_.now();
   if (queue_.empty()) return std::nullopt;
   return queue_.begin()->first;
 }
@@ -47,10 +50,35 @@ void Scheduler::advance_past_now(ProbeId id, Entry& e, Nanos now) {
 std::vector<Scheduler::Dispatch> Scheduler::take_due() {
   std::vector<Dispatch> out;
   const Nanos now = clock_.now();
+  for (ProbeId id : std::exchange(ready_, {})) {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.running || !it->second.deferred) continue;
+    Entry& e = it->second;
+    const Nanos due = *std::exchange(e.deferred, std::nullopt);
+    e.running = true;
+    out.push_back({id, due, now - due});
+  }
   while (!queue_.empty() && queue_.begin()->first <= now) {
     auto [due, id] = *queue_.begin();
     Entry& e = entries_.at(id);
-    if (e.running && on_overlap_ && on_overlap_(id)) e.running = false;
+    if (e.deferred) {
+      // An older slot still waits: the run outlived its grace after all.
+      e.deferred.reset();
+      ++skipped_;
+    }
+    if (e.running && on_overlap_) {
+      switch (on_overlap_(id)) {
+        case Overlap::kEnded:
+          e.running = false;
+          break;
+        case Overlap::kDeferred:
+          e.deferred = due;
+          advance_past_now(id, e, now);
+          continue;
+        case Overlap::kSkipped:
+          break;
+      }
+    }
     if (e.running) {
       // The previous run is still going: this slot is lost, never doubled up.
       ++skipped_;
@@ -59,14 +87,16 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due() {
     }
     e.running = true;
     advance_past_now(id, e, now);
-    out.push_back({id, due, now - due, e.next_due});
+    out.push_back({id, due, now - due});
   }
   return out;
 }
 
 void Scheduler::finished(ProbeId id) {
   auto it = entries_.find(id);
-  if (it != entries_.end()) it->second.running = false;
+  if (it == entries_.end()) return;
+  it->second.running = false;
+  if (it->second.deferred) ready_.push_back(id);
 }
 
 bool Scheduler::running(ProbeId id) const {

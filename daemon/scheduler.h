@@ -6,7 +6,8 @@
 // - First runs are spread across the interval by a stable hash of the probe
 //   name, so a restart does not stampede every target at once.
 // - Runs of one probe never overlap: a slot that comes due while the previous
-//   run is still going is skipped and counted.
+//   run is still going is skipped and counted, unless the owner says that run
+//   ends within a small grace, and then the slot waits for it.
 //
 // Thread-safety: none; the engine uses it on the loop thread only.
 #pragma once
@@ -43,9 +44,8 @@ class Scheduler {
 
   struct Dispatch {
     ProbeId id;
-    Nanos due;   // the slot this run fills
-    Nanos lag;   // how late the run starts: now - due
-    Nanos next;  // this probe's next slot: after any slots the lag skipped
+    Nanos due;  // the slot this run fills
+    Nanos lag;  // how late the run starts: now - due
   };
   // Every probe due by now that is not running: marked running, its next slot
   // computed. Slots missed entirely (the loop stalled, or the previous run was
@@ -54,10 +54,13 @@ class Scheduler {
   void finished(ProbeId id);
   bool running(ProbeId id) const;
 
-  // Asked when a probe comes due while its previous run is still going: the
-  // owner may end that run (its deadline is now) and return true, and the new
-  // run starts on time; false skips the slot.
-  void on_overlap(std::function<bool(ProbeId)> handler) { on_overlap_ = std::move(handler); }
+  // Asked when a probe comes due while its previous run is still going.
+  enum class Overlap {
+    kEnded,     // the owner ended that run (its deadline is now): the new run starts on time
+    kDeferred,  // that run ends within a small grace: the new run starts when it finishes
+    kSkipped,   // the slot is lost, and counted
+  };
+  void on_overlap(std::function<Overlap(ProbeId)> handler) { on_overlap_ = std::move(handler); }
 
   uint64_t skipped_total() const { return skipped_; }
   size_t size() const { return entries_.size(); }
@@ -67,14 +70,16 @@ class Scheduler {
     Nanos interval;
     Nanos next_due;
     bool running = false;
+    std::optional<Nanos> deferred;  // a slot waiting for the run in flight
   };
   void advance_past_now(ProbeId id, Entry& e, Nanos now);
 
   const Clock& clock_;
   std::unordered_map<ProbeId, Entry> entries_;
   std::set<std::pair<Nanos, ProbeId>> queue_;  // (next_due, id)
+  std::vector<ProbeId> ready_;                 // finished runs whose deferred slot is due
   uint64_t skipped_ = 0;
-  std::function<bool(ProbeId)> on_overlap_;
+  std::function<Overlap(ProbeId)> on_overlap_;
 };
 
 }  // namespace canaryd

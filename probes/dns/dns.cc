@@ -339,7 +339,8 @@ ProbeType dns_probe_type() {
   return {.name = "dns",
           .reasons = dns_probe_reasons(),
           .phases = dns_probe_phases(),
-          .make = &make_dns_probe};
+          .make = &make_dns_probe,
+          .latency_baseline = true};
 }
 
 }  // namespace canaryd

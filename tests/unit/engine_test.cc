@@ -454,63 +454,67 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "deadline trimming: a late run gives up at its next slot, but at most a tenth of its "
-    "timeout and never more than 100 ms") {
-  SECTION("on time, or late without reaching the next slot: the whole timeout") {
+    "a late run keeps its whole timeout: the loop's lateness never shortens the time a target "
+    "gets") {
+  SECTION("late without reaching the next slot") {
     FakeTimeEngine t(10s, 5s);
     t.at(t.first_slot + 50ms);
     REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
     CHECK(t.probe->deadline_ns == ns(t.first_slot + 50ms + 5s));
   }
-  SECTION("50 ms late with timeout == interval: the deadline is the next slot") {
-    FakeTimeEngine t(10s, 10s);
-    t.at(t.first_slot + 50ms);
-    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
-    CHECK(t.probe->deadline_ns == ns(t.first_slot + 10s));
-    // At that slot the run ends as a timeout after the time it had, and the
-    // next run starts on time.
-    t.at(t.first_slot + 10s);
-    REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
-    REQUIRE(t.results.size() == 1);
-    CHECK(t.results[0].reason == Reason::kTimeout);
-    CHECK(t.results[0].message == "timed out after 9.95s during wait");
-    CHECK(t.lags.back() == 0.0);
-    CHECK(t.engine.skipped_total() == 0);
-  }
-  SECTION("a second late: the run gives up only 100 ms and reaches past its next slot") {
+  SECTION("a second late, with timeout == interval: past its next slot") {
     FakeTimeEngine t(10s, 10s);
     t.at(t.first_slot + 1s);
     REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
-    CHECK(t.probe->deadline_ns == ns(t.first_slot + 1s + 9900ms));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 1s + 10s));
   }
-  SECTION("a short timeout gives up at most a tenth of itself") {
+  SECTION("a short timeout") {
     FakeTimeEngine t(500ms, 500ms);
     t.at(t.first_slot + 80ms);
     REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
-    CHECK(t.probe->deadline_ns == ns(t.first_slot + 80ms + 450ms));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 80ms + 500ms));
   }
 }
 
 TEST_CASE("overlap: a run still in flight when its next slot comes") {
   SECTION(
-      "its deadline is within the millisecond: it ends as a timeout at the slot and the next "
-      "run starts on time") {
+      "on time with timeout == interval: its deadline is the slot, it ends as a timeout after "
+      "its whole timeout and the next run starts on time") {
     FakeTimeEngine t(10s, 10s);
-    // 100.5 ms late: the run keeps all but 100 ms, so its deadline is 0.5 ms
-    // after the next slot, closer than libuv's timers can tell apart.
-    t.at(t.first_slot + 100500us);
+    t.at(t.first_slot);
     REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
-    REQUIRE(t.probe->deadline_ns == ns(t.first_slot + 10s + 500us));
+    REQUIRE(t.probe->deadline_ns == ns(t.first_slot + 10s));
     t.at(t.first_slot + 10s);
     REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
     REQUIRE(t.results.size() == 1);
     CHECK(t.results[0].reason == Reason::kTimeout);
     CHECK(t.results[0].details.timeout_phase == "wait");
-    CHECK(t.results[0].message == "timed out after 9.9s during wait");
+    CHECK(t.results[0].message == "timed out after 10s during wait");
     CHECK(t.probe->cancels == 1);
     CHECK(t.lags.back() == 0.0);
     CHECK(t.engine.skipped_total() == 0);
     CHECK(t.engine.in_flight() == 1);
+  }
+  SECTION(
+      "started 50 ms late: it keeps its whole timeout, and the next run waits for it instead "
+      "of losing the slot") {
+    FakeTimeEngine t(10s, 10s);
+    t.at(t.first_slot + 50ms);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+    t.at(t.first_slot + 10s);
+    t.turn();
+    CHECK(t.probe->starts == 1);
+    CHECK(t.results.empty());
+    CHECK(t.engine.skipped_total() == 0);
+    t.at(t.first_slot + 10s + 50ms);
+    REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+    REQUIRE(t.results.size() == 1);
+    CHECK(t.results[0].reason == Reason::kTimeout);
+    CHECK(t.results[0].message == "timed out after 10s during wait");
+    CHECK(t.engine.skipped_total() == 0);
+    // The waiting run reports how late its slot started.
+    CHECK(t.lags.back() == Approx(0.05).margin(0.002));
+    CHECK(t.probe->deadline_ns >= ns(t.first_slot + 10s + 50ms + 10s));
   }
   SECTION(
       "its deadline is further off: the slot is skipped and counted, the run goes on to its "
@@ -525,15 +529,17 @@ TEST_CASE("overlap: a run still in flight when its next slot comes") {
     CHECK(t.probe->cancels == 0);
     CHECK(t.results.empty());
     CHECK(t.engine.in_flight() == 1);
-    t.at(t.first_slot + 1s + 9900ms);
+    t.at(t.first_slot + 11s);
     REQUIRE(t.turn_until([&] { return t.results.size() == 1; }));
     CHECK(t.results[0].reason == Reason::kTimeout);
-    CHECK(t.results[0].message == "timed out after 9.9s during wait");
+    CHECK(t.results[0].message == "timed out after 10s during wait");
     CHECK(t.engine.in_flight() == 0);
+    CHECK(t.probe->starts == 1);
     // The slot after is run, on time.
     t.at(t.first_slot + 20s);
     REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
     CHECK(t.lags.back() == 0.0);
+    CHECK(t.engine.skipped_total() == 1);
   }
 }
 
