@@ -173,7 +173,8 @@ void Engine::start_run(Instance& inst) {
   const ProbeId id = inst.id;
   inst.ctx =
       RunContext{&services_, loop_, next_run_id(), inst.deadline_ns,
-                 [this, id, generation](std::string_view what) { fail_run(id, generation, what); }};
+                 [this, id, generation](std::string_view what) { fail_run(id, generation, what); },
+                 &global_secrets()};
   arm_deadline(inst);
   try {
     inst.cfg.probe->start(inst.ctx, [this, id, generation](ProbeResult r) {

@@ -25,6 +25,7 @@
 namespace canaryd {
 
 class CurlMulti;
+class Secrets;
 class WsService;
 
 // Why a run failed. Each entry is a distinct signal an SRE acts on differently,
@@ -160,6 +161,9 @@ struct RunContext {
   // probe once the library callback has returned, and a result the probe
   // reports meanwhile is replaced, so the run still ends exactly once.
   RunFault fail;
+  // Where a secret learned during the run (an issued token) is registered,
+  // so that every text leaving the daemon redacts it while it is in use.
+  Secrets* secrets = nullptr;
 };
 
 using Done = std::function<void(ProbeResult)>;

@@ -160,7 +160,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
         return auth_failure(fmt::format("the response has no string at {}", opts_.token->json_path),
                             static_cast<int>(r.status));
       token_ = v->get<std::string>();
-      token_pin_ = global_secrets().pin(token_);
+      token_pin_ = ctx_->secrets->pin(token_);
       if (opts_.token->cache_for.count() > 0) {
         cached_token_ = token_;
         cached_until_ns_ =
