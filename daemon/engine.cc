@@ -172,7 +172,10 @@ void Engine::start_run(Instance& inst) {
   inst.deadline_ns = inst.started_ns + timeout_ns;
   const ProbeId id = inst.id;
   inst.ctx =
-      RunContext{&services_, loop_, next_run_id(), inst.deadline_ns,
+      RunContext{&services_,
+                 loop_,
+                 next_run_id(),
+                 inst.deadline_ns,
                  [this, id, generation](std::string_view what) { fail_run(id, generation, what); },
                  &global_secrets()};
   arm_deadline(inst);
