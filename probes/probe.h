@@ -68,6 +68,30 @@ inline double seconds_between(uint64_t from_ns, uint64_t to_ns) {
   return to_ns > from_ns ? static_cast<double>(to_ns - from_ns) / 1e9 : 0.0;
 }
 
+// The phases of one run as they end. Each phase began when the one before
+// it ended (the first when the run started); "total" is the whole run.
+class PhaseTimer {
+ public:
+  void start(uint64_t now_ns = uv_hrtime()) {
+    phases_.clear();
+    run_start_ns_ = phase_start_ns_ = now_ns;
+  }
+  void end(std::string name, uint64_t now_ns = uv_hrtime()) {
+    phases_.emplace_back(std::move(name), seconds_between(phase_start_ns_, now_ns));
+    phase_start_ns_ = now_ns;
+  }
+  void end_run(uint64_t now_ns = uv_hrtime()) {
+    phases_.emplace_back("total", seconds_between(run_start_ns_, now_ns));
+  }
+  const Phases& phases() const { return phases_; }
+  Phases take() { return std::move(phases_); }
+
+ private:
+  Phases phases_;
+  uint64_t run_start_ns_ = 0;
+  uint64_t phase_start_ns_ = 0;
+};
+
 // One event of an agent conversation as it arrived: its type (a configured
 // type, or "other") and its time since the message was sent.
 struct EventSeen {

@@ -70,14 +70,12 @@ class DnsProbe : public Probe {
   DnsOptions opts_;
   Done done_;
   std::unique_ptr<AresChannel> channel_;
-  Phases phases_;
-  uint64_t run_start_ns_ = 0;
+  PhaseTimer phases_;
 };
 
 void DnsProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
-  phases_.clear();
-  run_start_ns_ = uv_hrtime();
+  phases_.start();
   AresChannel::Options o;
   o.servers = opts_.servers;
   o.tcp = opts_.tcp;
@@ -92,9 +90,9 @@ void DnsProbe::start(RunContext& ctx, Done done) {
 }
 
 void DnsProbe::on_reply(int status, const std::string& reply) {
-  double took = seconds_between(run_start_ns_, uv_hrtime());
-  phases_.emplace_back("query", took);
-  phases_.emplace_back("total", took);
+  const uint64_t now = uv_hrtime();
+  phases_.end("query", now);
+  phases_.end_run(now);
   finish(judge(status, reply));
 }
 
@@ -104,7 +102,8 @@ ProbeResult DnsProbe::judge(int status, const std::string& reply) {
     // No reply to read: c-ares gave up on the server.
     switch (status) {
       case ARES_ETIMEOUT: {
-        auto r = ProbeResult::failure(Reason::kTimeout, "the resolver did not answer", phases_);
+        auto r =
+            ProbeResult::failure(Reason::kTimeout, "the resolver did not answer", phases_.phases());
         r.details.timeout_phase = "query";
         return r;
       }
@@ -114,15 +113,17 @@ ProbeResult DnsProbe::judge(int status, const std::string& reply) {
             opts_.tcp ? "the resolver refused the connection"
                       // A TC reply makes c-ares ask again over TCP.
                       : "the resolver's port is closed (or it asked for TCP, which is refused)",
-            phases_);
+            phases_.phases());
       case ARES_ENOMEM:
       case ARES_EBADNAME:
       case ARES_EBADQUERY:
-        return ProbeResult::failure(
-            Reason::kInternal, fmt::format("query not sent: {}", ares_strerror(status)), phases_);
+        return ProbeResult::failure(Reason::kInternal,
+                                    fmt::format("query not sent: {}", ares_strerror(status)),
+                                    phases_.phases());
       default:
-        return ProbeResult::failure(
-            Reason::kDns, fmt::format("no usable reply: {}", ares_strerror(status)), phases_);
+        return ProbeResult::failure(Reason::kDns,
+                                    fmt::format("no usable reply: {}", ares_strerror(status)),
+                                    phases_.phases());
     }
   }
   if (*rcode != opts_.rcode) {
@@ -133,22 +134,22 @@ ProbeResult DnsProbe::judge(int status, const std::string& reply) {
         why,
         fmt::format("{} {}: {}, expected {}", dns_record_name(opts_.record), opts_.name,
                     dns_rcode_name(*rcode), dns_rcode_name(opts_.rcode)),
-        phases_);
+        phases_.phases());
   }
-  if (opts_.rcode != kNoError) return ProbeResult::ok(phases_);
+  if (opts_.rcode != kNoError) return ProbeResult::ok(phases_.phases());
   std::vector<std::string> answers;
   int parsed = dns_answers(opts_.record, reply, answers);
   if (parsed == ARES_ENODATA) {
     return ProbeResult::failure(
         Reason::kDns, fmt::format("{} {}: no answer", dns_record_name(opts_.record), opts_.name),
-        phases_);
+        phases_.phases());
   }
   if (parsed != ARES_SUCCESS) {
     return ProbeResult::failure(
         Reason::kDns,
         fmt::format("{} {}: malformed reply ({})", dns_record_name(opts_.record), opts_.name,
                     ares_strerror(parsed)),
-        phases_);
+        phases_.phases());
   }
   return check_answers(answers);
 }
@@ -166,14 +167,14 @@ ProbeResult DnsProbe::check_answers(const std::vector<std::string>& answers) {
     }
   }
   bool ok = opts_.answers.empty() || (opts_.match_all ? missing == nullptr : found > 0);
-  if (ok) return ProbeResult::ok(phases_);
+  if (ok) return ProbeResult::ok(phases_.phases());
   std::string expected = opts_.match_all || opts_.answers.size() == 1
                              ? fmt::format("no answer matches {}", missing->describe())
                              : "no answer matches any expected one";
   return ProbeResult::failure(Reason::kAssertion,
                               fmt::format("{} {}: {}; got {}", dns_record_name(opts_.record),
                                           opts_.name, expected, quote(answers)),
-                              phases_);
+                              phases_.phases());
 }
 
 std::string DnsProbe::quote(const std::vector<std::string>& answers) const {
@@ -201,7 +202,7 @@ void DnsProbe::finish(ProbeResult result) {
 CancelInfo DnsProbe::cancel() {
   CancelInfo info;
   info.phase = "query";
-  info.phases = phases_;
+  info.phases = phases_.phases();
   done_ = nullptr;
   channel_.reset();
   return info;

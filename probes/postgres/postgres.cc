@@ -104,9 +104,7 @@ class PostgresProbe : public Probe {
   uint64_t job_id_ = 0;
   SocketWatch* watch_ = nullptr;
   Phase phase_ = Phase::kDns;
-  Phases phases_;
-  uint64_t run_start_ns_ = 0;
-  uint64_t phase_start_ns_ = 0;
+  PhaseTimer phases_;
   std::optional<ProbeResult> result_;  // first result of the query, kept until libpq is done
 };
 
@@ -117,9 +115,8 @@ void PostgresProbe::start(RunContext& ctx, Done done) {
   fail_ = ctx.fail;
   uint64_t now = uv_hrtime();
   timeout_ms_ = ctx.deadline_ns > now ? (ctx.deadline_ns - now) / 1'000'000 : 1;
-  phases_.clear();
   result_.reset();
-  run_start_ns_ = phase_start_ns_ = now;
+  phases_.start(now);
   bool unix_socket = opts_.host.empty() || opts_.host.front() == '/';
   if (unix_socket || opts_.has_hostaddr) {
     connect({});
@@ -134,11 +131,10 @@ void PostgresProbe::start(RunContext& ctx, Done done) {
   phase_ = Phase::kDns;
   resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
     uint64_t t = uv_hrtime();
-    phases_.emplace_back("dns", seconds_between(phase_start_ns_, t));
-    phase_start_ns_ = t;
+    phases_.end("dns", t);
     if (found.empty()) {
       finish(ProbeResult::failure(
-          Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error), phases_));
+          Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.host, error), phases_.phases()));
       return;
     }
     connect(found);
@@ -239,13 +235,14 @@ void PostgresProbe::watch(int events, void (*cb)(uv_poll_t*, int, int)) {
   }
   int fd = PQsocket(conn_);
   if (fd < 0) {
-    finish(ProbeResult::failure(Reason::kConnect, "libpq has no socket", phases_));
+    finish(ProbeResult::failure(Reason::kConnect, "libpq has no socket", phases_.phases()));
     return;
   }
   auto* w = new SocketWatch{{}, this};
   if (uv_poll_init_socket(loop_, &w->poll, fd) != 0) {
     delete w;
-    finish(ProbeResult::failure(Reason::kInternal, "cannot watch libpq's socket", phases_));
+    finish(
+        ProbeResult::failure(Reason::kInternal, "cannot watch libpq's socket", phases_.phases()));
     return;
   }
   w->poll.data = w;
@@ -276,7 +273,7 @@ void PostgresProbe::connect_step() {
     watch_ = nullptr;
   }
   if (auto refusal = absurd_scram_challenge(conn_)) {
-    finish(ProbeResult::failure(Reason::kAuth, *refusal, phases_));
+    finish(ProbeResult::failure(Reason::kAuth, *refusal, phases_.phases()));
     return;
   }
   auto job = std::make_shared<PollJob>();
@@ -294,8 +291,8 @@ void PostgresProbe::connect_step() {
                         fail_);
   if (job_id_ == 0) {
     job_.reset();
-    finish(ProbeResult::failure(Reason::kInternal,
-                                "canaryd's PostgreSQL connect steps are backed up", phases_));
+    finish(ProbeResult::failure(
+        Reason::kInternal, "canaryd's PostgreSQL connect steps are backed up", phases_.phases()));
   }
 }
 
@@ -309,8 +306,7 @@ void PostgresProbe::on_connect_poll(PostgresPollingStatusType status) {
       return;
     case PGRES_POLLING_OK: {
       uint64_t t = uv_hrtime();
-      phases_.emplace_back("connect", seconds_between(phase_start_ns_, t));
-      phase_start_ns_ = t;
+      phases_.end("connect", t);
       send_query();
       return;
     }
@@ -350,7 +346,7 @@ void PostgresProbe::query_step(int events) {
       // Every result has arrived.
       ProbeResult r = result_ ? std::move(*result_)
                               : ProbeResult::failure(Reason::kQuery, "the query returned nothing");
-      r.phases = phases_;
+      r.phases = phases_.phases();
       finish(std::move(r));
       return;
     }
@@ -365,8 +361,8 @@ void PostgresProbe::on_result(PGresult* res) {
   auto status = PQresultStatus(res);
   if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
     if (result_) return;  // the first statement's rows are what `expect` checks
-    phases_.emplace_back("query", seconds_between(phase_start_ns_, t));
-    phases_.emplace_back("total", seconds_between(run_start_ns_, t));
+    phases_.end("query", t);
+    phases_.end_run(t);
     if (opts_.expect) {
       if (status != PGRES_TUPLES_OK || PQntuples(res) == 0 || PQnfields(res) == 0) {
         result_ = ProbeResult::failure(
@@ -413,7 +409,7 @@ ProbeResult PostgresProbe::lost_connection(std::string_view what) const {
   std::string msg = PQerrorMessage(conn_);
   take_sqlstate(msg);
   Reason reason = libpq_says_protocol(msg) ? Reason::kProtocol : Reason::kConnect;
-  return ProbeResult::failure(reason, scrub(std::string(what) + msg), phases_);
+  return ProbeResult::failure(reason, scrub(std::string(what) + msg), phases_.phases());
 }
 
 ProbeResult PostgresProbe::connect_failure() const {
@@ -440,7 +436,7 @@ ProbeResult PostgresProbe::connect_failure() const {
   if (!code.empty()) msg += " (SQLSTATE " + code + ")";
   std::string text = reason == Reason::kConnectRefused ? "connection refused" : scrub(msg);
   // libpq repeats the address in front of the error; keep the message short.
-  return ProbeResult::failure(reason, text, phases_);
+  return ProbeResult::failure(reason, text, phases_.phases());
 }
 
 std::string PostgresProbe::scrub(std::string_view text) {
@@ -494,7 +490,7 @@ CancelInfo PostgresProbe::cancel() {
   static constexpr const char* kNames[] = {"dns", "connect", "query"};
   CancelInfo info;
   info.phase = kNames[static_cast<int>(phase_)];
-  info.phases = phases_;
+  info.phases = phases_.phases();
   release(true);
   done_ = nullptr;
   return info;

@@ -51,7 +51,6 @@ class RedisProbe : public Probe, private TcpClient::Handler {
   void connect_to(ResolvedAddresses addrs);
   void send_next();
   void on_reply(const RespValue& reply);
-  void end_phase(const char* name);
   void finish(ProbeResult result);
   void release(TcpClient::Close how = TcpClient::Close::kGraceful);
   std::string phase_name() const;
@@ -64,9 +63,7 @@ class RedisProbe : public Probe, private TcpClient::Handler {
   TcpClient* conn_ = nullptr;
   Step step_ = Step::kResolve;
   std::string inbuf_;
-  Phases phases_;
-  uint64_t run_start_ns_ = 0;
-  uint64_t phase_start_ns_ = 0;
+  PhaseTimer phases_;
 };
 
 std::string RedisProbe::phase_name() const {
@@ -82,19 +79,12 @@ std::string RedisProbe::phase_name() const {
   }
 }
 
-void RedisProbe::end_phase(const char* name) {
-  uint64_t now = uv_hrtime();
-  phases_.emplace_back(name, seconds_between(phase_start_ns_, now));
-  phase_start_ns_ = now;
-}
-
 void RedisProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
   loop_ = ctx.loop;
   fail_ = ctx.fail;
-  phases_.clear();
   inbuf_.clear();
-  run_start_ns_ = phase_start_ns_ = uv_hrtime();
+  phases_.start();
   if (auto addr = numeric_address(opts_.host, opts_.port)) {
     step_ = Step::kConnect;
     connect_to({std::move(*addr)});
@@ -102,7 +92,7 @@ void RedisProbe::start(RunContext& ctx, Done done) {
   }
   step_ = Step::kResolve;
   resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
-    end_phase("dns");
+    phases_.end("dns");
     if (found.empty()) {
       finish(ProbeResult::failure(Reason::kDns,
                                   fmt::format("cannot resolve {}: {}", opts_.host, error)));
@@ -123,7 +113,7 @@ void RedisProbe::on_connect(int status) {
     finish(tcp_connect_failure(status));
     return;
   }
-  end_phase("connect");
+  phases_.end("connect");
   step_ = opts_.password.empty() ? Step::kSelect : Step::kAuth;
   send_next();
 }
@@ -132,9 +122,9 @@ void RedisProbe::send_next() {
   // Skip the optional steps that are not configured.
   if (step_ == Step::kSelect && !opts_.db) step_ = Step::kPing;
   if (step_ == Step::kRole && !opts_.expect_role) {
-    end_phase("command");
-    phases_.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
-    finish(ProbeResult::ok(std::move(phases_)));
+    phases_.end("command");
+    phases_.end_run();
+    finish(ProbeResult::ok(phases_.take()));
     return;
   }
   switch (step_) {
@@ -163,7 +153,8 @@ void RedisProbe::on_data(std::string_view data) {
   inbuf_.append(data);
   if (inbuf_.size() > kMaxReplyBytes) {
     finish(ProbeResult::failure(Reason::kProtocol,
-                                fmt::format("reply exceeds {} bytes", kMaxReplyBytes), phases_));
+                                fmt::format("reply exceeds {} bytes", kMaxReplyBytes),
+                                phases_.phases()));
     return;
   }
   while (conn_ != nullptr && !inbuf_.empty()) {
@@ -172,7 +163,7 @@ void RedisProbe::on_data(std::string_view data) {
     RespParse r = parse_resp(inbuf_, used, reply);
     if (r == RespParse::kIncomplete) return;
     if (r == RespParse::kInvalid) {
-      finish(ProbeResult::failure(Reason::kProtocol, "reply is not valid RESP", phases_));
+      finish(ProbeResult::failure(Reason::kProtocol, "reply is not valid RESP", phases_.phases()));
       return;
     }
     inbuf_.erase(0, used);
@@ -187,14 +178,15 @@ void RedisProbe::on_reply(const RespValue& reply) {
   // config lacks (NOAUTH), or the one given is wrong (WRONGPASS, invalid).
   if (is_error && (reply.text.rfind("NOAUTH", 0) == 0 || reply.text.rfind("WRONGPASS", 0) == 0 ||
                    (step_ == Step::kAuth))) {
-    finish(ProbeResult::failure(
-        Reason::kAuth, fmt::format("authentication failed: {}", resp_brief(reply)), phases_));
+    finish(ProbeResult::failure(Reason::kAuth,
+                                fmt::format("authentication failed: {}", resp_brief(reply)),
+                                phases_.phases()));
     return;
   }
   switch (step_) {
     case Step::kAuth:
       if (reply.type != T::kSimple || reply.text != "OK") break;
-      end_phase("auth");
+      phases_.end("auth");
       step_ = Step::kSelect;
       send_next();
       return;
@@ -202,7 +194,7 @@ void RedisProbe::on_reply(const RespValue& reply) {
       if (is_error) {
         finish(ProbeResult::failure(
             Reason::kAssertion, fmt::format("SELECT {} failed: {}", *opts_.db, resp_brief(reply)),
-            phases_));
+            phases_.phases()));
         return;
       }
       if (reply.type != T::kSimple || reply.text != "OK") break;
@@ -221,14 +213,15 @@ void RedisProbe::on_reply(const RespValue& reply) {
       std::string role = reply.items[0].text;
       // Redis still says "slave" for a replica.
       std::string normalized = role == "slave" ? "replica" : role;
-      end_phase("command");
-      phases_.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
+      phases_.end("command");
+      phases_.end_run();
       if (normalized != *opts_.expect_role) {
         finish(ProbeResult::failure(
             Reason::kAssertion,
-            fmt::format("role is {}, expected {}", normalized, *opts_.expect_role), phases_));
+            fmt::format("role is {}, expected {}", normalized, *opts_.expect_role),
+            phases_.phases()));
       } else {
-        finish(ProbeResult::ok(std::move(phases_)));
+        finish(ProbeResult::ok(phases_.take()));
       }
       return;
     }
@@ -239,7 +232,7 @@ void RedisProbe::on_reply(const RespValue& reply) {
   finish(ProbeResult::failure(Reason::kProtocol,
                               fmt::format("unexpected reply to {}: {}",
                                           kCommand[static_cast<int>(step_)], resp_brief(reply)),
-                              phases_));
+                              phases_.phases()));
 }
 
 void RedisProbe::on_closed(int status) {
@@ -247,10 +240,11 @@ void RedisProbe::on_closed(int status) {
   // protocol. A reset or another socket error is the connection breaking.
   if (status == UV_EOF) {
     finish(ProbeResult::failure(Reason::kProtocol, "server closed the connection before replying",
-                                phases_));
+                                phases_.phases()));
   } else {
-    finish(ProbeResult::failure(
-        Reason::kConnect, fmt::format("connection broken: {}", uv_strerror(status)), phases_));
+    finish(ProbeResult::failure(Reason::kConnect,
+                                fmt::format("connection broken: {}", uv_strerror(status)),
+                                phases_.phases()));
   }
 }
 
@@ -271,7 +265,7 @@ void RedisProbe::finish(ProbeResult result) {
 CancelInfo RedisProbe::cancel() {
   CancelInfo info;
   info.phase = phase_name();
-  info.phases = phases_;
+  info.phases = phases_.phases();
   release(TcpClient::Close::kReset);
   done_ = nullptr;
   return info;

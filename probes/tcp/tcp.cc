@@ -71,7 +71,6 @@ class TcpProbe : public Probe, private TcpClient::Handler {
   void check_expectation();
   bool matched();
   bool flush_tls();
-  void end_phase(const char* name);
   void succeed();
   void fail_expectation(const std::string& why);
   void fail_tls();
@@ -90,9 +89,7 @@ class TcpProbe : public Probe, private TcpClient::Handler {
   Step step_ = Step::kResolve;
   std::string received_;  // what the peer sent (decrypted), at most read_limit bytes
   size_t searched_ = 0;   // how much of received_ the text search has covered
-  Phases phases_;
-  uint64_t run_start_ns_ = 0;
-  uint64_t phase_start_ns_ = 0;
+  PhaseTimer phases_;
 };
 
 std::string TcpProbe::phase_name() const {
@@ -108,21 +105,14 @@ std::string TcpProbe::phase_name() const {
   }
 }
 
-void TcpProbe::end_phase(const char* name) {
-  uint64_t now = uv_hrtime();
-  phases_.emplace_back(name, seconds_between(phase_start_ns_, now));
-  phase_start_ns_ = now;
-}
-
 void TcpProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
   loop_ = ctx.loop;
   fail_ = ctx.fail;
-  phases_.clear();
   received_.clear();
   searched_ = 0;
   tls_.reset();
-  run_start_ns_ = phase_start_ns_ = uv_hrtime();
+  phases_.start();
   if (auto addr = numeric_address(opts_.host, opts_.port)) {
     step_ = Step::kConnect;
     conn_ = TcpClient::connect(loop_, {std::move(*addr)}, this, fail_);
@@ -130,7 +120,7 @@ void TcpProbe::start(RunContext& ctx, Done done) {
   }
   step_ = Step::kResolve;
   resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
-    end_phase("dns");
+    phases_.end("dns");
     if (found.empty()) {
       finish(ProbeResult::failure(Reason::kDns,
                                   fmt::format("cannot resolve {}: {}", opts_.host, error)));
@@ -147,7 +137,7 @@ void TcpProbe::on_connect(int status) {
     finish(tcp_connect_failure(status));
     return;
   }
-  end_phase("connect");
+  phases_.end("connect");
   if (opts_.tls) {
     start_tls();
   } else {
@@ -160,7 +150,7 @@ void TcpProbe::start_tls() {
   std::string error;
   auto ctx = tls_context_->get(error);
   if (!ctx) {
-    finish(ProbeResult::failure(Reason::kTls, error, phases_));
+    finish(ProbeResult::failure(Reason::kTls, error, phases_.phases()));
     return;
   }
   const TlsOptions& t = tls_context_->options();
@@ -230,11 +220,11 @@ void TcpProbe::on_tls_data(std::string_view data) {
       if (was_open) {
         check_expectation();
       } else if (tls_->handshake_done()) {
-        end_phase("tls");
+        phases_.end("tls");
         begin_exchange();
       } else {
         finish(ProbeResult::failure(Reason::kTls, "the peer closed TLS during the handshake",
-                                    phases_));
+                                    phases_.phases()));
         return;
       }
       // A peer may finish the handshake, speak and close in one burst: what
@@ -260,7 +250,7 @@ bool TcpProbe::matched() {
 void TcpProbe::check_expectation() {
   if (step_ != Step::kExpect || !opts_.expects() || received_.empty()) return;
   if (matched()) {
-    end_phase("expect");
+    phases_.end("expect");
     succeed();
   } else if (received_.size() >= opts_.read_limit) {
     fail_expectation(fmt::format("read_limit ({} bytes) reached", opts_.read_limit));
@@ -268,8 +258,8 @@ void TcpProbe::check_expectation() {
 }
 
 void TcpProbe::succeed() {
-  phases_.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
-  finish(ProbeResult::ok(std::move(phases_)));
+  phases_.end_run();
+  finish(ProbeResult::ok(phases_.take()));
 }
 
 void TcpProbe::fail_expectation(const std::string& why) {
@@ -278,21 +268,22 @@ void TcpProbe::fail_expectation(const std::string& why) {
           ? fmt::format("expected {}, but {} before sending anything", opts_.expectation(), why)
           : fmt::format("expected {} not seen: {} after {} bytes: \"{}\"", opts_.expectation(), why,
                         received_.size(), target_text(received_, kQuotedBytes));
-  finish(ProbeResult::failure(Reason::kAssertion, std::move(message), phases_));
+  finish(ProbeResult::failure(Reason::kAssertion, std::move(message), phases_.phases()));
 }
 
 void TcpProbe::fail_tls() {
   auto [reason, message] = tls_->failure();
-  finish(ProbeResult::failure(reason, std::move(message), phases_));
+  finish(ProbeResult::failure(reason, std::move(message), phases_.phases()));
 }
 
 void TcpProbe::on_closed(int status) {
   if (status != UV_EOF) {
-    finish(ProbeResult::failure(
-        Reason::kConnect, fmt::format("connection broken: {}", uv_strerror(status)), phases_));
+    finish(ProbeResult::failure(Reason::kConnect,
+                                fmt::format("connection broken: {}", uv_strerror(status)),
+                                phases_.phases()));
   } else if (step_ == Step::kTls) {
     finish(ProbeResult::failure(
-        Reason::kTls, "the peer closed the connection during the TLS handshake", phases_));
+        Reason::kTls, "the peer closed the connection during the TLS handshake", phases_.phases()));
   } else {
     // Only reachable while waiting for the expectation: the run ends as soon
     // as it is met, or right after sending when nothing is expected.
@@ -320,7 +311,7 @@ void TcpProbe::finish(ProbeResult result) {
 CancelInfo TcpProbe::cancel() {
   CancelInfo info;
   info.phase = phase_name();
-  info.phases = phases_;
+  info.phases = phases_.phases();
   if (tls_) info.details.cert_expiry_unix = tls_->cert_expiry_unix();
   if (step_ == Step::kExpect && opts_.expects())
     info.note = fmt::format("{} bytes read, {} not seen", received_.size(), opts_.expectation());
