@@ -1,6 +1,7 @@
 #include "probes/common/config_fields.h"
 
 #include <fmt/format.h>
+#include <re2/re2.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +63,19 @@ std::optional<std::string> CurlUrl::get(CURLUPart part, unsigned flags) const {
   std::string s(out);
   curl_free(out);
   return s;
+}
+
+std::shared_ptr<re2::RE2> read_regex(YamlSection& s, std::string_view key) {
+  auto text = s.get_string(key);
+  if (!text) return nullptr;
+  RE2::Options options;
+  options.set_log_errors(false);  // the error is the config's, reported once, not logged
+  auto compiled = std::make_shared<RE2>(*text, options);
+  if (!compiled->ok()) {
+    s.error(key, "invalid regular expression: " + compiled->error());
+    return nullptr;
+  }
+  return compiled;
 }
 
 }  // namespace canaryd

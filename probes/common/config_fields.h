@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,10 @@
 #include <vector>
 
 #include "base/yaml_section.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace canaryd {
 
@@ -53,5 +58,9 @@ class CurlUrl {
  private:
   CURLU* h_;
 };
+
+// The RE2 regular expression at `key`, compiled; nullptr when the key is
+// absent or the expression is invalid (then an error naming it is recorded).
+std::shared_ptr<re2::RE2> read_regex(YamlSection& s, std::string_view key);
 
 }  // namespace canaryd

@@ -11,6 +11,7 @@
 
 #include "base/secrets.h"
 #include "probes/common/ares_channel.h"
+#include "probes/common/config_fields.h"
 #include "probes/common/resolve.h"
 #include "probes/dns/dns_answers.h"
 
@@ -281,15 +282,8 @@ static void read_expect(YamlSection& expect, DnsOptions& o) {
       continue;
     }
     YamlSection entry(item, item_path, expect.context());
-    if (auto re = entry.get_string("regex")) {
-      RE2::Options ro;
-      ro.set_log_errors(false);
-      auto compiled = std::make_shared<RE2>(*re, ro);
-      if (!compiled->ok()) {
-        entry.error("regex", "invalid regular expression: " + compiled->error());
-      } else {
-        o.answers.push_back({*re, std::move(compiled)});
-      }
+    if (auto compiled = read_regex(entry, "regex")) {
+      o.answers.push_back({compiled->pattern(), std::move(compiled)});
     } else if (!entry.has("regex")) {
       entry.error("", "missing required key regex");
     }

@@ -503,17 +503,8 @@ static ProbePtr make_http_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
 
   if (auto expect = s.get_section("expect")) {
     if (auto st = expect->get_int_list("status", 100, 599)) o.expect_status = *st;
-    if (auto re = expect->get_string("body_regex")) {
-      RE2::Options ro;
-      ro.set_log_errors(false);
-      auto compiled = std::make_shared<RE2>(*re, ro);
-      if (!compiled->ok()) {
-        expect->error("body_regex", "invalid regular expression: " + compiled->error());
-      } else {
-        o.body_regex = std::move(compiled);
-        o.body_regex_text = *re;
-      }
-    }
+    if ((o.body_regex = read_regex(*expect, "body_regex")))
+      o.body_regex_text = o.body_regex->pattern();
     if (auto json = expect->get_node("json")) {
       if (!json->IsMap()) {
         expect->error("json", "expected a mapping of dotted paths to values");

@@ -343,16 +343,7 @@ static void read_expect(YamlSection& s, TcpOptions& o) {
     expect->error("text", "must not be empty");
     o.expect_text.reset();
   }
-  if (auto re = expect->get_string("regex")) {
-    RE2::Options ro;
-    ro.set_log_errors(false);
-    auto compiled = std::make_shared<RE2>(*re, ro);
-    if (!compiled->ok()) {
-      expect->error("regex", "invalid regular expression: " + compiled->error());
-    } else {
-      o.expect_regex = std::move(compiled);
-    }
-  }
+  o.expect_regex = read_regex(*expect, "regex");
   if (expect->has("text") && expect->has("regex")) {
     expect->error("regex", "give either text or regex, not both");
   } else if (!expect->has("text") && !expect->has("regex")) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/secrets.h"
+#include "probes/common/config_fields.h"
 #include "probes/common/resolve.h"
 #include "probes/common/ws_client.h"
 #include "probes/common/ws_run.h"
@@ -371,17 +372,8 @@ static ProbePtr make_websocket_probe(const ProbeSpec& spec, YamlSection& s) {
   o.send = s.get_string("send");
   if (auto expect = s.get_section("expect")) {
     o.expect_text = expect->get_string("text");
-    if (auto re = expect->get_string("regex")) {
-      RE2::Options ro;
-      ro.set_log_errors(false);
-      auto compiled = std::make_shared<RE2>(*re, ro);
-      if (!compiled->ok()) {
-        expect->error("regex", "invalid regular expression: " + compiled->error());
-      } else {
-        o.expect_regex = std::move(compiled);
-        o.expect_regex_text = *re;
-      }
-    }
+    if ((o.expect_regex = read_regex(*expect, "regex")))
+      o.expect_regex_text = o.expect_regex->pattern();
     if (o.expect_text && o.expect_regex) expect->error("regex", "use either text or regex");
     if (!o.expect_text && !o.expect_regex && !expect->has("regex"))
       expect->error("", "expected text or regex");
