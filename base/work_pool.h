@@ -1,11 +1,11 @@
 // A small, bounded pool of threads for work that blocks and so must never run
-// on a loop: name lookups (getaddrinfo), libpq connect steps (the server picks
-// how many rounds of SCRAM the client computes), PQcancel.
+// on a loop: libpq connect steps (the server picks how many rounds of SCRAM
+// the client computes), PQcancel. (Name lookups run on the loop, c-ares.)
 //
 // One pool per kind of work, not one shared pool: a kind that hangs (a
 // black-holed database holding every cancel thread) then stalls only itself,
-// never the name lookups every other probe waits on. Results come back to
-// the loop through one uv_async per pool.
+// never another kind. Results come back to the loop through one uv_async per
+// pool.
 //
 // Bounded: `threads` threads, made once, and at most `max_queued` jobs
 // waiting. A job's owner takes it back out of the queue when its run ends
@@ -28,7 +28,7 @@ namespace canaryd {
 class WorkPool {
  public:
   struct Spec {
-    std::string name;  // for logs: "name lookups", ...
+    std::string name;  // for logs: "PostgreSQL cancels", ...
     size_t threads = 1;
     size_t max_queued = 4096;
   };

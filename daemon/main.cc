@@ -62,8 +62,9 @@ static void raise_fd_limit() {
 }
 
 int main(int argc, char** argv) {
-  // canaryd's own code does not use libuv's pool: name lookups and
-  // PostgreSQL's blocking steps have pools of their own (WorkPool), and a
+  // canaryd's own code does not use libuv's pool: name lookups run on the
+  // loop (c-ares), PostgreSQL's blocking steps have pools of their own
+  // (WorkPool), and a
   // reload has a thread of its own, so that one kind of work hanging cannot
   // stall another. Kept small, as nothing should come to need it.
   setenv("UV_THREADPOOL_SIZE", "2", /*overwrite=*/0);

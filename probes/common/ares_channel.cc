@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <utility>
 
@@ -32,12 +34,14 @@ std::unique_ptr<AresChannel> AresChannel::create(uv_loop_t* loop, const Options&
   ares_options o{};
   // NOCHECKRESP: a SERVFAIL or REFUSED is the answer to report, not a
   // reason to ask the same server again until the deadline.
-  o.flags = ARES_FLAG_NOCHECKRESP | (opts.tcp ? ARES_FLAG_USEVC : 0);
+  o.flags = (opts.refusal_is_answer ? ARES_FLAG_NOCHECKRESP : 0) | (opts.tcp ? ARES_FLAG_USEVC : 0);
   o.timeout = opts.try_timeout_ms;
   o.tries = opts.tries;
   o.sock_state_cb = &AresChannel::on_sock_state;
   o.sock_state_cb_data = self.get();
-  int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
+  int mask = ARES_OPT_FLAGS | ARES_OPT_SOCK_STATE_CB;
+  if (opts.try_timeout_ms > 0) mask |= ARES_OPT_TIMEOUTMS;
+  if (opts.tries > 0) mask |= ARES_OPT_TRIES;
   int rc = ares_init_options(&self->channel_, &o, mask);
   if (rc != ARES_SUCCESS) {
     self->channel_ = nullptr;
@@ -72,21 +76,55 @@ AresChannel::~AresChannel() {
 }
 
 void AresChannel::query(const std::string& name, int dns_class, int type, Callback cb) {
-  auto* pending = new Pending{this, std::move(cb)};
+  auto* pending = new Pending<Callback>{this, std::move(cb)};
   ares_query(channel_, name.c_str(), dns_class, type, &AresChannel::on_answer, pending);
-  // Also delivers an answer ares_query gave synchronously (a bad name), on
-  // the next loop pass rather than from inside this call.
+  deliver_soon();
+}
+
+void AresChannel::resolve(const std::string& name, AddressCallback cb) {
+  auto* pending = new Pending<AddressCallback>{this, std::move(cb)};
+  ares_addrinfo_hints hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  ares_getaddrinfo(channel_, name.c_str(), nullptr, &hints, &AresChannel::on_addresses, pending);
+  deliver_soon();
+}
+
+void AresChannel::deliver_soon() {
+  // Also delivers an answer c-ares gave synchronously (a bad name, an
+  // /etc/hosts entry), on the next loop pass rather than from inside the
+  // call that asked.
   uv_timer_start(timer_, &AresChannel::on_timer, 0, 0);
 }
 
 void AresChannel::on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf,
                             int alen) {
-  std::unique_ptr<Pending> pending(static_cast<Pending*>(arg));
+  std::unique_ptr<Pending<Callback>> pending(static_cast<Pending<Callback>*>(arg));
   AresChannel* self = pending->owner;
   if (self->destroying_) return;
   std::string reply;
   if (abuf != nullptr && alen > 0) reply.assign(reinterpret_cast<const char*>(abuf), alen);
-  self->ready_.push_back(Ready{std::move(pending->cb), status, std::move(reply)});
+  self->ready_.push_back([cb = std::move(pending->cb), status, reply = std::move(reply)]() mutable {
+    cb(status, std::move(reply));
+  });
+}
+
+void AresChannel::on_addresses(void* arg, int status, int /*timeouts*/, ares_addrinfo* result) {
+  std::unique_ptr<Pending<AddressCallback>> pending(static_cast<Pending<AddressCallback>*>(arg));
+  std::unique_ptr<ares_addrinfo, void (*)(ares_addrinfo*)> owned(result, &ares_freeaddrinfo);
+  AresChannel* self = pending->owner;
+  if (self->destroying_) return;
+  std::vector<sockaddr_storage> found;
+  for (ares_addrinfo_node* n = result != nullptr ? result->nodes : nullptr; n != nullptr;
+       n = n->ai_next) {
+    if (n->ai_addr == nullptr || (n->ai_family != AF_INET && n->ai_family != AF_INET6)) continue;
+    sockaddr_storage a{};
+    std::memcpy(&a, n->ai_addr, std::min<size_t>(n->ai_addrlen, sizeof a));
+    found.push_back(a);
+  }
+  self->ready_.push_back([cb = std::move(pending->cb), status, found = std::move(found)]() mutable {
+    cb(status, std::move(found));
+  });
 }
 
 void AresChannel::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
@@ -161,9 +199,9 @@ void AresChannel::after_processing() {
   }
   std::weak_ptr<bool> alive = alive_;
   while (!alive.expired() && !ready_.empty()) {
-    Ready r = std::move(ready_.front());
+    Ready deliver = std::move(ready_.front());
     ready_.pop_front();
-    r.cb(r.status, std::move(r.reply));  // may destroy this channel
+    deliver();  // may destroy this channel
   }
 }
 

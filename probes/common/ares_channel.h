@@ -8,6 +8,7 @@
 #pragma once
 
 #include <ares.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <deque>
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/guard.h"
 
@@ -28,14 +30,20 @@ class AresChannel {
     // servers of /etc/resolv.conf.
     std::string servers;
     bool tcp = false;           // ARES_FLAG_USEVC: every query over TCP
-    int try_timeout_ms = 1000;  // c-ares doubles it on each retry round
-    int tries = 4;
+    int try_timeout_ms = 1000;  // c-ares doubles it on each retry round; 0: resolv.conf's
+    int tries = 4;              // 0: resolv.conf's
+    // ARES_FLAG_NOCHECKRESP: a SERVFAIL or REFUSED reply comes back as it
+    // is rather than being retried elsewhere (what the dns probe reports).
+    bool refusal_is_answer = true;
   };
 
   // The raw reply (empty when there is none) and c-ares's status. With
   // ARES_FLAG_NOCHECKRESP a SERVFAIL or REFUSED reply comes back as it is
   // rather than being retried elsewhere.
   using Callback = std::function<void(int status, std::string reply)>;
+  // Every address of a name (ports unset), in c-ares's order: RFC 6724's
+  // sort, IPv6 and IPv4 mixed.
+  using AddressCallback = std::function<void(int status, std::vector<sockaddr_storage> found)>;
 
   // nullptr and `error` set when c-ares cannot build the channel (e.g. an
   // unusable resolv.conf or server list). `fail` ends the run whose
@@ -53,21 +61,27 @@ class AresChannel {
   // loop, never from inside query().
   void query(const std::string& name, int dns_class, int type, Callback cb);
 
+  // A name's IPv4 and IPv6 addresses the way getaddrinfo finds them: the
+  // lookups order of resolv.conf / nsswitch.conf (files, then DNS:
+  // /etc/hosts is honoured), search domains included. `cb` runs once, on the
+  // loop, never from inside resolve().
+  void resolve(const std::string& name, AddressCallback cb);
+
  private:
   struct Watch;
+  template <class Cb>
   struct Pending {
     AresChannel* owner;
-    Callback cb;
+    Cb cb;
   };
-  struct Ready {
-    Callback cb;
-    int status;
-    std::string reply;
-  };
+  // An answer's callback with its arguments bound, run after c-ares returns.
+  using Ready = std::function<void()>;
 
   AresChannel(uv_loop_t* loop, RunFault fail);
   static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
+  static void on_addresses(void* arg, int status, int timeouts, ares_addrinfo* result);
+  void deliver_soon();
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_timer(uv_timer_t* timer);
   void watch(ares_socket_t fd, bool readable, bool writable);

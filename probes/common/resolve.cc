@@ -1,26 +1,13 @@
 #include "probes/common/resolve.h"
 
 #include <arpa/inet.h>
-#include <fmt/format.h>
-#include <netdb.h>
 
 #include <algorithm>
-#include <cstring>
+#include <utility>
+
+#include "base/guard.h"
 
 namespace canaryd {
-
-// getaddrinfo can block for the resolver's full retry schedule: a hung
-// resolver holds these threads and no others.
-const WorkPool::Spec AsyncResolve::kPool{"name lookups", 8, 4096};
-
-struct AsyncResolve::Req {
-  AsyncResolve* owner;  // null once cancelled; touched on the loop only
-  std::string host;
-  int port;
-  Callback cb;
-  ResolvedAddresses found;  // written by the pool thread, read on the loop after it
-  std::string error;
-};
 
 std::optional<std::pair<std::string, int>> split_host_port(std::string_view text) {
   std::string host;
@@ -64,26 +51,27 @@ std::optional<ResolvedAddress> numeric_address(const std::string& host, int port
   return std::nullopt;
 }
 
+AresChannel::Options AsyncResolve::default_options() {
+  AresChannel::Options o;
+  // resolv.conf's timeout and attempts, and a SERVFAIL is retried at the
+  // next server, as getaddrinfo would.
+  o.try_timeout_ms = 0;
+  o.tries = 0;
+  o.refusal_is_answer = false;
+  return o;
+}
+
 namespace {
 
-// On a pool thread.
-void lookup(const std::string& host, int port, ResolvedAddresses& found, std::string& error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
-  if (rc != 0) {
-    error = rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc);
-    return;
-  }
-  for (addrinfo* ai = res; ai != nullptr && found.size() < AsyncResolve::kMaxAddresses;
-       ai = ai->ai_next) {
-    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+// c-ares's order, each address once, at most kMaxAddresses, with `port`.
+ResolvedAddresses with_port(const std::vector<sockaddr_storage>& found, int port) {
+  ResolvedAddresses out;
+  for (const sockaddr_storage& s : found) {
+    if (out.size() >= AsyncResolve::kMaxAddresses) break;
     ResolvedAddress a;
-    std::memcpy(&a.storage, ai->ai_addr, std::min<size_t>(ai->ai_addrlen, sizeof a.storage));
+    a.storage = s;
     char ip[INET6_ADDRSTRLEN] = {};
-    if (ai->ai_family == AF_INET) {
+    if (s.ss_family == AF_INET) {
       auto* sin = reinterpret_cast<sockaddr_in*>(&a.storage);
       sin->sin_port = htons(static_cast<uint16_t>(port));
       inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
@@ -93,45 +81,38 @@ void lookup(const std::string& host, int port, ResolvedAddresses& found, std::st
       inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
     }
     a.ip = ip;
-    bool seen = std::any_of(found.begin(), found.end(),
-                            [&](const ResolvedAddress& f) { return f.ip == a.ip; });
-    if (!seen) found.push_back(std::move(a));
+    bool seen =
+        std::any_of(out.begin(), out.end(), [&](const ResolvedAddress& f) { return f.ip == a.ip; });
+    if (!seen) out.push_back(std::move(a));
   }
-  freeaddrinfo(res);
-  if (found.empty()) error = "no address";
+  return out;
 }
 
 }  // namespace
 
 void AsyncResolve::start(const RunContext& ctx, const std::string& host, int port, Callback cb) {
   cancel();
-  auto r = std::make_shared<Req>();
-  r->owner = this;
-  r->host = host;
-  r->port = port;
-  r->cb = std::move(cb);
-  pool_ = &ctx.services->pool(kPool);
-  // The work and the completion share the request; whichever is last frees it.
-  job_ = pool_->submit([r] { lookup(r->host, r->port, r->found, r->error); },
-                       [r] {
-                         AsyncResolve* owner = r->owner;
-                         if (owner == nullptr) return;  // cancelled: nobody is waiting any more
-                         owner->req_.reset();
-                         owner->job_ = 0;
-                         Callback cb = std::move(r->cb);
-                         if (!r->error.empty()) r->found.clear();
-                         cb(std::move(r->found), std::move(r->error));
-                       },
-                       ctx.fail);
-  if (job_ == 0) {
-    pool_ = nullptr;
-    r->cb(ResolvedAddresses{},
-          fmt::format("canaryd's name lookups are backed up ({} waiting)", kPool.max_queued));
+  std::string error;
+  channel_ = AresChannel::create(ctx.loop, opts_, ctx.fail, error);
+  if (channel_ == nullptr) {
+    cb(ResolvedAddresses{}, std::move(error));
     return;
   }
-  req_ = std::move(r);
+  channel_->resolve(host, [this, port, fail = ctx.fail, cb = std::move(cb)](
+                              int status, std::vector<sockaddr_storage> found) {
+    // c-ares has returned: the channel may go now, and must, so that the
+    // callback can start another lookup or destroy this object.
+    channel_.reset();
+    ResolvedAddresses addresses;
+    std::string error;
+    if (status == ARES_SUCCESS) addresses = with_port(found, port);
+    if (status != ARES_SUCCESS)
+      error = ares_strerror(status);
+    else if (addresses.empty())
+      error = "no address";
+    guarded(fail, "name lookups", [&] { cb(std::move(addresses), std::move(error)); });
+  });
 }
-
 void AsyncResolve::start(const RunContext& ctx, const std::string& host, int port,
                          FirstCallback cb) {
   start(ctx, host, port, Callback([cb = std::move(cb)](ResolvedAddresses found, std::string error) {
@@ -142,13 +123,8 @@ void AsyncResolve::start(const RunContext& ctx, const std::string& host, int por
 }
 
 void AsyncResolve::cancel() {
-  if (req_ == nullptr) return;
-  // A lookup that has not started is dropped; one already running finishes
-  // on its thread and its result is ignored.
-  if (!pool_->unqueue(job_)) req_->owner = nullptr;
-  req_.reset();
-  pool_ = nullptr;
-  job_ = 0;
+  // Destroying the channel ends its lookup without calling back.
+  channel_.reset();
 }
 
 }  // namespace canaryd

@@ -1,18 +1,18 @@
-// Name resolution off the loop, shared by the probes that open their own
-// sockets. Numeric addresses never touch DNS.
+// Name resolution on the loop (c-ares), shared by the probes that open their
+// own sockets. Numeric addresses never touch DNS.
 //
-// Lookups run on their own small pool (LoopServices::pool(kNameLookups)), not
-// on a pool shared with other blocking work: a black-holed database must not
-// delay every probe's name lookups. Callers see only start()/cancel() and a
-// callback on the loop, so the lookup can move onto the loop (c-ares) without
-// touching them.
+// No thread is involved: a lookup never waits in a pool behind a stuck job
+// (a black-holed database, a hung resolver). Each lookup has its own c-ares
+// channel, so each reads resolv.conf afresh (a small file read per lookup, in
+// exchange for no shared state to cancel out of); /etc/hosts is honoured
+// through c-ares's lookups order (files, then DNS). libcurl keeps its own
+// resolver.
 #pragma once
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <uv.h>
 
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "probes/common/ares_channel.h"
 #include "probes/probe.h"
 
 namespace canaryd {
@@ -31,8 +32,9 @@ struct ResolvedAddress {
   const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&storage); }
 };
 
-// Every address of a name, in the order to try them (getaddrinfo's, which
-// sorts by RFC 6724: the ones most likely to work first).
+// Every address of a name, in the order to try them: c-ares's, which sorts
+// by RFC 6724 like getaddrinfo (the ones most likely to work first); IPv4 and
+// IPv6 mixed as that sort puts them.
 using ResolvedAddresses = std::vector<ResolvedAddress>;
 
 // "host:port" or "[v6]:port" -> (host, port); nullopt when malformed.
@@ -49,9 +51,11 @@ class AsyncResolve {
  public:
   // At most this many addresses of one name are kept.
   static constexpr size_t kMaxAddresses = 16;
-  static const WorkPool::Spec kPool;
 
   AsyncResolve() = default;
+  // Tests point the lookups at their own servers and timeouts; by default
+  // resolv.conf decides both.
+  explicit AsyncResolve(AresChannel::Options opts) : opts_(std::move(opts)) {}
   ~AsyncResolve() { cancel(); }
   AsyncResolve(const AsyncResolve&) = delete;
   AsyncResolve& operator=(const AsyncResolve&) = delete;
@@ -61,18 +65,18 @@ class AsyncResolve {
   // For callers that use one address: the first.
   using FirstCallback = std::function<void(std::optional<ResolvedAddress>, std::string error)>;
   // The callback runs on the loop, for the run `ctx` (an exception from it
-  // ends that run as internal); from inside start() only when the lookup
-  // cannot even be queued.
+  // ends that run as internal); from inside start() only when c-ares cannot
+  // even set up (e.g. an unusable resolv.conf).
   void start(const RunContext& ctx, const std::string& host, int port, Callback cb);
   void start(const RunContext& ctx, const std::string& host, int port, FirstCallback cb);
   void cancel();
-  bool pending() const { return req_ != nullptr; }
+  bool pending() const { return channel_ != nullptr; }
 
  private:
-  struct Req;
-  std::shared_ptr<Req> req_;
-  WorkPool* pool_ = nullptr;
-  uint64_t job_ = 0;
+  static AresChannel::Options default_options();
+  AresChannel::Options opts_ = default_options();
+  // Destroying it drops the lookup: c-ares calls back no more.
+  std::unique_ptr<AresChannel> channel_;
 };
 
 }  // namespace canaryd
