@@ -22,7 +22,6 @@ namespace canaryd {
 
 namespace {
 
-
 constexpr size_t kReadBufferSize = size_t{64} * 1024;
 constexpr int kListenBacklog = 511;
 // After we have sent our last response and a FIN, we keep reading (and discarding) for a
