@@ -430,7 +430,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a late start: the run starts at once, alone; its lag is reported and the slots it "
+    "a late start: the run starts at once and alone, its lag is reported and the slots it "
     "missed are skipped and counted") {
   FakeTimeEngine t(10s, 2s);
   t.at(t.first_slot + 25s);  // the loop woke two and a half intervals late
