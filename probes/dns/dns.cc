@@ -183,7 +183,9 @@ std::string DnsProbe::quote(const std::vector<std::string>& answers) const {
   std::string out;
   for (size_t i = 0; i < answers.size() && i < kQuotedAnswers; ++i) {
     if (i > 0) out += ", ";
-    out += "\"" + target_text(answers[i], kTargetTextBytes / kQuotedAnswers) + "\"";
+    out += '"';
+    out += target_text(answers[i], kTargetTextBytes / kQuotedAnswers);
+    out += '"';
   }
   if (answers.size() > kQuotedAnswers) {
     out += fmt::format(" and {} more", answers.size() - kQuotedAnswers);
