@@ -33,12 +33,17 @@ bool valid_label_name(std::string_view name) {
   return true;
 }
 
-// Labels canaryd sets itself; a user label with one of these names would
-// silently collide.
+// Labels canaryd sets itself, its types' included; a user label with one of
+// these names would silently collide.
 bool reserved_label(std::string_view name) {
-  static const std::set<std::string, std::less<>> reserved = {
-      "probe", "type",     "category", "critical", "reason", "phase", "le",    "quantile",
-      "job",   "instance", "version",  "revision", "result", "event", "field", "subprotocol"};
+  static const std::set<std::string, std::less<>> reserved = [] {
+    std::set<std::string, std::less<>> out = {
+        "probe",    "type", "category", "critical", "reason",   "phase", "le",
+        "quantile", "job",  "instance", "version",  "revision", "result"};
+    for (const auto& t : probe_types())
+      for (const auto& m : t.metrics) out.insert(m.labels.begin(), m.labels.end());
+    return out;
+  }();
   return reserved.count(name) != 0;
 }
 

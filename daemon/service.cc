@@ -18,9 +18,11 @@
 
 #include "base/guard.h"
 #include "daemon/config.h"
+#include "daemon/daemon_metrics.h"
 #include "daemon/engine.h"
 #include "daemon/http_server.h"
-#include "daemon/metrics.h"
+#include "daemon/probe_book.h"
+#include "daemon/probe_metrics.h"
 #include "daemon/state_store.h"
 
 #ifndef CANARYD_VERSION
@@ -119,11 +121,6 @@ class Service {
   void housekeeping();
   void shutdown();
 
-  std::shared_ptr<ProbeMetrics> probe_metrics() const {
-    std::lock_guard lock(metrics_mu_);
-    return probe_metrics_;
-  }
-
   std::string config_path_;
   const ServiceOptions options_;
   uv_loop_t loop_{};
@@ -134,9 +131,8 @@ class Service {
   GlobalConfig global_;
 
   DaemonMetrics daemon_metrics_;
-  mutable std::mutex metrics_mu_;
-  std::shared_ptr<ProbeMetrics> probe_metrics_;  // swapped when global labels change
-  StateStore state_;
+  ProbeBook book_;  // what each probe's runs were: /metrics and the state API read it
+  StateStore state_{book_};
 
   uv_signal_t sighup_{}, sigterm_{}, sigint_{};
   uv_async_t reload_async_{};
@@ -161,14 +157,13 @@ class Service {
 };
 
 void Service::on_run_result(const RunRecord& rec) {
-  if (auto m = probe_metrics()) m->record(rec);
-  auto transition = state_.record(rec);
+  auto transition = book_.record(rec);
   daemon_metrics_.set_in_flight(engine_->in_flight());
   // Log changes, not every run: a probe starting to fail should stand out.
   const auto& r = rec.result;
-  if (transition == StateStore::Transition::kFirstFailure) {
+  if (transition == ProbeBook::Transition::kFirstFailure) {
     spdlog::warn("probe {} is failing: {}: {}", rec.spec.name, reason_name(r.reason), r.message);
-  } else if (transition == StateStore::Transition::kRecovered) {
+  } else if (transition == ProbeBook::Transition::kRecovered) {
     spdlog::info("probe {} recovered ({:.3f}s)", rec.spec.name, rec.duration_seconds);
   } else if (r.success) {
     spdlog::debug("probe {} ok in {:.3f}s", rec.spec.name, rec.duration_seconds);
@@ -184,16 +179,10 @@ void Service::install(std::unique_ptr<Config> config, bool is_reload) {
                  config->global.listen.str());
     config->global.listen = global_.listen;
   }
-  {
-    std::lock_guard lock(metrics_mu_);
-    if (!probe_metrics_ || probe_metrics_->global_labels() != config->global.labels)
-      probe_metrics_ = std::make_shared<ProbeMetrics>(config->global.labels);
-  }
   global_ = config->global;
   engine_->apply(std::move(config->probes));
   auto probes = engine_->probes();
-  probe_metrics()->sync_probes(probes);
-  state_.sync_probes(probes, global_.state_history);
+  book_.install(probes, global_.labels, global_.state_history);
   daemon_metrics_.set_configured(probes);
   daemon_metrics_.reload_result(true, unix_now(), is_reload);
   state_.set_config_status(config_path_, true, "");
@@ -331,10 +320,9 @@ HttpResponse Service::handle(const HttpRequest& req) {
     return r;
   }
   if (path == "/metrics") {
-    auto probes = probe_metrics();
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = render_metrics(daemon_metrics_, probes.get());
+    r.body = render_metrics(daemon_metrics_, &book_);
     return r;
   }
   if (path == "/api/v1/state" || path == "/api/v1/state/") {

@@ -51,76 +51,10 @@ nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds
   if (det.status_code) d["status_code"] = *det.status_code;
   if (det.cert_expiry_unix && std::isfinite(*det.cert_expiry_unix))
     d["cert_expiry"] = format_unix_time(*det.cert_expiry_unix);
-  if (det.subprotocol) d["subprotocol"] = *det.subprotocol;
-  if (det.close_code) d["close_code"] = *det.close_code;
-  if (det.connections_ok) d["connections_ok"] = *det.connections_ok;
-  if (det.connections_total) d["connections_total"] = *det.connections_total;
   if (det.timeout_phase) d["timeout_phase"] = *det.timeout_phase;
-  if (det.awaited_event) d["awaited_event"] = *det.awaited_event;
-  if (!det.events.empty()) {
-    auto& timeline = d["events"] = nlohmann::ordered_json::array();
-    for (const auto& e : det.events)
-      timeline.push_back({{"type", e.type}, {"offset_ms", std::lround(e.offset_seconds * 1000)}});
-  }
-  if (!det.missing_events.empty()) d["missing_events"] = det.missing_events;
-  if (det.missing_field)
-    d["missing_field"] = {{"event", det.missing_field->first},
-                          {"field", det.missing_field->second}};
-  if (!det.events_received.empty()) d["events_received"] = det.events_received;
+  for (const auto& [key, value] : det.fields.items()) d[key] = value;
   j["details"] = d;
   return j;
-}
-
-void StateStore::sync_probes(const std::vector<const ConfiguredProbe*>& probes, int history) {
-  std::unique_lock lock(map_mu_);
-  std::set<std::string> wanted;
-  for (const auto* p : probes) {
-    wanted.insert(p->spec.name);
-    auto& slot = probes_[p->spec.name];
-    if (!slot) slot = std::make_unique<ProbeState>();
-    std::lock_guard entry_lock(slot->mu);
-    slot->spec = p->spec;
-    slot->target = p->target;
-    slot->history_limit = static_cast<size_t>(history);
-    while (slot->history.size() > slot->history_limit) slot->history.pop_back();
-  }
-  for (auto it = probes_.begin(); it != probes_.end();) {
-    it = wanted.count(it->first) ? std::next(it) : probes_.erase(it);
-  }
-}
-
-StateStore::Transition StateStore::record(const RunRecord& rec) {
-  std::shared_lock map_lock(map_mu_);
-  auto it = probes_.find(rec.spec.name);
-  if (it == probes_.end()) return Transition::kNone;
-  ProbeState& p = *it->second;
-  std::lock_guard lock(p.mu);
-  const ProbeResult& r = rec.result;
-  p.last = r;
-  p.last_time = rec.finished;
-  p.last_run_id = rec.run_id;
-  p.last_duration = rec.duration_seconds;
-  p.history.push_front({rec.finished, r.success, r.reason, r.success ? std::string() : r.message,
-                        rec.duration_seconds});
-  while (p.history.size() > p.history_limit) p.history.pop_back();
-  ++p.runs;
-  Transition t = Transition::kNone;
-  if (r.success) {
-    if (p.failing_since) t = Transition::kRecovered;
-    if (!p.passing_since) p.passing_since = rec.finished;
-    p.failing_since.reset();
-    p.last_success = rec.finished;
-    p.consecutive_failures = 0;
-  } else {
-    if (!p.failing_since) {
-      p.failing_since = rec.finished;
-      t = Transition::kFirstFailure;
-    }
-    p.passing_since.reset();
-    ++p.failures;
-    ++p.consecutive_failures;
-  }
-  return t;
 }
 
 void StateStore::set_config_status(std::string file, bool last_reload_ok, std::string last_error) {
@@ -130,7 +64,9 @@ void StateStore::set_config_status(std::string file, bool last_reload_ok, std::s
   last_reload_error_ = std::move(last_error);
 }
 
-nlohmann::ordered_json StateStore::probe_json(const ProbeState& p, WallTime now) const {
+namespace {
+
+nlohmann::ordered_json probe_json(const ProbeBook::Entry& p, WallTime now) {
   nlohmann::ordered_json j;
   j["name"] = p.spec.name;
   j["type"] = p.spec.type;
@@ -180,8 +116,6 @@ nlohmann::ordered_json StateStore::probe_json(const ProbeState& p, WallTime now)
   return j;
 }
 
-namespace {
-
 std::string pretty(const nlohmann::ordered_json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -208,23 +142,17 @@ std::string StateStore::all_text(WallTime now) const {
   size_t passing = 0, failing = 0, pending = 0, count = 0;
   std::string probes;
   {
-    std::shared_lock map_lock(map_mu_);
-    for (const auto& [name, p] : probes_) {
-      std::string one;
-      {
-        std::lock_guard lock(p->mu);
-        if (!p->last) {
-          ++pending;
-        } else if (p->last->success) {
-          ++passing;
-        } else {
-          ++failing;
-        }
-        one = pretty(probe_json(*p, now));
+    book_.for_each([&](const ProbeBook::Entry& p) {
+      if (!p.last) {
+        ++pending;
+      } else if (p.last->success) {
+        ++passing;
+      } else {
+        ++failing;
       }
       probes += count++ == 0 ? "\n    " : ",\n    ";
-      append_indented(probes, one, 4);
-    }
+      append_indented(probes, pretty(probe_json(p, now)), 4);
+    });
   }
   // The layout nlohmann's dump(2) gives the whole document, written piecewise.
   nlohmann::ordered_json summary = {
@@ -241,11 +169,9 @@ std::string StateStore::all_text(WallTime now) const {
 
 std::optional<nlohmann::ordered_json> StateStore::probe(const std::string& name,
                                                         WallTime now) const {
-  std::shared_lock map_lock(map_mu_);
-  auto it = probes_.find(name);
-  if (it == probes_.end()) return std::nullopt;
-  std::lock_guard lock(it->second->mu);
-  return probe_json(*it->second, now);
+  std::optional<nlohmann::ordered_json> out;
+  book_.with(name, [&](const ProbeBook::Entry& p) { out = probe_json(p, now); });
+  return out;
 }
 
 }  // namespace canaryd

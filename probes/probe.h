@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -92,30 +93,49 @@ class PhaseTimer {
   uint64_t phase_start_ns_ = 0;
 };
 
-// One event of an agent conversation as it arrived: its type (a configured
-// type, or "other") and its time since the message was sent.
-struct EventSeen {
-  std::string type;
-  double offset_seconds = 0;
-};
-
-// Typed facts a run learned, beyond pass/fail. Optional because most types fill
-// only a few of them.
+// Facts a run learned beyond pass/fail. Three every type may have; the rest
+// belong to the type and are data: `fields` is shown as it is under `details`
+// in the state API and `once --json`, and the type's metric families
+// (ProbeType::metrics) are read from it. Central code never names a field of
+// one type.
 struct ProbeDetails {
   std::optional<int> status_code;
-  std::optional<double> cert_expiry_unix;  // leaf certificate notAfter, seconds since epoch
-  std::optional<std::string> subprotocol;
-  std::optional<int> close_code;
-  std::optional<int> connections_ok;
-  std::optional<int> connections_total;
+  std::optional<double> cert_expiry_unix;    // leaf certificate notAfter, seconds since epoch
   std::optional<std::string> timeout_phase;  // the phase a timed-out run was in
-  // Agent conversations: the timeline (capped), what never came, the field a
-  // schema failure is about, and frames received by configured type.
-  std::vector<EventSeen> events;
-  std::vector<std::string> missing_events;
-  std::optional<std::pair<std::string, std::string>> missing_field;  // (event, field)
-  std::optional<std::string> awaited_event;
-  std::map<std::string, int> events_received;  // configured types and "other"
+  nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+
+  // Sets a field, or removes it for an empty optional, list or map: an
+  // absent fact is not shown as null or [].
+  template <class T>
+  void set(const std::string& key, const T& value) {
+    nlohmann::ordered_json v(value);
+    if (v.is_null() || ((v.is_array() || v.is_object()) && v.empty())) {
+      fields.erase(key);
+    } else {
+      fields[key] = std::move(v);
+    }
+  }
+  template <class T>
+  void set(const std::string& key, const std::optional<T>& value) {
+    if (value) {
+      set(key, *value);
+    } else {
+      fields.erase(key);
+    }
+  }
+  // The field, or nullptr.
+  const nlohmann::ordered_json* find(const std::string& key) const {
+    auto it = fields.find(key);
+    return it == fields.end() ? nullptr : &*it;
+  }
+  // Copies `key` from `other` as it is there, absent included.
+  void take(const ProbeDetails& other, const std::string& key) {
+    if (const auto* v = other.find(key)) {
+      fields[key] = *v;
+    } else {
+      fields.erase(key);
+    }
+  }
 };
 
 // A run's outcome. A value: sinks copy it freely.
@@ -224,12 +244,12 @@ class Probe {
   virtual std::string target() const = 0;
 
   // Series to pre-create at 0 beyond the type's own: phases named after the
-  // probe's configuration (an agent probe's event types), and the events and
-  // fields whose absence is counted.
+  // probe's configuration (an agent probe's event types), and the label values
+  // each counter of the type counts (TypeMetric). A counter counts only these,
+  // so what a target sends never makes a new series.
   struct Series {
     std::vector<std::string> phases;
-    std::vector<std::string> events;
-    std::vector<std::pair<std::string, std::string>> fields;  // (event, dotted path)
+    std::vector<std::pair<std::string_view, std::vector<std::string>>> counted;  // (metric, labels)
   };
   virtual Series series() const { return {}; }
 };

@@ -50,6 +50,25 @@ struct TypeAlert {
   std::string_view description;  // the top failure reason is appended
 };
 
+// A metric family a type adds to every probe's own, declared as data: the
+// daemon exports it with the probe's labels plus `labels`, reading each value
+// from the field `field` of the run's ProbeDetails. Two types may declare the
+// same family (the agent's WebSocket facts); the declarations must be equal.
+struct TypeMetric {
+  enum class Kind {
+    kGauge,    // the field's number, as of the last run that had it
+    kInfo,     // always 1, with the field's text (the last run's) as the one label
+    kCounter,  // adds what each run's field counts, for the probe's counted labels only:
+               // a text or an object of the labels counts 1, a list counts each entry,
+               // and any other object maps a label value to what it adds
+  };
+  std::string_view name;
+  std::string_view help;
+  Kind kind;
+  std::string_view field;
+  std::vector<std::string_view> labels = {};
+};
+
 struct ProbeType {
   std::string_view name;
   // Every failure reason the type can report; each is pre-created at 0 in
@@ -60,6 +79,8 @@ struct ProbeType {
   // Reads the type's own section (the key named after the type). Records
   // errors in the section and returns nullptr when the section is invalid.
   ProbePtr (*make)(const ProbeSpec& spec, YamlSection& section);
+  // The type's own metric families, beyond those every probe has.
+  std::vector<TypeMetric> metrics = {};
   // The type's own alerts, beyond those every probe gets.
   std::vector<TypeAlert> alerts = {};
   // Whether the p95 "performance baseline" alert applies by default: a

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -24,6 +26,33 @@
 namespace canaryd {
 
 namespace {
+
+constexpr std::string_view kMissingMetric = "canary_agent_event_missing_total";
+constexpr std::string_view kFieldMissingMetric = "canary_agent_event_field_missing_total";
+constexpr std::string_view kReceivedMetric = "canary_agent_events_received_total";
+
+// The WebSocket families (the connections' facts), then the conversation's.
+std::vector<TypeMetric> agent_metrics() {
+  using Kind = TypeMetric::Kind;
+  std::vector<TypeMetric> all = ws_metrics();
+  all.push_back({kMissingMetric,
+                 "Agent runs that failed without this expected event arriving.",
+                 Kind::kCounter,
+                 kMissingEventsField,
+                 {"event"}});
+  all.push_back({kFieldMissingMetric,
+                 "Agent events that arrived without a required field.",
+                 Kind::kCounter,
+                 kMissingFieldField,
+                 {"event", "field"}});
+  all.push_back({kReceivedMetric,
+                 "Agent event frames received, by configured type; any other type counts as "
+                 "\"other\".",
+                 Kind::kCounter,
+                 kEventsReceivedField,
+                 {"event"}});
+  return all;
+}
 
 class AgentPipelineProbe : public Probe, private WsConnection::Handler {
  public:
@@ -74,6 +103,10 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   std::vector<std::string> missing(const Session& s) const { return s.match.missing(); }
   std::string after_text(const Session& s) const { return s.match.after_text(); }
   ProbeDetails session_details(const Session& s) const;
+  // Frames received by every session, by configured type and "other".
+  std::map<std::string, int> events_received() const;
+  // The negotiated subprotocol and how many sessions succeeded of how many.
+  void note_connections(ProbeDetails& d) const;
   Phases token_phase() const;  // the token step's time, if it ran
   Phases merged_phases() const;
   void release();
@@ -102,12 +135,16 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
 
 Probe::Series AgentPipelineProbe::series_of(const AgentOptions& opts) {
   Series out;
+  std::vector<std::string> types;
   for (const auto& e : opts.events) {
-    if (std::find(out.events.begin(), out.events.end(), e.type) != out.events.end()) continue;
-    out.events.push_back(e.type);
+    if (std::find(types.begin(), types.end(), e.type) != types.end()) continue;
+    types.push_back(e.type);
     out.phases.push_back(e.type);
-    for (const auto& f : e.required) out.fields.emplace_back(e.type, f);
+    out.counted.push_back({kMissingMetric, {e.type}});
+    out.counted.push_back({kReceivedMetric, {e.type}});
+    for (const auto& f : e.required) out.counted.push_back({kFieldMissingMetric, {e.type, f}});
   }
+  if (!types.empty()) out.counted.push_back({kReceivedMetric, {kOtherEvent}});
   return out;
 }
 
@@ -243,13 +280,30 @@ void AgentPipelineProbe::on_ws_open(WsConnection* c) {
 
 ProbeDetails AgentPipelineProbe::session_details(const Session& s) const {
   ProbeDetails d;
-  d.events = s.match.timeline();
-  d.events_received = s.match.received();
   if (s.state == State::kAwaiting || s.state == State::kConnecting || s.failure) {
     std::string a = awaited(s);
-    if (!a.empty() && s.sent_ns != 0) d.awaited_event = a;
+    if (!a.empty() && s.sent_ns != 0) d.set(kAwaitedEventField, a);
   }
+  auto timeline = nlohmann::ordered_json::array();
+  for (const auto& e : s.match.timeline())
+    timeline.push_back({{"type", e.type}, {"offset_ms", std::lround(e.offset_seconds * 1000)}});
+  d.set(kTimelineField, timeline);
   return d;
+}
+
+std::map<std::string, int> AgentPipelineProbe::events_received() const {
+  std::map<std::string, int> out;
+  for (const auto& s : sessions_)
+    for (const auto& [type, n] : s.match.received()) out[type] += n;
+  return out;
+}
+
+void AgentPipelineProbe::note_connections(ProbeDetails& d) const {
+  d.set(kWsSubprotocolField, negotiated_.label(*opts_.endpoint));
+  d.set(kWsConnectionsOkField,
+        static_cast<int>(std::count_if(sessions_.begin(), sessions_.end(),
+                                       [](const Session& s) { return s.state == State::kOk; })));
+  d.set(kWsConnectionsField, opts_.sessions);
 }
 
 void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
@@ -305,7 +359,7 @@ void AgentPipelineProbe::on_timer(Session& s) {
           : fmt::format("{}: no event within {} of the message (first_event_timeout)", wait,
                         format_duration(opts_.first_event_timeout)));
   r.details.timeout_phase = any ? "idle" : "first_event";
-  r.details.missing_events = missing(s);
+  r.details.set(kMissingEventsField, missing(s));
   fail(s, std::move(r));
 }
 
@@ -332,7 +386,7 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
   if (s.state == State::kClosing) {
     // Every event came; only the goodbye went wrong.
     auto r = ProbeResult::failure(end.reason, "closing: " + end.message);
-    r.details.close_code = end.close_code;
+    r.details.set(kWsCloseCodeField, end.close_code);
     return fail(s, std::move(r));
   }
   if (s.state == State::kAwaiting) {
@@ -341,22 +395,22 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
       auto r = ProbeResult::failure(
           Reason::kMissingEvent,
           fmt::format("{} ({}; the server closed the connection)", awaited(s), after_text(s)));
-      r.details.missing_events = missing_now;
-      r.details.close_code = end.close_code;
+      r.details.set(kMissingEventsField, missing_now);
+      r.details.set(kWsCloseCodeField, end.close_code);
       return fail(s, std::move(r));
     }
     if (end.reason == Reason::kWsAbnormalClose) {
       auto r = ProbeResult::failure(
           end.reason, fmt::format("closed with code {} {}, awaiting {}",
                                   end.close_code.value_or(1006), after_text(s), awaited(s)));
-      r.details.close_code = end.close_code;
-      r.details.missing_events = missing(s);
+      r.details.set(kWsCloseCodeField, end.close_code);
+      r.details.set(kMissingEventsField, missing(s));
       return fail(s, std::move(r));
     }
   }
   auto r = ProbeResult::failure(end.reason, end.message);
   r.details.status_code = end.status_code;
-  r.details.close_code = end.close_code;
+  r.details.set(kWsCloseCodeField, end.close_code);
   if ((end.status_code == 401 || end.status_code == 403) && token_from_cache_)
     cached_token_.reset();  // the cached token may be what was refused
   fail(s, std::move(r));
@@ -398,7 +452,7 @@ Phases AgentPipelineProbe::merged_phases() const {
   std::vector<const Phases*> each;
   for (const auto& p : per_session) each.push_back(&p);
   append_slowest(out, each, {"connect", "tls", "handshake", "first_event"});
-  for (const auto& type : series_.events) append_slowest(out, each, {type});
+  for (const auto& type : series_.phases) append_slowest(out, each, {type});  // the event types
   append_slowest(out, each, {"close"});
   return out;
 }
@@ -419,25 +473,22 @@ void AgentPipelineProbe::maybe_finish() {
     d = session_details(*failed);
     const ProbeDetails& fd = failed->failure->details;
     d.status_code = fd.status_code;
-    d.close_code = fd.close_code;
     d.timeout_phase = fd.timeout_phase;
-    d.missing_events = fd.missing_events;
-    d.missing_field = fd.missing_field;
+    for (const char* key : {kWsCloseCodeField, kMissingEventsField, kMissingFieldField})
+      d.take(fd, key);
     if (opts_.sessions > 1)
       result.message = fmt::format("{} of {} sessions succeeded; first failure: {}", ok,
                                    opts_.sessions, result.message);
   } else {
     result = ProbeResult::ok();
     d = session_details(sessions_.front());
-    d.close_code = 1000;
+    d.set(kWsCloseCodeField, 1000);
     result.message = opts_.sessions > 1
                          ? fmt::format("{} of {} sessions succeeded", ok, opts_.sessions)
                          : fmt::format("{} at {}", sessions_.front().match.last_event()->first,
                                        format_offset(sessions_.front().match.last_event()->second));
   }
-  d.events_received.clear();
-  for (const auto& s : sessions_)
-    for (const auto& [type, n] : s.match.received()) d.events_received[type] += n;
+  d.set(kEventsReceivedField, events_received());
   result.phases = merged_phases();
   result.details = std::move(d);
   finish(std::move(result));
@@ -445,10 +496,7 @@ void AgentPipelineProbe::maybe_finish() {
 
 void AgentPipelineProbe::finish(ProbeResult result) {
   result.phases.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
-  result.details.subprotocol = negotiated_.label(*opts_.endpoint);
-  result.details.connections_ok = static_cast<int>(std::count_if(
-      sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
-  result.details.connections_total = opts_.sessions;
+  note_connections(result.details);
   release();
   call_done(done_, std::move(result));
 }
@@ -480,17 +528,12 @@ CancelInfo AgentPipelineProbe::cancel() {
   if (slowest != nullptr) {
     info.details = session_details(*slowest);
     if (slowest->state == State::kAwaiting) {
-      info.details.missing_events = missing(*slowest);
+      info.details.set(kMissingEventsField, missing(*slowest));
       info.note = fmt::format("awaiting {}, {}", awaited(*slowest), after_text(*slowest));
     }
   }
-  info.details.events_received.clear();
-  for (const auto& s : sessions_)
-    for (const auto& [type, n] : s.match.received()) info.details.events_received[type] += n;
-  info.details.subprotocol = negotiated_.label(*opts_.endpoint);
-  info.details.connections_ok = static_cast<int>(std::count_if(
-      sessions_.begin(), sessions_.end(), [](const Session& s) { return s.state == State::kOk; }));
-  info.details.connections_total = opts_.sessions;
+  info.details.set(kEventsReceivedField, events_received());
+  note_connections(info.details);
   done_ = nullptr;
   release();
   return info;
@@ -533,6 +576,7 @@ ProbeType agent_pipeline_probe_type() {
           .reasons = agent_pipeline_probe_reasons(),
           .phases = agent_pipeline_probe_phases(),
           .make = &make_agent_pipeline_probe,
+          .metrics = agent_metrics(),
           // Judged over the long window: the pipeline runs every few minutes,
           // so a short window holding one run cannot decide.
           .alerts = {{.key = "agent_pipeline_down",

@@ -54,7 +54,7 @@ EventMatcher::Step EventMatcher::on_frame(const nlohmann::json& doc, double offs
     if (v == nullptr || v->is_null()) {
       auto r = ProbeResult::failure(
           Reason::kSchema, fmt::format("{} at {} lacks {}", type, format_offset(offset), path));
-      r.details.missing_field = std::make_pair(type, path);
+      r.details.set(kMissingFieldField, nlohmann::ordered_json{{"event", type}, {"field", path}});
       return fail(std::move(r));
     }
   }
@@ -74,7 +74,7 @@ EventMatcher::Step EventMatcher::on_frame(const nlohmann::json& doc, double offs
           ProbeResult::failure(Reason::kMissingEvent,
                                fmt::format("{} ({} arrived before it, at {}; {})", skipped.front(),
                                            type, format_offset(offset), after_text()));
-      r.details.missing_events = skipped;
+      r.details.set(kMissingEventsField, skipped);
       return fail(std::move(r));
     }
     if (pos) {

@@ -18,6 +18,21 @@ namespace canaryd {
 // Frames whose type is not configured (heartbeats, progress) count under this name.
 inline constexpr const char* kOtherEvent = "other";
 
+// The conversation's facts, as ProbeDetails fields (the state API's names; the
+// agent's metric families read the last three).
+inline constexpr const char* kAwaitedEventField = "awaited_event";
+inline constexpr const char* kTimelineField = "events";                 // [{type, offset_ms}]
+inline constexpr const char* kMissingEventsField = "missing_events";    // [type]
+inline constexpr const char* kMissingFieldField = "missing_field";      // {event, field}
+inline constexpr const char* kEventsReceivedField = "events_received";  // {type: count}
+
+// One event as it arrived: its type (a configured type, or "other") and its
+// time since the message was sent.
+struct EventSeen {
+  std::string type;
+  double offset_seconds = 0;
+};
+
 struct ExpectedEvent {
   std::string type;
   std::vector<std::string> required;  // dotted paths

@@ -5,6 +5,27 @@
 
 namespace canaryd {
 
+const std::vector<TypeMetric>& ws_metrics() {
+  using Kind = TypeMetric::Kind;
+  static const std::vector<TypeMetric> all = {
+      {"canary_ws_subprotocol_info",
+       "The subprotocol the server last selected (a configured value, secrets redacted; "
+       "\"none\" if it selected none); always 1.",
+       Kind::kInfo,
+       kWsSubprotocolField,
+       {"subprotocol"}},
+      {"canary_ws_close_code",
+       "The last WebSocket close code seen (1000 normal, 1006 dropped without a close frame, "
+       "1011 server error, ...).",
+       Kind::kGauge, kWsCloseCodeField},
+      {"canary_ws_connections_ok", "Connections of the last run that succeeded.", Kind::kGauge,
+       kWsConnectionsOkField},
+      {"canary_ws_connections_configured", "Connections each run opens at once.", Kind::kGauge,
+       kWsConnectionsField},
+  };
+  return all;
+}
+
 struct OneShotTimer::Handle {
   uv_timer_t timer{};
   std::function<void()> cb;

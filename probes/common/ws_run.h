@@ -15,6 +15,7 @@
 
 #include "probes/common/ws_client.h"
 #include "probes/probe.h"
+#include "probes/registry.h"
 
 namespace canaryd {
 
@@ -54,6 +55,14 @@ inline void drop_connection(OneShotTimer& timer, WsConnection*& ws) {
     ws = nullptr;
   }
 }
+
+// What a run of several WebSocket connections learned, as ProbeDetails fields
+// (the state API's names) and the metric families read from them.
+inline constexpr const char* kWsSubprotocolField = "subprotocol";
+inline constexpr const char* kWsCloseCodeField = "close_code";
+inline constexpr const char* kWsConnectionsOkField = "connections_ok";
+inline constexpr const char* kWsConnectionsField = "connections_total";
+const std::vector<TypeMetric>& ws_metrics();
 
 // Which offered subprotocol the servers of a run selected.
 struct NegotiationSeen {

@@ -113,8 +113,8 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
           auto r = ProbeResult::failure(
               Reason::kDns, fmt::format("cannot resolve {}: {}", opts_.endpoint->host, error),
               {{"dns", *dns_seconds_}});
-          r.details.connections_ok = 0;
-          r.details.connections_total = opts_.connections;
+          r.details.set(kWsConnectionsOkField, 0);
+          r.details.set(kWsConnectionsField, opts_.connections);
           call_done(done_, std::move(r));
           return;
         }
@@ -234,7 +234,7 @@ void WebSocketProbe::fail(Conn& conn, Reason reason, std::string message, std::o
   if (!first_failure_) {
     first_failure_ = ProbeResult::failure(reason, std::move(message));
     first_failure_->details.status_code = status;
-    first_failure_->details.close_code = close_code;
+    first_failure_->details.set(kWsCloseCodeField, close_code);
   }
   maybe_finish();
 }
@@ -260,9 +260,9 @@ void WebSocketProbe::maybe_finish() {
   result.phases = merged_phases();
   result.phases.emplace_back("total", seconds_between(run_start_ns_, uv_hrtime()));
   ProbeDetails d = details();
-  d.connections_ok = ok;
+  d.set(kWsConnectionsOkField, ok);
   if (result.details.status_code) d.status_code = result.details.status_code;
-  if (result.details.close_code) d.close_code = result.details.close_code;
+  if (result.details.find(kWsCloseCodeField)) d.take(result.details, kWsCloseCodeField);
   result.details = std::move(d);
   conns_.clear();
   call_done(done_, std::move(result));
@@ -270,12 +270,13 @@ void WebSocketProbe::maybe_finish() {
 
 ProbeDetails WebSocketProbe::details() const {
   ProbeDetails d;
-  d.subprotocol = negotiated_.label(*opts_.endpoint);
-  d.close_code = close_code_;
+  d.set(kWsSubprotocolField, negotiated_.label(*opts_.endpoint));
+  d.set(kWsCloseCodeField, close_code_);
   d.cert_expiry_unix = cert_expiry_;
-  d.connections_total = opts_.connections;
-  d.connections_ok = static_cast<int>(std::count_if(
-      conns_.begin(), conns_.end(), [](const Conn& c) { return c.state == State::kOk; }));
+  d.set(kWsConnectionsOkField,
+        static_cast<int>(std::count_if(conns_.begin(), conns_.end(),
+                                       [](const Conn& c) { return c.state == State::kOk; })));
+  d.set(kWsConnectionsField, opts_.connections);
   return d;
 }
 
@@ -392,6 +393,7 @@ ProbeType websocket_probe_type() {
       .reasons = websocket_probe_reasons(),
       .phases = websocket_probe_phases(),
       .make = &make_websocket_probe,
+      .metrics = ws_metrics(),
       .alerts = {
           {.key = "websocket_success_critical",
            .name = "CanaryWebSocketSuccessCritical",

@@ -83,7 +83,8 @@ TEST_CASE("event matcher: strict order fails on a skipped event and names it") {
   CHECK(feed(m, {event("agent_started"), event("tool_executing", kTool)}) == Step::kFailed);
   REQUIRE(m.failure());
   CHECK(m.failure()->reason == Reason::kMissingEvent);
-  CHECK(m.failure()->details.missing_events == std::vector<std::string>{"agent_thinking"});
+  CHECK(m.failure()->details.fields.at("missing_events") ==
+        nlohmann::ordered_json::array({"agent_thinking"}));
   CHECK(m.failure()->message ==
         "agent_thinking (tool_executing arrived before it, at 200ms; after agent_started at "
         "100ms)");
@@ -107,8 +108,8 @@ TEST_CASE("event matcher: a missing required field is a schema failure naming ev
         Step::kFailed);
   REQUIRE(m.failure());
   CHECK(m.failure()->reason == Reason::kSchema);
-  CHECK(m.failure()->details.missing_field ==
-        std::make_pair(std::string("tool_executing"), std::string("data.tool_name")));
+  CHECK(m.failure()->details.fields.at("missing_field") ==
+        nlohmann::ordered_json{{"event", "tool_executing"}, {"field", "data.tool_name"}});
   // A null counts as missing.
   EventMatcher n(&opts, "run-1");
   CHECK(feed(n, {event("agent_started"), event("agent_thinking"),

@@ -18,17 +18,18 @@ probes:
     http: {url: "http://127.0.0.1:1/health"}
 )",
                                                        "t.yaml");
-  canaryd::StateStore store;
+  canaryd::ProbeBook book;
+  canaryd::StateStore store{book};
   canaryd::WallTime t0 = canaryd::WallTime(std::chrono::seconds(1'800'000'000));
   std::string target = "GET http://127.0.0.1:1/health";
 
   Fixture() {
     REQUIRE(load.config);
-    store.sync_probes({&load.config->probes[0]}, 3);
+    book.install({&load.config->probes[0]}, {}, 3);
   }
   void record(const ProbeResult& r, canaryd::WallTime at) {
     canaryd::RunRecord rec{load.config->probes[0].spec, target, r, "run", 0.25, at};
-    store.record(rec);
+    book.record(rec);
   }
 };
 }  // namespace
@@ -109,7 +110,8 @@ TEST_CASE(
   CHECK(doc["probes"][0]["history"].size() == 2);
   CHECK(doc["config"]["last_reload_error"] == "t.yaml:3: bad key");
 
-  canaryd::StateStore empty;
+  canaryd::ProbeBook no_probes;
+  canaryd::StateStore empty{no_probes};
   std::string none = empty.all_text(f.t0);
   CHECK(nlohmann::ordered_json::parse(none).dump(2) + "\n" == none);
   CHECK(nlohmann::json::parse(none)["probes"].empty());

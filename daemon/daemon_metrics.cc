@@ -1,0 +1,96 @@
+#include "daemon/daemon_metrics.h"
+
+#include <chrono>
+
+#include "probes/registry.h"
+
+#ifndef CANARYD_VERSION
+#define CANARYD_VERSION "dev"
+#endif
+
+namespace canaryd {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+DaemonMetrics::DaemonMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      lag_(BuildHistogram()
+               .Name("canary_scheduler_lag_seconds")
+               .Help("How late probe runs start: actual start minus scheduled time.")
+               .Register(*registry_)
+               .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.0025,
+                                                                0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                0.5, 1, 2.5})),
+      in_flight_(BuildGauge()
+                     .Name("canary_probes_in_flight")
+                     .Help("Probe runs currently in progress.")
+                     .Register(*registry_)
+                     .Add({})),
+      skipped_(BuildCounter()
+                   .Name("canary_scheduler_skipped_runs_total")
+                   .Help("Scheduled slots skipped because the previous run was still going or "
+                         "the loop fell behind.")
+                   .Register(*registry_)
+                   .Add({})),
+      configured_(BuildGauge()
+                      .Name("canary_probes_configured")
+                      .Help("Probes in the running config, by type.")
+                      .Register(*registry_)),
+      reload_ok_(BuildGauge()
+                     .Name("canary_config_last_reload_successful")
+                     .Help("1 if the last config load or reload succeeded.")
+                     .Register(*registry_)
+                     .Add({})),
+      reload_time_(BuildGauge()
+                       .Name("canary_config_last_reload_success_timestamp_seconds")
+                       .Help("Unix time of the last successful config load or reload.")
+                       .Register(*registry_)
+                       .Add({})),
+      reloads_(BuildCounter()
+                   .Name("canary_config_reloads_total")
+                   .Help("Config reloads (SIGHUP or POST /-/reload) by result.")
+                   .Register(*registry_)),
+      reloads_ok_(reloads_.Add({{"result", "success"}})),
+      reloads_failed_(reloads_.Add({{"result", "failure"}})) {
+  BuildGauge()
+      .Name("canary_build_info")
+      .Help("canaryd's version; always 1.")
+      .Register(*registry_)
+      .Add({{"version", CANARYD_VERSION}})
+      .Set(1);
+  BuildGauge()
+      .Name("canary_start_time_seconds")
+      .Help("Unix time at which canaryd started.")
+      .Register(*registry_)
+      .Add({})
+      .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+               .count());
+}
+
+void DaemonMetrics::set_skipped_total(uint64_t n) {
+  double v = static_cast<double>(n);
+  if (v > skipped_seen_) skipped_.Increment(v - skipped_seen_);
+  skipped_seen_ = v;
+}
+
+void DaemonMetrics::set_configured(const std::vector<const ConfiguredProbe*>& probes) {
+  std::map<std::string, int> counts;
+  for (const auto& t : probe_types()) counts[std::string(t.name)] = 0;
+  for (const auto* p : probes) counts[p->spec.type]++;
+  for (const auto& [type, n] : counts) {
+    auto it = configured_by_type_.find(type);
+    if (it == configured_by_type_.end())
+      it = configured_by_type_.emplace(type, &configured_.Add({{"type", type}})).first;
+    it->second->Set(n);
+  }
+}
+
+void DaemonMetrics::reload_result(bool ok, double unix_time, bool is_reload) {
+  reload_ok_.Set(ok ? 1 : 0);
+  if (ok) reload_time_.Set(unix_time);
+  if (is_reload) (ok ? reloads_ok_ : reloads_failed_).Increment();
+}
+
+}  // namespace canaryd

@@ -1,0 +1,50 @@
+// canaryd's own series on /metrics: scheduler lag, runs in flight, skipped
+// slots, configured probes, reloads, build info. They live for the whole
+// process in a prometheus-cpp registry; the probe series are apart
+// (probe_metrics.h).
+//
+// Thread-safety: the setters on the loop thread; the registry is read from any thread.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+
+namespace canaryd {
+
+class DaemonMetrics {
+ public:
+  DaemonMetrics();
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  void observe_lag(double seconds) { lag_.Observe(seconds); }
+  void set_in_flight(size_t n) { in_flight_.Set(static_cast<double>(n)); }
+  void set_skipped_total(uint64_t n);
+  void set_configured(const std::vector<const ConfiguredProbe*>& probes);
+  // `is_reload` is false for the load at startup, which is not counted as a reload.
+  void reload_result(bool ok, double unix_time, bool is_reload);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Histogram& lag_;
+  prometheus::Gauge& in_flight_;
+  prometheus::Counter& skipped_;
+  prometheus::Family<prometheus::Gauge>& configured_;
+  prometheus::Gauge& reload_ok_;
+  prometheus::Gauge& reload_time_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Counter& reloads_ok_;
+  prometheus::Counter& reloads_failed_;
+  std::map<std::string, prometheus::Gauge*> configured_by_type_;
+  double skipped_seen_ = 0;
+};
+
+}  // namespace canaryd
