@@ -67,9 +67,9 @@ _TOP_KEYS = {"comment", "row", "panels", "mappings", "non_connection_phases"}
 _PANEL_KEYS = {"comment", "kind", "title", "description", "targets", "w", "h", "unit",
                "defaults", "options", "overrides", "transformations"}
 _TARGET_KEYS = {"expr", "legend", "instant", "format"}
-# A metric name and, if there is one, its label matchers.
 _JSON_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "an object",
                list: "a list"}
+# A metric name and, if there is one, its label matchers.
 _SELECTOR = re.compile(r"\b(canary[_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?")
 
 
@@ -106,6 +106,11 @@ def _top_level_set_operator(expr):
     return None
 
 
+def _check_keys(obj, known, where, errors):
+    for k in sorted(set(obj) - known):
+        errors.append(f"{where}: unknown key {k!r} (known: {', '.join(sorted(known))})")
+
+
 def _check_type(value, want, where, errors, what):
     # JSON's true and false are Python ints too; they are no width.
     ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
@@ -118,8 +123,7 @@ def _check_target(t, where, errors):
     if not isinstance(t, dict):
         errors.append(f"{where}: not an object")
         return
-    for k in sorted(set(t) - _TARGET_KEYS):
-        errors.append(f"{where}: unknown key {k!r} (known: {', '.join(sorted(_TARGET_KEYS))})")
+    _check_keys(t, _TARGET_KEYS, where, errors)
     expr = t.get("expr")
     if not isinstance(expr, str) or not expr.strip():
         errors.append(f"{where}: no expr")
@@ -130,15 +134,15 @@ def _check_target(t, where, errors):
     if "instant" in t:
         _check_type(t["instant"], bool, where, errors, "instant")
     if "format" in t and t["format"] not in TARGET_FORMATS:
-        errors.append(f"{where}: format {t['format']!r} is not one of {', '.join(TARGET_FORMATS)}")
+        errors.append(f"{where}: format {t['format']!r} is not one of "
+                      f"{', '.join(TARGET_FORMATS)}")
 
 
 def _check_panel(p, where, mappings, errors):
     if not isinstance(p, dict):
         errors.append(f"{where}: not an object")
         return
-    for k in sorted(set(p) - _PANEL_KEYS):
-        errors.append(f"{where}: unknown key {k!r} (known: {', '.join(sorted(_PANEL_KEYS))})")
+    _check_keys(p, _PANEL_KEYS, where, errors)
     if p.get("kind") not in KINDS:
         errors.append(f"{where}: kind {p.get('kind')!r} is not one of {', '.join(KINDS)}")
     for k in ("title", "description"):
@@ -162,7 +166,8 @@ def _check_panel(p, where, mappings, errors):
     for k in ("overrides", "transformations"):
         if k in p:
             _check_type(p[k], list, where, errors, k)
-    named = p.get("defaults", {}).get("mappings") if isinstance(p.get("defaults"), dict) else None
+    defaults = p.get("defaults")
+    named = defaults.get("mappings") if isinstance(defaults, dict) else None
     if isinstance(named, str) and named not in mappings:
         errors.append(f"{where}: defaults.mappings names {named!r}, which the file's "
                       "mappings do not define")
@@ -174,8 +179,7 @@ def validate(path, data):
     if not isinstance(data, dict):
         return [f"{name}: not a JSON object"]
     errors = []
-    for k in sorted(set(data) - _TOP_KEYS):
-        errors.append(f"{name}: unknown key {k!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    _check_keys(data, _TOP_KEYS, name, errors)
     if not isinstance(data.get("row"), str) or not data["row"].strip():
         errors.append(f"{name}: no row (the title of the type's row)")
     mappings = data.get("mappings", {})
@@ -202,7 +206,7 @@ def validate(path, data):
         title = p.get("title") if isinstance(p, dict) else None
         where = f"{name}: panel {i}" + (f" {title!r}" if title else "")
         _check_panel(p, where, mappings, errors)
-        if title in titles:
+        if title and title in titles:
             errors.append(f"{where}: a second panel with this title")
         titles.add(title)
     return errors
