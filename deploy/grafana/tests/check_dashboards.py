@@ -8,8 +8,10 @@
    env=~"$env", location=~"$location" (and probe=~"$probe" on the per-probe
    dashboard); every variable used is defined; metric names exist in
    docs/metrics.md; recording rules exist in the rule file; the JSON matches
-   generate_dashboards.py; the provisioning files name the datasource uid.
-   (structure.py.)
+   generate_dashboards.py; the provisioning files name the datasource uid;
+   every probes/*/dashboard.json is in a type's folder and follows the schema
+   in type_panels.py; the generator's sources name no probe type (a folder
+   probes/<name>/ with <name>.cc). (structure.py.)
 2. Data: starts the fake platform backend (two of them: the second is stopped
    midway, so one probe succeeds and then fails), canaryd with a 1 s config
    covering http (ok, 500, https), websocket (ok, close 1011, no subprotocol)

@@ -16,6 +16,9 @@ ROOT = GRAFANA.parent.parent
 DASHBOARDS = GRAFANA / "dashboards"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
+sys.path.insert(0, str(GRAFANA))
+import type_panels  # noqa: E402  (the generator's schema for probes/*/dashboard.json)
+
 # Grafana's built-ins, as the test substitutes them (Prometheus scrapes every 1 s).
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 
@@ -75,6 +78,44 @@ def check_expr(expr, want_probe, errors, where):
             r'on \(instance\) group by \(instance\) \(canary_probe_info\{env=~"\$env", '
             r'location=~"\$location"\}\)', expr):
         errors.append(f"{where}: {daemon_only} not joined with the filtered canary_probe_info")
+
+
+def type_folders():
+    """The probe types: every probes/<name>/ that holds <name>.cc, but common/."""
+    return sorted(d.name for d in (ROOT / "probes").iterdir()
+                  if d.is_dir() and d.name != "common" and (d / f"{d.name}.cc").is_file())
+
+
+def generator_names_no_type(types):
+    """A type's panels belong in its folder: the generator's sources name no type."""
+    if not types:
+        return [f"no probe type folders (probes/<name>/<name>.cc) under {ROOT}"]
+    name = re.compile(r"\b(%s)\b" % "|".join(map(re.escape, types)), re.I)
+    errors = []
+    for src in sorted(GRAFANA.glob("*.py")):
+        for n, line in enumerate(src.read_text().splitlines(), 1):
+            for m in name.finditer(line):
+                errors.append(f"{src.relative_to(ROOT)}:{n}: names the probe type "
+                              f"{m.group(0)!r}; its panels go in probes/{m.group(0).lower()}/"
+                              f"{type_panels.FILE_NAME}")
+    return errors
+
+
+def contribution_errors(types):
+    """Every probes/*/dashboard.json, in a type's folder and following the schema."""
+    errors = []
+    for path in type_panels.files(ROOT):
+        shown = path.relative_to(ROOT)
+        if path.parent.name not in types:
+            errors.append(f"{shown}: {path.parent.name}/ is not a probe type's folder "
+                          f"(no {path.parent.name}.cc)")
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as e:
+            errors.append(f"{shown}: invalid JSON: {e}")
+            continue
+        errors += type_panels.validate(shown, data)
+    return errors
 
 
 def static_checks(rules_names):
@@ -163,13 +204,20 @@ def static_checks(rules_names):
     if len(uids) != 2:
         errors.append(f"expected the 2 dashboards in {DASHBOARDS}, found {sorted(uids)}")
 
-    sys.path.insert(0, str(GRAFANA))
-    import generate_dashboards  # noqa: E402
-    for fname, build in generate_dashboards.DASHBOARDS.items():
-        p = DASHBOARDS / fname
-        if not p.exists() or p.read_text() != generate_dashboards.render(build):
-            errors.append(f"{fname} differs from generate_dashboards.py's output: edit the "
-                          "generator and run it")
+    types = type_folders()
+    errors += generator_names_no_type(types)
+    bad_contributions = contribution_errors(types)
+    errors += bad_contributions
+    if bad_contributions:
+        errors.append("dashboards not compared with generate_dashboards.py's output: it "
+                      "reads the bad files above")
+    else:
+        import generate_dashboards
+        for fname, build in generate_dashboards.DASHBOARDS.items():
+            p = DASHBOARDS / fname
+            if not p.exists() or p.read_text() != generate_dashboards.render(build):
+                errors.append(f"{fname} differs from generate_dashboards.py's output: edit "
+                              "the generator or the probes/*/dashboard.json, and run it")
 
     ds_yml = (GRAFANA / "provisioning" / "datasources" / "canaryd.yml").read_text()
     if not re.search(r"^\s*uid:\s*prometheus\s*$", ds_yml, re.M) or \
