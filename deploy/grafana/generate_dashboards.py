@@ -10,196 +10,33 @@ $datasource variable and carries the env/location filter, every panel gets a
 unique id and a place on the grid. Edit the panels here, run the script, and
 commit both. tests/check_dashboards.py checks that the files match it.
 
+Panels on a probe type's own metrics are not here: each type declares them in
+probes/<type>/dashboard.json (schema: type_panels.py), and this script adds
+them without knowing any type. The panel builders are in panels.py.
+
 Metric names: docs/metrics.md. Recording rules (canary:*): the rule file
 written by the rule generator (deploy/prometheus/canaryd.rules.yml).
 """
 
+import functools
 import json
 import pathlib
 import sys
 
+import type_panels
+from panels import (BLUE, BUILDERS, DS, GREEN, HIDDEN, ORANGE, RATIO_THRESHOLDS, RED,
+                    RESULT_MAPPINGS, bargauge, heatmap, layout, merge, organize, ratio_stat,
+                    row, stat, state_timeline, table, target, thresholds, timeseries)
+
 HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 OUT = HERE / "dashboards"
 
-DS = {"type": "prometheus", "uid": "${datasource}"}
 # Every probe series carries the config's global labels; the dashboards assume
 # env and location (README.md's and the demo's), and "All" matches a missing
 # label too, so a config without them still works.
 F = 'env=~"$env", location=~"$location"'
 FP = F + ', probe=~"$probe"'
-
-# Phases that are an agent's expected events: canary_agent_events_received_total
-# has one `event` series per configured event type (plus "other"), so copying
-# its `event` label to `phase` tells event phases from connection phases.
-EVENT_PHASES = ('group by (phase) (label_join(canary_agent_events_received_total{%s}, '
-                '"phase", "", "event"))' % FP)
-
-GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
-
-
-def thresholds(*steps):
-    """steps: (value or None, color) pairs, lowest first."""
-    return {"mode": "absolute",
-            "steps": [{"color": c, "value": v} for v, c in steps]}
-
-
-RATIO_THRESHOLDS = thresholds((None, RED), (0.75, ORANGE), (0.9, GREEN))
-RESULT_MAPPINGS = [{"type": "value", "options": {
-    "0": {"text": "FAIL", "color": RED, "index": 0},
-    "1": {"text": "OK", "color": GREEN, "index": 1}}}]
-CLOSE_CODES = {1000: ("normal", GREEN), 1001: ("going away", ORANGE),
-               1002: ("protocol error", RED), 1003: ("unsupported data", RED),
-               1006: ("dropped, no close frame", RED), 1007: ("invalid payload", RED),
-               1008: ("policy violation", RED), 1009: ("message too big", RED),
-               1011: ("internal error", RED), 1012: ("service restart", ORANGE),
-               1013: ("try again later", ORANGE)}
-
-
-def target(expr, legend="__auto", instant=False, fmt=None, ref=None):
-    t = {"datasource": DS, "editorMode": "code", "expr": expr, "legendFormat": legend,
-         "range": not instant, "instant": instant}
-    if fmt:
-        t["format"] = fmt
-    if ref:
-        t["refId"] = ref
-    return t
-
-
-def panel(kind, title, targets, w, h, desc, unit=None, defaults=None, options=None,
-          custom=None, overrides=None, transformations=None, links=None):
-    if not isinstance(targets, list):
-        targets = [targets]
-    for i, t in enumerate(targets):
-        t.setdefault("refId", chr(ord("A") + i))
-    fd = {"color": {"mode": "thresholds" if kind in ("stat", "bargauge", "gauge", "table",
-                                                      "state-timeline") else "palette-classic"}}
-    if unit:
-        fd["unit"] = unit
-    if custom:
-        fd["custom"] = custom
-    if links:
-        fd["links"] = links
-    fd.update(defaults or {})
-    p = {"type": kind, "title": title, "description": desc, "datasource": DS,
-         "targets": targets, "fieldConfig": {"defaults": fd, "overrides": overrides or []},
-         "options": options or {}, "_w": w, "_h": h}
-    if transformations:
-        p["transformations"] = transformations
-    return p
-
-
-def stat(title, targets, desc, unit=None, w=4, h=4, text_mode="auto", defaults=None,
-         graph=False, links=None):
-    return panel("stat", title, targets, w, h, desc, unit=unit, defaults=defaults, links=links,
-                 options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                            "values": False},
-                          "colorMode": "background", "graphMode": "area" if graph else "none",
-                          "textMode": text_mode, "justifyMode": "auto",
-                          "orientation": "auto"})
-
-
-def timeseries(title, targets, desc, unit=None, w=12, h=8, bars=False, stack=False,
-               defaults=None, links=None, overrides=None):
-    custom = {"drawStyle": "bars" if bars else "line", "lineWidth": 1,
-              "fillOpacity": 80 if bars else 10, "showPoints": "never", "spanNulls": False,
-              "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
-    return panel("timeseries", title, targets, w, h, desc, unit=unit, custom=custom,
-                 defaults=defaults, links=links, overrides=overrides,
-                 options={"legend": {"displayMode": "table", "placement": "right",
-                                     "showLegend": True, "calcs": ["lastNotNull"]},
-                          "tooltip": {"mode": "multi", "sort": "desc"}})
-
-
-def bargauge(title, targets, desc, unit=None, w=12, h=8, defaults=None, sort=None, links=None):
-    # Bars keep the order of the instant query's series: sort in PromQL.
-    if sort:
-        for t in targets if isinstance(targets, list) else [targets]:
-            t["expr"] = "%s(%s)" % ("sort" if sort == "asc" else "sort_desc", t["expr"])
-    return panel("bargauge", title, targets, w, h, desc, unit=unit, defaults=defaults,
-                 links=links,
-                 options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                            "values": False},
-                          "orientation": "horizontal", "displayMode": "gradient",
-                          "showUnfilled": True, "minVizHeight": 10, "minVizWidth": 0})
-
-
-def ratio_stat(title, expr, legend, desc):
-    """A success ratio, now: red below 75 %, orange below 90 %."""
-    return stat(title, target(expr, legend, instant=True), desc, unit="percentunit",
-                defaults={"thresholds": RATIO_THRESHOLDS, "decimals": 1})
-
-
-def state_timeline(title, targets, desc, w=24, h=8, mappings=None, defaults=None):
-    d = {"mappings": mappings or RESULT_MAPPINGS, "thresholds": thresholds((None, BLUE))}
-    d.update(defaults or {})
-    return panel("state-timeline", title, targets, w, h, desc, defaults=d,
-                 custom={"fillOpacity": 80, "lineWidth": 0},
-                 options={"showValue": "never", "mergeValues": True, "rowHeight": 0.9,
-                          "alignValue": "left",
-                          "legend": {"showLegend": False, "displayMode": "list",
-                                     "placement": "bottom"},
-                          "tooltip": {"mode": "single", "sort": "none"}})
-
-
-def table(title, targets, desc, w=12, h=8, transformations=None, overrides=None, unit=None,
-          defaults=None, sort=None):
-    return panel("table", title, targets, w, h, desc, unit=unit, defaults=defaults,
-                 overrides=overrides, transformations=transformations,
-                 custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-                 options={"showHeader": True, "cellHeight": "sm",
-                          "footer": {"show": False, "reducer": ["sum"], "fields": ""},
-                          "sortBy": sort or []})
-
-
-def heatmap(title, expr, desc, w=12, h=8):
-    p = panel("heatmap", title, target(expr, legend="{{le}}", fmt="heatmap"), w, h, desc,
-              custom={"scaleDistribution": {"type": "linear"},
-                      "hideFrom": {"legend": False, "tooltip": False, "viz": False}})
-    p["options"] = {"calculate": False, "cellGap": 1, "yAxis": {"axisPlacement": "left",
-                                                                 "unit": "s"},
-                    "rowsFrame": {"layout": "auto"},
-                    "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64,
-                              "exponent": 0.5, "fill": "dark-orange", "reverse": False},
-                    "cellValues": {"unit": "short"}, "exemplars": {"color": "orange"},
-                    "filterValues": {"le": 1e-9}, "legend": {"show": True},
-                    "tooltip": {"show": True, "yHistogram": False},
-                    "showValue": "never"}
-    return p
-
-
-def organize(exclude=(), rename=None, order=None):
-    opts = {"excludeByName": {k: True for k in exclude}, "renameByName": rename or {},
-            "indexByName": {k: i for i, k in enumerate(order or [])}}
-    return {"id": "organize", "options": opts}
-
-
-HIDDEN = ("Time", "__name__", "job", "instance")
-
-
-def row(title):
-    return {"type": "row", "title": title, "collapsed": False, "panels": []}
-
-
-def layout(items):
-    """Assigns ids and grid positions: panels fill rows of 24 columns."""
-    out, x, y, line_h, next_id = [], 0, 0, 0, 1
-    for it in items:
-        if it["type"] == "row":
-            if x:
-                y, x, line_h = y + line_h, 0, 0
-            it["gridPos"] = {"h": 1, "w": 24, "x": 0, "y": y}
-            y += 1
-        else:
-            w, h = it.pop("_w"), it.pop("_h")
-            if x + w > 24:
-                y, x, line_h = y + line_h, 0, 0
-            it["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
-            x += w
-            line_h = max(line_h, h)
-        it["id"] = next_id
-        next_id += 1
-        out.append(it)
-    return out
 
 
 def variables(with_probe):
@@ -363,7 +200,7 @@ def overview():
     P.append(timeseries(
         "Success by probe type (5m)",
         target("canary:type_success:ratio_5m{%s}" % F, "{{type}} {{env}} {{location}}"),
-        "Success per probe type (http, redis, postgres, websocket, agent_pipeline).",
+        "Success per probe type (the `type` label), over 5 minutes.",
         unit="percentunit", w=8, defaults={"min": 0, "max": 1}))
     P.append(bargauge(
         "Success per probe (1h)",
@@ -466,9 +303,44 @@ def overview():
           "tooltip": "", "url": ""}])
 
 
+# ------------------------------------------------------------------ probe types
+
+@functools.lru_cache(maxsize=None)
+def type_contributions():
+    """[(path, contribution)] of probes/*/dashboard.json; exits naming any bad file."""
+    try:
+        return type_panels.load(ROOT)
+    except type_panels.ContributionError as e:
+        sys.exit("bad dashboard contribution (schema: deploy/grafana/type_panels.py):\n%s" % e)
+
+
+def with_filter(expr, labels):
+    return expr.replace(type_panels.FILTER, labels)
+
+
+def type_panel(spec, mappings):
+    """A panel of a type's row, from its dashboard.json entry (type_panels.py)."""
+    targets = [target(with_filter(t["expr"], FP), t.get("legend", "__auto"),
+                      t.get("instant", False), t.get("format"))
+               for t in spec["targets"]]
+    size = {k: spec[k] for k in ("unit", "w", "h") if k in spec}
+    p = BUILDERS[spec["kind"]](spec["title"], targets, spec["description"], **size)
+    defaults = dict(spec.get("defaults", {}))
+    if isinstance(defaults.get("mappings"), str):
+        defaults["mappings"] = mappings[defaults["mappings"]]
+    merge(p["fieldConfig"]["defaults"], defaults)
+    merge(p["options"], spec.get("options", {}))
+    if "overrides" in spec:
+        p["fieldConfig"]["overrides"] = spec["overrides"]
+    if "transformations" in spec:
+        p["transformations"] = spec["transformations"]
+    return p
+
+
 # ------------------------------------------------------------------ per probe
 
 def per_probe():
+    types = type_contributions()
     P = []
     P.append(row("Result"))
     P.append(stat("Last result",
@@ -555,128 +427,40 @@ def per_probe():
                   "[$__rate_interval])) / sum by (phase) "
                   "(rate(canary_probe_phase_duration_seconds_count{%s}[$__rate_interval]))"
                   % (FP, FP))
+    others = [with_filter(c["non_connection_phases"], FP) for _, c in types
+              if "non_connection_phases" in c]
+    if others:
+        # `or` binds after `unless`: a union of several needs its parentheses.
+        union = others[0] if len(others) == 1 else "(%s)" % " or ".join(others)
+        phase_mean = "(%s) unless on (phase) %s" % (phase_mean, union)
     P.append(timeseries(
         "Connection phases (mean)",
-        target("(%s) unless on (phase) %s" % (phase_mean, EVENT_PHASES), "{{phase}}"),
-        "Mean duration of each phase (canary_probe_phase_duration_seconds): http dns, "
-        "connect, tls, first_byte, total; redis auth, command; postgres query; WebSocket "
-        "handshake, first_message, close; agent token, first_event. Phases a run never "
-        "reached are left out.", unit="s"))
+        target(phase_mean, "{{phase}}"),
+        "Mean duration of each connection phase the probe's type reports "
+        "(canary_probe_phase_duration_seconds; config/README.md lists each type's phases). "
+        "Phases a run never reached are left out, and so are the phases a type marks as "
+        "not connection phases, which its own row shows.", unit="s"))
     P.append(bargauge(
         "Phase p95 (time range)",
         target("histogram_quantile(0.95, sum by (le, phase) "
                "(rate(canary_probe_phase_duration_seconds_bucket{%s}[$__range]))) > 0" % FP,
                "{{phase}}", instant=True),
-        "95th percentile of every phase over the dashboard's time range, agent events "
-        "included.", unit="s", sort="asc",
+        "95th percentile of every phase over the dashboard's time range, connection phases "
+        "or not.", unit="s", sort="asc",
         defaults={"thresholds": thresholds((None, BLUE))}))
 
-    P.append(row("Agent pipeline"))
-    P.append(bargauge(
-        "Time from message to each event (mean, time range)",
-        target("(sum by (phase) (rate(canary_probe_phase_duration_seconds_sum{%s}[$__range])) "
-               "/ sum by (phase) (rate(canary_probe_phase_duration_seconds_count{%s}"
-               "[$__range]))) and on (phase) %s" % (FP, FP, EVENT_PHASES),
-               "{{phase}}", instant=True),
-        "agent_pipeline probes: mean seconds from sending the message to each expected "
-        "event's first arrival, in arrival order. An event that never came has no bar.",
-        unit="s", sort="asc", defaults={"thresholds": thresholds((None, BLUE))}))
-    P.append(timeseries(
-        "Time from message to each event (mean)",
-        target("(%s) and on (phase) %s" % (phase_mean, EVENT_PHASES), "{{phase}}"),
-        "agent_pipeline probes: the per-event phases over time (seconds from the message).",
-        unit="s"))
-    P.append(timeseries(
-        "Events received per minute",
-        target("sum by (event) (rate(canary_agent_events_received_total{%s}"
-               "[$__rate_interval])) * 60" % FP, "{{event}}"),
-        "Frames received per configured event type, and `other` for every other type "
-        "(heartbeats, progress).", w=8))
-    P.append(bargauge(
-        "Expected events missing (time range)",
-        target("sort_desc(sum by (event) "
-               "(increase(canary_agent_event_missing_total{%s}[$__range])))" % FP,
-               "{{event}}", instant=True),
-        "Failed runs in which this expected event never came (canary_agent_event_missing_"
-        "total), in the dashboard's time range.", w=8,
-        defaults={"thresholds": thresholds((None, GREEN), (1, RED)), "decimals": 0}))
-    P.append(table(
-        "Required fields missing (time range)",
-        target("sum by (event, field) "
-               "(increase(canary_agent_event_field_missing_total{%s}[$__range]))" % FP,
-               instant=True, fmt="table"),
-        "Events that arrived without a required field (or with it null), per event and "
-        "field (canary_agent_event_field_missing_total).", w=8,
-        transformations=[organize(HIDDEN, {"Value": "missing"}, ["event", "field", "Value"])],
-        overrides=[{"matcher": {"id": "byName", "options": "missing"},
-                    "properties": [{"id": "decimals", "value": 0},
-                                   {"id": "custom.cellOptions",
-                                    "value": {"type": "color-background"}},
-                                   {"id": "thresholds",
-                                    "value": thresholds((None, GREEN), (1, RED))}]}],
-        sort=[{"displayName": "missing", "desc": True}]))
-
-    P.append(row("WebSocket"))
-    P.append(stat("Negotiated subprotocol",
-                  target("canary_ws_subprotocol_info{%s}" % FP, "{{subprotocol}}",
-                         instant=True),
-                  "The subprotocol the server last selected (canary_ws_subprotocol_info): a "
-                  "configured entry (secret parts as <redacted>) or `none`.",
-                  w=6, text_mode="name", defaults={"thresholds": thresholds((None, BLUE))}))
-    P.append(stat("Last close code",
-                  target("canary_ws_close_code{%s}" % FP, "{{location}}", instant=True),
-                  "The last close code seen: 1000 clean, the server's code (e.g. 1011), or "
-                  "1006 for a drop without a close frame.",
-                  w=6, text_mode="value_and_name",
-                  defaults={"decimals": 0, "thresholds": thresholds((None, RED)),
-                            "mappings": [{"type": "value", "options": {
-                                str(c): {"text": "%d %s" % (c, t), "color": col, "index": i}
-                                for i, (c, (t, col)) in enumerate(CLOSE_CODES.items())}}]}))
-    P.append(stat("Connections OK of configured",
-                  [target("canary_ws_connections_ok{%s}" % FP, "ok", instant=True),
-                   target("canary_ws_connections_configured{%s}" % FP, "configured",
-                          instant=True)],
-                  "Connections of the last run that succeeded, and how many each run opens "
-                  "(the \"7 of 7\").", w=6, text_mode="value_and_name",
-                  defaults={"decimals": 0, "thresholds": thresholds((None, BLUE))}))
-    P.append(panel("gauge", "Connections OK ratio",
-                   target("canary_ws_connections_ok{%s} / canary_ws_connections_configured{%s}"
-                          % (FP, FP), "{{location}}", instant=True),
-                   6, 4, "canary_ws_connections_ok / canary_ws_connections_configured.",
-                   unit="percentunit",
-                   defaults={"min": 0, "max": 1,
-                             "thresholds": thresholds((None, RED), (1, GREEN))},
-                   options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                              "values": False},
-                            "showThresholdLabels": False, "showThresholdMarkers": True}))
-    P.append(timeseries(
-        "Connections over time",
-        [target("canary_ws_connections_ok{%s}" % FP, "ok {{location}}"),
-         target("canary_ws_connections_configured{%s}" % FP, "configured {{location}}")],
-        "Successful connections per run against the configured count.", w=8,
-        defaults={"min": 0, "decimals": 0}))
-    P.append(state_timeline(
-        "Close code over time",
-        target("canary_ws_close_code{%s}" % FP, "{{location}}"),
-        "The last close code at each scrape.", w=8, h=8,
-        mappings=[{"type": "value", "options": {
-            str(c): {"text": "%d %s" % (c, t), "color": col, "index": i}
-            for i, (c, (t, col)) in enumerate(CLOSE_CODES.items())}}],
-        defaults={"thresholds": thresholds((None, RED))}))
-    P.append(state_timeline(
-        "Subprotocol over time",
-        target("canary_ws_subprotocol_info{%s}" % FP, "{{subprotocol}}"),
-        "Which subprotocol the server selected over time (one row per value).", w=8, h=8,
-        mappings=[{"type": "value", "options": {"1": {"text": "selected", "color": BLUE,
-                                                      "index": 0}}}]))
+    for _, contribution in types:
+        P.append(row(contribution["row"]))
+        P.extend(type_panel(spec, contribution.get("mappings", {}))
+                 for spec in contribution["panels"])
 
     P.append(row("TLS"))
     P.append(stat("Certificate expires in",
                   target("canary_tls_cert_expiry_timestamp_seconds{%s} - time()" % FP,
                          "{{location}}", instant=True),
                   "Time until the target's leaf certificate expires "
-                  "(canary_tls_cert_expiry_timestamp_seconds - time()); https and wss "
-                  "probes only. Negative: already expired.", w=8, unit="dtdurations",
+                  "(canary_tls_cert_expiry_timestamp_seconds - time()); probes that connect "
+                  "over TLS only. Negative: already expired.", w=8, unit="dtdurations",
                   defaults={"thresholds": thresholds((None, RED), (3 * 86400, ORANGE),
                                                      (14 * 86400, GREEN))}))
     P.append(timeseries(
@@ -687,8 +471,9 @@ def per_probe():
         unit="d"))
     return dashboard(
         "canaryd-probe", "canaryd / Probe",
-        "One probe in detail: result, reasons, phases (agent events included), WebSocket "
-        "negotiation and connections, TLS expiry.", P, True,
+        "One probe in detail: result, reasons, phases, %sTLS expiry." % (
+            "a row per type with metrics of its own (%s), "
+            % ", ".join(c["row"] for _, c in types) if types else ""), P, True,
         [{"type": "link", "title": "Overview", "icon": "dashboard", "includeVars": True,
           "keepTime": True, "targetBlank": False, "tooltip": "", "asDropdown": False,
           "tags": [], "url": "/d/canaryd-overview/canaryd-overview"}])
