@@ -542,22 +542,9 @@ CancelInfo AgentPipelineProbe::cancel() {
 }  // namespace
 
 static std::vector<Reason> agent_pipeline_probe_reasons() {
-  return {Reason::kTimeout,
-          Reason::kDns,
-          Reason::kConnectRefused,
-          Reason::kConnect,
-          Reason::kTls,
-          Reason::kTlsHostname,
-          Reason::kTlsExpired,
-          Reason::kAuth,
-          Reason::kWsUpgradeRejected,
-          Reason::kWsNoSubprotocol,
-          Reason::kWsWrongSubprotocol,
-          Reason::kWsAbnormalClose,
-          Reason::kProtocol,
-          Reason::kMissingEvent,
-          Reason::kSchema,
-          Reason::kInternal};
+  auto all = ws_connection_reasons();
+  all.insert(all.end(), {Reason::kAuth, Reason::kMissingEvent, Reason::kSchema});
+  return all;
 }
 
 static std::vector<std::string_view> agent_pipeline_probe_phases() {

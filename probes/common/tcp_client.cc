@@ -159,4 +159,24 @@ void TcpClient::close(Close how) {
   if (tcp_ != nullptr) close_handle(how);
 }
 
+void dial(const RunContext& ctx, AsyncResolve& resolve, PhaseTimer& phases, const std::string& host,
+          int port, TcpClient::Handler* handler, TcpClient*& conn,
+          std::function<void(ProbeResult)> unresolved) {
+  if (auto addr = numeric_address(host, port)) {
+    conn = TcpClient::connect(ctx.loop, {std::move(*addr)}, handler, ctx.fail);
+    return;
+  }
+  resolve.start(ctx, host, port,
+                [loop = ctx.loop, fail = ctx.fail, &phases, host, handler, &conn,
+                 unresolved = std::move(unresolved)](ResolvedAddresses found, std::string error) {
+                  phases.end("dns");
+                  if (found.empty()) {
+                    unresolved(ProbeResult::failure(
+                        Reason::kDns, fmt::format("cannot resolve {}: {}", host, error)));
+                    return;
+                  }
+                  conn = TcpClient::connect(loop, std::move(found), handler, fail);
+                });
+}
+
 }  // namespace canaryd

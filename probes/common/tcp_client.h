@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -67,5 +68,15 @@ class TcpClient {
   int refs_ = 0;  // each open handle until its close callback, plus each pending request
   bool closing_ = false;
 };
+
+// Dials host:port for one run: at once for a numeric address, otherwise
+// after resolving the name on the loop, when the "dns" phase ends in
+// `phases`. `conn` is set as the connect starts and the handler hears
+// on_connect; a name that does not resolve ends the run through
+// `unresolved` with a `dns` result instead. While `resolve.pending()` the run
+// is in its dns phase.
+void dial(const RunContext& ctx, AsyncResolve& resolve, PhaseTimer& phases, const std::string& host,
+          int port, TcpClient::Handler* handler, TcpClient*& conn,
+          std::function<void(ProbeResult)> unresolved);
 
 }  // namespace canaryd

@@ -5,6 +5,22 @@
 
 namespace canaryd {
 
+std::vector<Reason> ws_connection_reasons() {
+  return {Reason::kTimeout,
+          Reason::kDns,
+          Reason::kConnectRefused,
+          Reason::kConnect,
+          Reason::kTls,
+          Reason::kTlsHostname,
+          Reason::kTlsExpired,
+          Reason::kWsUpgradeRejected,
+          Reason::kWsNoSubprotocol,
+          Reason::kWsWrongSubprotocol,
+          Reason::kWsAbnormalClose,
+          Reason::kProtocol,
+          Reason::kInternal};
+}
+
 const std::vector<TypeMetric>& ws_metrics() {
   using Kind = TypeMetric::Kind;
   static const std::vector<TypeMetric> all = {

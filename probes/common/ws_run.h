@@ -63,6 +63,8 @@ inline constexpr const char* kWsCloseCodeField = "close_code";
 inline constexpr const char* kWsConnectionsOkField = "connections_ok";
 inline constexpr const char* kWsConnectionsField = "connections_total";
 const std::vector<TypeMetric>& ws_metrics();
+// The reasons any run of WebSocket connections can end with; a type adds its own.
+std::vector<Reason> ws_connection_reasons();
 
 // Which offered subprotocol the servers of a run selected.
 struct NegotiationSeen {

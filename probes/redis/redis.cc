@@ -41,14 +41,13 @@ class RedisProbe : public Probe, private TcpClient::Handler {
 
  private:
   // The steps of one run, in order; each expects exactly one reply.
-  enum class Step { kResolve, kConnect, kAuth, kSelect, kPing, kRole };
+  enum class Step { kConnect, kAuth, kSelect, kPing, kRole };
 
   // TcpClient::Handler
   void on_connect(int status) override;
   void on_data(std::string_view data) override;
   void on_closed(int status) override;
 
-  void connect_to(ResolvedAddresses addrs);
   void send_next();
   void on_reply(const RespValue& reply);
   void finish(ProbeResult result);
@@ -57,19 +56,16 @@ class RedisProbe : public Probe, private TcpClient::Handler {
 
   RedisOptions opts_;
   Done done_;
-  uv_loop_t* loop_ = nullptr;
-  RunFault fail_;
   AsyncResolve resolve_;
   TcpClient* conn_ = nullptr;
-  Step step_ = Step::kResolve;
+  Step step_ = Step::kConnect;
   std::string inbuf_;
   PhaseTimer phases_;
 };
 
 std::string RedisProbe::phase_name() const {
+  if (resolve_.pending()) return "dns";
   switch (step_) {
-    case Step::kResolve:
-      return "dns";
     case Step::kConnect:
       return "connect";
     case Step::kAuth:
@@ -81,31 +77,11 @@ std::string RedisProbe::phase_name() const {
 
 void RedisProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
-  loop_ = ctx.loop;
-  fail_ = ctx.fail;
   inbuf_.clear();
   phases_.start();
-  if (auto addr = numeric_address(opts_.host, opts_.port)) {
-    step_ = Step::kConnect;
-    connect_to({std::move(*addr)});
-    return;
-  }
-  step_ = Step::kResolve;
-  resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
-    phases_.end("dns");
-    if (found.empty()) {
-      finish(ProbeResult::failure(Reason::kDns,
-                                  fmt::format("cannot resolve {}: {}", opts_.host, error)));
-      return;
-    }
-    step_ = Step::kConnect;
-    connect_to(std::move(found));
-  });
-}
-
-void RedisProbe::connect_to(ResolvedAddresses addrs) {
-  // Every address of the host, in turn, until one accepts.
-  conn_ = TcpClient::connect(loop_, std::move(addrs), this, fail_);
+  step_ = Step::kConnect;
+  dial(ctx, resolve_, phases_, opts_.host, opts_.port, this, conn_,
+       [this](ProbeResult unresolved) { finish(std::move(unresolved)); });
 }
 
 void RedisProbe::on_connect(int status) {

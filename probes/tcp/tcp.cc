@@ -58,7 +58,7 @@ class TcpProbe : public Probe, private TcpClient::Handler {
 
  private:
   // The steps of one run, in order.
-  enum class Step { kResolve, kConnect, kTls, kExpect };
+  enum class Step { kConnect, kTls, kExpect };
 
   // TcpClient::Handler
   void on_connect(int status) override;
@@ -81,21 +81,18 @@ class TcpProbe : public Probe, private TcpClient::Handler {
   TcpOptions opts_;
   std::unique_ptr<TlsClientContext> tls_context_;
   Done done_;
-  uv_loop_t* loop_ = nullptr;
-  RunFault fail_;
   AsyncResolve resolve_;
   TcpClient* conn_ = nullptr;
   std::unique_ptr<TlsStream> tls_;
-  Step step_ = Step::kResolve;
+  Step step_ = Step::kConnect;
   std::string received_;  // what the peer sent (decrypted), at most read_limit bytes
   size_t searched_ = 0;   // how much of received_ the text search has covered
   PhaseTimer phases_;
 };
 
 std::string TcpProbe::phase_name() const {
+  if (resolve_.pending()) return "dns";
   switch (step_) {
-    case Step::kResolve:
-      return "dns";
     case Step::kConnect:
       return "connect";
     case Step::kTls:
@@ -107,29 +104,13 @@ std::string TcpProbe::phase_name() const {
 
 void TcpProbe::start(RunContext& ctx, Done done) {
   done_ = std::move(done);
-  loop_ = ctx.loop;
-  fail_ = ctx.fail;
   received_.clear();
   searched_ = 0;
   tls_.reset();
   phases_.start();
-  if (auto addr = numeric_address(opts_.host, opts_.port)) {
-    step_ = Step::kConnect;
-    conn_ = TcpClient::connect(loop_, {std::move(*addr)}, this, fail_);
-    return;
-  }
-  step_ = Step::kResolve;
-  resolve_.start(ctx, opts_.host, opts_.port, [this](ResolvedAddresses found, std::string error) {
-    phases_.end("dns");
-    if (found.empty()) {
-      finish(ProbeResult::failure(Reason::kDns,
-                                  fmt::format("cannot resolve {}: {}", opts_.host, error)));
-      return;
-    }
-    step_ = Step::kConnect;
-    // Every address of the host, in turn, until one accepts.
-    conn_ = TcpClient::connect(loop_, std::move(found), this, fail_);
-  });
+  step_ = Step::kConnect;
+  dial(ctx, resolve_, phases_, opts_.host, opts_.port, this, conn_,
+       [this](ProbeResult unresolved) { finish(std::move(unresolved)); });
 }
 
 void TcpProbe::on_connect(int status) {

@@ -338,20 +338,9 @@ CancelInfo WebSocketProbe::cancel() {
 }  // namespace
 
 static std::vector<Reason> websocket_probe_reasons() {
-  return {Reason::kTimeout,
-          Reason::kDns,
-          Reason::kConnectRefused,
-          Reason::kConnect,
-          Reason::kTls,
-          Reason::kTlsHostname,
-          Reason::kTlsExpired,
-          Reason::kWsUpgradeRejected,
-          Reason::kWsNoSubprotocol,
-          Reason::kWsWrongSubprotocol,
-          Reason::kWsAbnormalClose,
-          Reason::kAssertion,
-          Reason::kProtocol,
-          Reason::kInternal};
+  auto all = ws_connection_reasons();
+  all.push_back(Reason::kAssertion);
+  return all;
 }
 
 static std::vector<std::string_view> websocket_probe_phases() {
