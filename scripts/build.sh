@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds one configuration: release (default), asan or fuzz.
-#   scripts/build.sh release   -> build-release/  (optimised, what the demo and benchmarks run)
+#   scripts/build.sh release   -> build-release/  (optimised, what the demo and benchmarks run; no tests)
 #   scripts/build.sh asan      -> build-asan/     (AddressSanitizer + UBSan, what the tests run)
 #   scripts/build.sh fuzz      -> build-fuzz/     (clang++ libFuzzer targets, fuzz/README.md)
 set -euo pipefail
@@ -9,7 +9,7 @@ kind=${1:-release}
 jobs=$(nproc)
 case "$kind" in
   release)
-    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCANARYD_TESTS=OFF >/dev/null
     cmake --build build-release -j"$jobs"
     ;;
   asan)

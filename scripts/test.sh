@@ -13,4 +13,6 @@ cd build-asan
 # Leaks are errors; a UBSan report fails the test instead of scrolling by.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-exec ctest --output-on-failure --timeout 900
+# Two at a time: most tests wait on sockets and timers, and tests/CMakeLists.txt
+# keeps the ones that keep a core busy from running together.
+exec ctest --output-on-failure --timeout 900 -j2
