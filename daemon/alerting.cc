@@ -30,6 +30,10 @@ const std::vector<RuleDefault>& rule_defaults() {
       {"critical_success_low", "CanaryCriticalProbesFailing", "P1", ThresholdKind::kRatio, 0.8,
        10min, false},
       {"canaryd_down", "CanarydDown", "P1", ThresholdKind::kNone, 0, 5min, false},
+      {"shard_missing", "CanarydShardMissing", "P1", ThresholdKind::kNone, 0, 5min, false},
+      {"shard_totals_mismatch", "CanarydShardTotalsMismatch", "P1", ThresholdKind::kNone, 0, 5min,
+       false},
+      {"probes_unassigned", "CanarydProbesUnassigned", "P1", ThresholdKind::kNone, 0, 5min, false},
       {"tls_expiry_critical", "CanaryTLSCertExpiryCritical", "P1", ThresholdKind::kSeconds,
        3 * 86400, 10min, false},
       {"overall_success_low", "CanaryOverallSuccessLow", "P2", ThresholdKind::kRatio, 0.85, 15min,
@@ -264,6 +268,32 @@ class RuleWriter {
           "Prometheus has no healthy target with job=\"{}\": nothing is "
           "being probed, so no other canary alert can fire.",
           cfg_.job);
+    } else if (key == "shard_missing") {
+      // Each shard counted once, however many replicas run it.
+      expr = fmt::format(
+          "count by ({0}) (count by ({1}) (canary_shard_info)) < max by ({0}) "
+          "(canary_shard_total_shards)",
+          globals_, by("shard"));
+      summary = "A canaryd shard is missing";
+      description =
+          "{{ $value }} shards report, fewer than --total-shards says: the probes of the "
+          "missing shard run nowhere.";
+    } else if (key == "shard_totals_mismatch") {
+      expr = fmt::format("count by ({0}) (count by ({1}) (canary_shard_info)) > 1", globals_,
+                         by("total_shards"));
+      summary = "canaryd shards disagree on --total-shards";
+      description =
+          "Shards of one config were started with {{ $value }} different totals, so some "
+          "probes run twice and others nowhere.";
+    } else if (key == "probes_unassigned") {
+      expr = fmt::format(
+          "max by ({0}) (sum by ({1}) (canary_probes_configured)) - sum by ({0}) "
+          "(max by ({2}) (sum by ({3}) (canary_probes_assigned))) > 0",
+          globals_, by("instance"), by("shard"), join({"shard", "instance", globals_}));
+      summary = "Probes that no canaryd shard runs";
+      description =
+          "{{ $value }} probes of the config run on no shard (a shard is missing or the "
+          "shards disagree on the total).";
     } else if (key == "probe_stale") {
       // Measured at the scrape (timestamp()), not at evaluation: the gap
       // between the two would make short-interval probes look stale.

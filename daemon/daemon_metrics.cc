@@ -36,8 +36,20 @@ DaemonMetrics::DaemonMetrics()
                    .Add({})),
       configured_(BuildGauge()
                       .Name("canary_probes_configured")
-                      .Help("Probes in the running config, by type.")
+                      .Help("Probes in the running config, by type (every shard's).")
                       .Register(*registry_)),
+      assigned_(BuildGauge()
+                    .Name("canary_probes_assigned")
+                    .Help("Probes this shard runs, by type.")
+                    .Register(*registry_)),
+      shard_info_(BuildGauge()
+                      .Name("canary_shard_info")
+                      .Help("This process's shard (--shard, --total-shards); always 1.")
+                      .Register(*registry_)),
+      shard_total_(BuildGauge()
+                       .Name("canary_shard_total_shards")
+                       .Help("How many shards split the config (--total-shards), as a number.")
+                       .Register(*registry_)),
       reload_ok_(BuildGauge()
                      .Name("canary_config_last_reload_successful")
                      .Help("1 if the last config load or reload succeeded.")
@@ -75,16 +87,40 @@ void DaemonMetrics::set_skipped_total(uint64_t n) {
   skipped_seen_ = v;
 }
 
-void DaemonMetrics::set_configured(const std::vector<const ConfiguredProbe*>& probes) {
-  std::map<std::string, int> counts;
-  for (const auto& t : probe_types()) counts[std::string(t.name)] = 0;
-  for (const auto* p : probes) counts[p->spec.type]++;
-  for (const auto& [type, n] : counts) {
-    auto it = configured_by_type_.find(type);
-    if (it == configured_by_type_.end())
-      it = configured_by_type_.emplace(type, &configured_.Add({{"type", type}})).first;
-    it->second->Set(n);
-  }
+void DaemonMetrics::set_probe_counts(
+    const std::vector<std::pair<std::string, std::string>>& global_labels, const Shard& shard,
+    const std::vector<std::string>& configured_types,
+    const std::vector<std::string>& assigned_types) {
+  // The global labels may have changed with a reload: every series is made anew.
+  for (auto [family, gauge] : labelled_) family->Remove(gauge);
+  labelled_.clear();
+  const std::map<std::string, std::string> base(global_labels.begin(), global_labels.end());
+  auto add = [&](prometheus::Family<prometheus::Gauge>& family,
+                 std::map<std::string, std::string> labels, double value) {
+    labels.insert(base.begin(), base.end());
+    auto& g = family.Add(labels);
+    g.Set(value);
+    labelled_.emplace_back(&family, &g);
+  };
+  auto by_type = [&](prometheus::Family<prometheus::Gauge>& family,
+                     const std::vector<std::string>& types,
+                     const std::map<std::string, std::string>& extra) {
+    std::map<std::string, int> counts;
+    for (const auto& t : probe_types()) counts[std::string(t.name)] = 0;
+    for (const auto& type : types) counts[type]++;
+    for (const auto& [type, n] : counts) {
+      auto labels = extra;
+      labels["type"] = type;
+      add(family, std::move(labels), n);
+    }
+  };
+  by_type(configured_, configured_types, {});
+  // Named by shard too: the rules add up the shards' shares, each once
+  // however many replicas run it.
+  by_type(assigned_, assigned_types, {{"shard", std::to_string(shard.index)}});
+  add(shard_info_,
+      {{"shard", std::to_string(shard.index)}, {"total_shards", std::to_string(shard.total)}}, 1);
+  add(shard_total_, {}, shard.total);
 }
 
 void DaemonMetrics::reload_result(bool ok, double unix_time, bool is_reload) {

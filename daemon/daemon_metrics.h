@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/shard.h"
 
 namespace canaryd {
 
@@ -28,7 +29,12 @@ class DaemonMetrics {
   void observe_lag(double seconds) { lag_.Observe(seconds); }
   void set_in_flight(size_t n) { in_flight_.Set(static_cast<double>(n)); }
   void set_skipped_total(uint64_t n);
-  void set_configured(const std::vector<const ConfiguredProbe*>& probes);
+  // The probes of the config and of this shard, by type, and the shard
+  // itself. These series carry the config's global labels (location, env),
+  // so that the shard alerts can compare the shards of one location.
+  void set_probe_counts(const std::vector<std::pair<std::string, std::string>>& global_labels,
+                        const Shard& shard, const std::vector<std::string>& configured_types,
+                        const std::vector<std::string>& assigned_types);
   // `is_reload` is false for the load at startup, which is not counted as a reload.
   void reload_result(bool ok, double unix_time, bool is_reload);
 
@@ -38,12 +44,15 @@ class DaemonMetrics {
   prometheus::Gauge& in_flight_;
   prometheus::Counter& skipped_;
   prometheus::Family<prometheus::Gauge>& configured_;
+  prometheus::Family<prometheus::Gauge>& assigned_;
+  prometheus::Family<prometheus::Gauge>& shard_info_;
+  prometheus::Family<prometheus::Gauge>& shard_total_;
+  std::vector<std::pair<prometheus::Family<prometheus::Gauge>*, prometheus::Gauge*>> labelled_;
   prometheus::Gauge& reload_ok_;
   prometheus::Gauge& reload_time_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reloads_ok_;
   prometheus::Counter& reloads_failed_;
-  std::map<std::string, prometheus::Gauge*> configured_by_type_;
   double skipped_seen_ = 0;
 };
 

@@ -8,7 +8,10 @@
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include "daemon/config.h"
 #include "daemon/logging.h"
@@ -61,6 +64,30 @@ static void raise_fd_limit() {
   }
 }
 
+// The run flags that need checking beyond their type; the error says which is wrong.
+std::optional<std::string> run_flags(const std::string& listen, int shard, int total_shards,
+                                     bool shard_from_pod_name, canaryd::ServiceOptions& out) {
+  if (!listen.empty()) {
+    out.listen = canaryd::parse_listen_address(listen);
+    if (!out.listen)
+      return "--web.listen-address " + listen +
+             " is not host:port with a numeric IPv4 or [IPv6] host and a port";
+  }
+  if (shard_from_pod_name) {
+    const char* pod = std::getenv("POD_NAME");
+    if (pod == nullptr || *pod == '\0')
+      return std::string("--shard-from-pod-name needs POD_NAME (the downward API's metadata.name)");
+    auto ordinal = canaryd::ordinal_from_pod_name(pod);
+    if (!ordinal)
+      return "--shard-from-pod-name: POD_NAME \"" + std::string(pod) +
+             "\" does not end in -<ordinal>";
+    shard = *ordinal;
+  }
+  if (auto err = canaryd::shard_error(shard, total_shards)) return err;
+  out.shard = {shard, total_shards};
+  return std::nullopt;
+}
+
 int main(int argc, char** argv) {
   // canaryd's own code does not use libuv's pool: name lookups run on the
   // loop (c-ares), PostgreSQL's blocking steps have pools of their own
@@ -88,9 +115,18 @@ int main(int argc, char** argv) {
     cmd->add_option("--log-format", log_format, "text or json")->capture_default_str();
   };
   canaryd::ServiceOptions service_options;
+  std::string listen_flag;
+  int shard = 0, total_shards = 1;
+  bool shard_from_pod_name = false;
   auto add_run_flags = [&](CLI::App* cmd) {
     cmd->add_flag("--web.enable-lifecycle", service_options.enable_lifecycle,
                   "allow POST /-/reload (SIGHUP reloads either way)");
+    cmd->add_option("--web.listen-address", listen_flag,
+                    "host:port of the endpoints, in place of global.listen");
+    cmd->add_option("--shard", shard, "this process's shard, from 0 (with --total-shards)");
+    cmd->add_option("--total-shards", total_shards, "how many shards split the config's probes");
+    cmd->add_flag("--shard-from-pod-name", shard_from_pod_name,
+                  "take --shard from the ordinal ending $POD_NAME (a StatefulSet's pod)");
     add_log_flags(cmd);
   };
   // A bare `canaryd --config FILE` runs the daemon.
@@ -146,7 +182,14 @@ int main(int argc, char** argv) {
   // A peer that closes early must cost one failed write, never the process.
   signal(SIGPIPE, SIG_IGN);
   if (*once) return canaryd::run_once(config_path, once_probes, once_json);
-  if (*run || !config_path.empty()) return canaryd::run_service(config_path, service_options);
+  if (*run || !config_path.empty()) {
+    if (auto err =
+            run_flags(listen_flag, shard, total_shards, shard_from_pod_name, service_options)) {
+      std::cerr << "canaryd: " << *err << "\n";
+      return 2;
+    }
+    return canaryd::run_service(config_path, service_options);
+  }
   std::cout << app.help();
   return 2;
 }

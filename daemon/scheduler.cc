@@ -4,15 +4,6 @@
 
 namespace canaryd {
 
-uint64_t stable_hash(std::string_view text) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 void Scheduler::add(ProbeId id, std::string_view name, Nanos interval) {
   remove(id);
   if (interval.count() <= 0) interval = Nanos(1);

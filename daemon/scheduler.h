@@ -20,14 +20,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/stable_hash.h"
 #include "daemon/clock.h"
 
 namespace canaryd {
 
 using ProbeId = uint64_t;
 
-// Stable across restarts and machines (FNV-1a), unlike std::hash.
-uint64_t stable_hash(std::string_view text);
 
 class Scheduler {
  public:

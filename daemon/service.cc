@@ -174,20 +174,37 @@ void Service::on_run_result(const RunRecord& rec) {
 
 void Service::install(std::unique_ptr<Config> config, bool is_reload) {
   global_secrets().replace_configured(config->secrets);
+  if (options_.listen) config->global.listen = *options_.listen;
   if (is_reload && config->global.listen.str() != global_.listen.str()) {
     spdlog::warn("global.listen changed to {}; the listener moves only on restart",
                  config->global.listen.str());
     config->global.listen = global_.listen;
   }
   global_ = config->global;
-  engine_->apply(std::move(config->probes));
+  // Every shard reads the whole config and keeps its own share.
+  std::vector<std::string> configured_types, assigned_types;
+  std::vector<ConfiguredProbe> mine;
+  for (auto& p : config->probes) {
+    configured_types.push_back(p.spec.type);
+    if (!options_.shard.owns(p.spec.name)) continue;
+    assigned_types.push_back(p.spec.type);
+    mine.push_back(std::move(p));
+  }
+  engine_->apply(std::move(mine));
   auto probes = engine_->probes();
   book_.install(probes, global_.labels, global_.state_history);
-  daemon_metrics_.set_configured(probes);
+  daemon_metrics_.set_probe_counts(global_.labels, options_.shard, configured_types,
+                                   assigned_types);
   daemon_metrics_.reload_result(true, unix_now(), is_reload);
   state_.set_config_status(config_path_, true, "");
-  spdlog::info("{} {} probes from {}", is_reload ? "reloaded" : "loaded", probes.size(),
-               config_path_);
+  if (options_.shard.total > 1) {
+    spdlog::info("{} {} of {} probes from {} (shard {} of {})", is_reload ? "reloaded" : "loaded",
+                 probes.size(), configured_types.size(), config_path_, options_.shard.index,
+                 options_.shard.total);
+  } else {
+    spdlog::info("{} {} probes from {}", is_reload ? "reloaded" : "loaded", probes.size(),
+                 config_path_);
+  }
   // Parsing a large config (yaml-cpp's node tree, on a pool thread with its
   // own malloc arena) leaves megabytes free but resident; hand them back.
   malloc_trim(0);
@@ -430,6 +447,7 @@ int Service::run() {
   engine_->on_result([this](const RunRecord& rec) { on_run_result(rec); });
   engine_->on_lag([this](double s) { daemon_metrics_.observe_lag(s); });
 
+  if (options_.listen) load.config->global.listen = *options_.listen;
   const ListenAddress listen = load.config->global.listen;
   try {
     HttpServerLimits limits;

@@ -3,7 +3,11 @@
 // handles SIGHUP / POST /-/reload, SIGTERM and systemd notification.
 #pragma once
 
+#include <optional>
 #include <string>
+
+#include "daemon/config.h"
+#include "daemon/shard.h"
 
 namespace canaryd {
 
@@ -12,6 +16,11 @@ struct ServiceOptions {
   // anyone who can reach the port could otherwise make the daemon re-read its
   // files. SIGHUP reloads either way.
   bool enable_lifecycle = false;
+  // This process's share of the config's probes (--shard, --total-shards).
+  Shard shard;
+  // --web.listen-address: in place of global.listen, so that shards of one
+  // config can run side by side.
+  std::optional<ListenAddress> listen;
 };
 
 // Returns the process exit code.
