@@ -30,6 +30,7 @@ const std::vector<RuleDefault>& rule_defaults() {
       {"critical_success_low", "CanaryCriticalProbesFailing", "P1", ThresholdKind::kRatio, 0.8,
        10min, false},
       {"canaryd_down", "CanarydDown", "P1", ThresholdKind::kNone, 0, 5min, false},
+      {"canaryd_overloaded", "CanarydOverloaded", "P1", ThresholdKind::kRatio, 0.9, 5min, false},
       {"shard_missing", "CanarydShardMissing", "P1", ThresholdKind::kNone, 0, 5min, false},
       {"shard_totals_mismatch", "CanarydShardTotalsMismatch", "P1", ThresholdKind::kNone, 0, 5min,
        false},
@@ -268,6 +269,25 @@ class RuleWriter {
           "Prometheus has no healthy target with job=\"{}\": nothing is "
           "being probed, so no other canary alert can fire.",
           cfg_.job);
+    } else if (key == "canaryd_overloaded") {
+      // The config's global labels come from canary_shard_info, so that
+      // Alertmanager can mute the probe alerts of the same location.
+      std::string labels = globals_.empty() ? std::string()
+                                            : fmt::format(
+                                                  " * on (job, instance) group_left ({0}) max by "
+                                                  "(job, instance, {0}) (canary_shard_info)",
+                                                  globals_);
+      expr = fmt::format(
+          "((sum by (job, instance) (rate(canary_scheduler_skipped_runs_total{{cause=~\"late|"
+          "missed\"}}[{0}])) > 0) or (max by (job, instance) "
+          "(avg_over_time(canary_loop_saturation_ratio[{0}])) > {1})){2}",
+          w, thr, labels);
+      summary = "canaryd {{ $labels.instance }} is overloaded";
+      description = fmt::format(
+          "Over the last {} it skipped runs it was too late to start, or its probe loop was "
+          "busy more than {} of the time: its results are incomplete, so the probe alerts of "
+          "its location are muted. Add workers or shards (docs/sharding.md).",
+          w, percent(r.threshold));
     } else if (key == "shard_missing") {
       // Each shard counted once, however many replicas run it.
       expr = fmt::format(

@@ -30,10 +30,17 @@ DaemonMetrics::DaemonMetrics()
                      .Add({})),
       skipped_(BuildCounter()
                    .Name("canary_scheduler_skipped_runs_total")
-                   .Help("Scheduled slots skipped because the previous run was still going or "
-                         "the loop fell behind.")
-                   .Register(*registry_)
-                   .Add({})),
+                   .Help("Scheduled slots not run, by cause: overlap (the previous run was still "
+                         "going), late (the loop came too late to start it), missed (the loop was "
+                         "stalled past it).")
+                   .Register(*registry_)),
+      loop_saturation_(BuildGauge()
+                           .Name("canary_loop_saturation_ratio")
+                           .Help("Share of the last second a probe loop spent working rather "
+                                 "than waiting for I/O or timers; near 1 it is overloaded.")
+                           .Register(*registry_)),
+      loop_probes_(
+          BuildGauge().Name("canary_loop_probes").Help("Probes a loop runs.").Register(*registry_)),
       configured_(BuildGauge()
                       .Name("canary_probes_configured")
                       .Help("Probes in the running config, by type (every shard's).")
@@ -66,6 +73,10 @@ DaemonMetrics::DaemonMetrics()
                    .Register(*registry_)),
       reloads_ok_(reloads_.Add({{"result", "success"}})),
       reloads_failed_(reloads_.Add({{"result", "failure"}})) {
+  // Every cause from the start, at 0: rates work from the first scrape.
+  for (SkipCause cause : kSkipCauses)
+    skipped_by_cause_[static_cast<size_t>(cause)] =
+        &skipped_.Add({{"cause", std::string(skip_cause_name(cause))}});
   BuildGauge()
       .Name("canary_build_info")
       .Help("canaryd's version; always 1.")
@@ -81,10 +92,17 @@ DaemonMetrics::DaemonMetrics()
                .count());
 }
 
-void DaemonMetrics::set_skipped_total(uint64_t n) {
-  double v = static_cast<double>(n);
-  if (v > skipped_seen_) skipped_.Increment(v - skipped_seen_);
-  skipped_seen_ = v;
+void DaemonMetrics::set_loop(int loop, double saturation, size_t probes) {
+  const std::map<std::string, std::string> labels = {{"loop", std::to_string(loop)}};
+  loop_saturation_.Add(labels).Set(saturation);
+  loop_probes_.Add(labels).Set(static_cast<double>(probes));
+}
+
+void DaemonMetrics::set_skipped(SkipCause cause, uint64_t n) {
+  const auto i = static_cast<size_t>(cause);
+  const double v = static_cast<double>(n);
+  if (v > skipped_seen_[i]) skipped_by_cause_[i]->Increment(v - skipped_seen_[i]);
+  skipped_seen_[i] = v;
 }
 
 void DaemonMetrics::set_probe_counts(

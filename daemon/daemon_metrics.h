@@ -12,12 +12,14 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/scheduler.h"
 #include "daemon/shard.h"
 
 namespace canaryd {
@@ -28,7 +30,11 @@ class DaemonMetrics {
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   void observe_lag(double seconds) { lag_.Observe(seconds); }
   void set_in_flight(size_t n) { in_flight_.Set(static_cast<double>(n)); }
-  void set_skipped_total(uint64_t n);
+  // A probe loop's saturation (the share of time it was busy, 0..1) and how
+  // many probes it runs.
+  void set_loop(int loop, double saturation, size_t probes);
+  // The scheduler's count of skipped slots for `cause`, so far.
+  void set_skipped(SkipCause cause, uint64_t n);
   // The probes of the config and of this shard, by type, and the shard
   // itself. These series carry the config's global labels (location, env),
   // so that the shard alerts can compare the shards of one location.
@@ -42,7 +48,11 @@ class DaemonMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Histogram& lag_;
   prometheus::Gauge& in_flight_;
-  prometheus::Counter& skipped_;
+  prometheus::Family<prometheus::Counter>& skipped_;
+  prometheus::Family<prometheus::Gauge>& loop_saturation_;
+  prometheus::Family<prometheus::Gauge>& loop_probes_;
+  std::array<prometheus::Counter*, 3> skipped_by_cause_{};
+  std::array<double, 3> skipped_seen_{};
   prometheus::Family<prometheus::Gauge>& configured_;
   prometheus::Family<prometheus::Gauge>& assigned_;
   prometheus::Family<prometheus::Gauge>& shard_info_;
@@ -53,7 +63,6 @@ class DaemonMetrics {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Counter& reloads_ok_;
   prometheus::Counter& reloads_failed_;
-  double skipped_seen_ = 0;
 };
 
 }  // namespace canaryd

@@ -70,6 +70,7 @@ class Engine {
 
   size_t in_flight() const { return in_flight_; }
   uint64_t skipped_total() const { return scheduler_.skipped_total(); }
+  uint64_t skipped(SkipCause cause) const { return scheduler_.skipped(cause); }
   std::vector<const ConfiguredProbe*> probes() const;
 
  private:

@@ -4,6 +4,18 @@
 
 namespace canaryd {
 
+std::string_view skip_cause_name(SkipCause cause) {
+  switch (cause) {
+    case SkipCause::kOverlap:
+      return "overlap";
+    case SkipCause::kLate:
+      return "late";
+    case SkipCause::kMissed:
+      return "missed";
+  }
+  return "unknown";
+}
+
 void Scheduler::add(ProbeId id, std::string_view name, Nanos interval) {
   remove(id);
   if (interval.count() <= 0) interval = Nanos(1);
@@ -32,7 +44,7 @@ void Scheduler::advance_past_now(ProbeId id, Entry& e, Nanos now) {
   if (e.next_due <= now) {
     // Whole slots passed while we could not run; jump over them in one step.
     int64_t missed = (now - e.next_due) / e.interval + 1;
-    skipped_ += static_cast<uint64_t>(missed);
+    skip(SkipCause::kMissed, static_cast<uint64_t>(missed));
     e.next_due += e.interval * missed;
   }
   queue_.emplace(e.next_due, id);
@@ -55,7 +67,17 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due() {
     if (e.deferred) {
       // An older slot still waits: the run outlived its grace after all.
       e.deferred.reset();
-      ++skipped_;
+      skip(SkipCause::kOverlap);
+    }
+    if (now - due >= e.interval) {
+      // The loop was stalled past whole slots: they are lost; only the latest
+      // slot due by now may still run.
+      const int64_t behind = (now - due) / e.interval;
+      skip(SkipCause::kMissed, static_cast<uint64_t>(behind));
+      queue_.erase({due, id});
+      due += e.interval * behind;
+      e.next_due = due;
+      queue_.emplace(due, id);
     }
     if (e.running && on_overlap_) {
       switch (on_overlap_(id)) {
@@ -72,7 +94,14 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due() {
     }
     if (e.running) {
       // The previous run is still going: this slot is lost, never doubled up.
-      ++skipped_;
+      skip(SkipCause::kOverlap);
+      advance_past_now(id, e, now);
+      continue;
+    }
+    if (now - due > start_bound(e.interval)) {
+      // Too late to start (DESIGN.md): canaryd's own lateness is counted as
+      // such, never handed to the target as a shorter run.
+      skip(SkipCause::kLate);
       advance_past_now(id, e, now);
       continue;
     }

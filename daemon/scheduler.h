@@ -12,6 +12,9 @@
 // Thread-safety: none; the engine uses it on the loop thread only.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -27,6 +30,15 @@ namespace canaryd {
 
 using ProbeId = uint64_t;
 
+// Why a slot did not run, as canary_scheduler_skipped_runs_total{cause} says.
+enum class SkipCause {
+  kOverlap,  // the probe's previous run was still going
+  kLate,     // the loop came to the slot too late to start it (start_bound)
+  kMissed,   // the loop was stalled past the whole slot
+};
+inline constexpr SkipCause kSkipCauses[] = {SkipCause::kOverlap, SkipCause::kLate,
+                                            SkipCause::kMissed};
+std::string_view skip_cause_name(SkipCause cause);
 
 class Scheduler {
  public:
@@ -61,7 +73,14 @@ class Scheduler {
   };
   void on_overlap(std::function<Overlap(ProbeId)> handler) { on_overlap_ = std::move(handler); }
 
-  uint64_t skipped_total() const { return skipped_; }
+  // How late a run may start. Later, its slot is skipped: a start half an
+  // interval (at most a second) behind means the loop is overloaded, and
+  // starting anyway would only queue more work behind it.
+  static Nanos start_bound(Nanos interval) {
+    return std::min(interval / 2, Nanos(std::chrono::seconds(1)));
+  }
+  uint64_t skipped(SkipCause cause) const { return skipped_[static_cast<size_t>(cause)]; }
+  uint64_t skipped_total() const { return skipped_[0] + skipped_[1] + skipped_[2]; }
   size_t size() const { return entries_.size(); }
 
  private:
@@ -77,7 +96,8 @@ class Scheduler {
   std::unordered_map<ProbeId, Entry> entries_;
   std::set<std::pair<Nanos, ProbeId>> queue_;  // (next_due, id)
   std::vector<ProbeId> ready_;                 // finished runs whose deferred slot is due
-  uint64_t skipped_ = 0;
+  void skip(SkipCause cause, uint64_t n = 1) { skipped_[static_cast<size_t>(cause)] += n; }
+  std::array<uint64_t, 3> skipped_{};
   std::function<Overlap(ProbeId)> on_overlap_;
 };
 

@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -140,6 +141,8 @@ class Service {
   uv_timer_t housekeeping_timer_{};
   uv_timer_t watchdog_timer_{};
   bool watchdog_ = false;
+  uint64_t last_housekeeping_ns_ = 0;  // for the loop's saturation
+  uint64_t last_idle_ns_ = 0;
 
   // Reload requests from the HTTP thread, answered from the loop. reload_waiters_
   // wait for the next reload to start, reload_current_ for the running one.
@@ -383,7 +386,17 @@ void Service::housekeeping() {
   loop_heartbeat_ns_.store(uv_hrtime());
   answer_overdue_reload_requests();
   daemon_metrics_.set_in_flight(engine_->in_flight());
-  daemon_metrics_.set_skipped_total(engine_->skipped_total());
+  for (SkipCause cause : kSkipCauses) daemon_metrics_.set_skipped(cause, engine_->skipped(cause));
+  // The share of the last second the loop spent working rather than waiting.
+  const uint64_t now = uv_hrtime();
+  const uint64_t idle = uv_metrics_idle_time(&loop_);
+  if (last_housekeeping_ns_ != 0 && now > last_housekeeping_ns_) {
+    const double wall = static_cast<double>(now - last_housekeeping_ns_);
+    const double idle_share = static_cast<double>(idle - last_idle_ns_) / wall;
+    daemon_metrics_.set_loop(0, std::clamp(1.0 - idle_share, 0.0, 1.0), engine_->probes().size());
+  }
+  last_housekeeping_ns_ = now;
+  last_idle_ns_ = idle;
 }
 
 void Service::shutdown() {
@@ -442,6 +455,8 @@ int Service::run() {
     return 1;
   }
   uv_loop_init(&loop_);
+  // Idle time (time blocked in the poll) gives the loop's saturation.
+  uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);
   services_ = std::make_unique<LoopServices>(&loop_);
   engine_ = std::make_unique<Engine>(&loop_, *services_, clock_);
   engine_->on_result([this](const RunRecord& rec) { on_run_result(rec); });

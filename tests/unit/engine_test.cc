@@ -430,27 +430,27 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a late start: the run starts at once and alone, its lag is reported and the slots it "
-    "missed are skipped and counted") {
+    "a late start: a slot the loop comes to past the start bound is skipped and counted as "
+    "late, the slots it stalled past as missed, and the next run is on time with its whole "
+    "timeout") {
   FakeTimeEngine t(10s, 2s);
   t.at(t.first_slot + 25s);  // the loop woke two and a half intervals late
-  REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
-  CHECK(t.lags == std::vector<double>{25.0});
-  CHECK(t.engine.skipped_total() == 2);  // first + 10s and first + 20s
-  CHECK(t.engine.in_flight() == 1);
-  // Its next slot (first + 30s) is far off: the run has its whole timeout.
-  CHECK(t.probe->deadline_ns == ns(t.first_slot + 27s));
-  // The missed slots are not made up in a burst.
   t.turn();
-  CHECK(t.probe->starts == 1);
+  t.turn();
+  CHECK(t.probe->starts == 0);  // never started late, never blamed on the target
+  CHECK(t.results.empty());
+  CHECK(t.engine.skipped(canaryd::SkipCause::kMissed) == 2);  // first and first + 10s
+  CHECK(t.engine.skipped(canaryd::SkipCause::kLate) == 1);    // first + 20s, 5 s late
+  CHECK(t.engine.in_flight() == 0);
+  // The schedule keeps its phase: the next run is on the next slot, on time.
+  t.at(t.first_slot + 30s);
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+  CHECK(t.lags == std::vector<double>{0.0});
+  CHECK(t.probe->deadline_ns == ns(t.first_slot + 32s));
   t.probe->finish(ProbeResult::ok({{"total", 0.5}}));
   REQUIRE(t.results.size() == 1);
   CHECK(t.results[0].success);
-  // The schedule keeps its phase: the next run is on the next slot, on time.
-  t.at(t.first_slot + 30s);
-  REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
-  CHECK(t.lags.back() == 0.0);
-  CHECK(t.engine.skipped_total() == 2);
+  CHECK(t.engine.skipped_total() == 3);
 }
 
 TEST_CASE(

@@ -2,6 +2,7 @@
 #include "daemon/scheduler.h"
 
 #include <catch2/catch.hpp>
+#include <vector>
 
 using namespace std::chrono_literals;
 using canaryd::FakeClock;
@@ -24,8 +25,12 @@ TEST_CASE("first runs are spread across the interval by a stable hash of the nam
   for (int i = 0; i < 100; ++i) d.sched.add(i, "probe-" + std::to_string(i), 10s);
   std::set<int64_t> first_dues;
   auto start = d.clock.now();
-  d.clock.advance(10s);
-  auto due = d.sched.take_due();
+  // The loop wakes every 100 ms, well within the start bound.
+  std::vector<Scheduler::Dispatch> due;
+  for (int step = 0; step < 100; ++step) {
+    d.clock.advance(100ms);
+    for (const auto& x : d.sched.take_due()) due.push_back(x);
+  }
   REQUIRE(due.size() == 100);
   for (const auto& x : due) {
     CHECK(x.due >= start);
@@ -88,17 +93,41 @@ TEST_CASE("runs of one probe never overlap: a slot that comes due mid-run is ski
   CHECK(due[0].due == first + 2s);
 }
 
-TEST_CASE("a stalled loop skips the missed slots instead of running them in a burst") {
+TEST_CASE(
+    "a stalled loop skips the missed slots instead of running them in a burst, and runs the "
+    "latest slot if it is within the start bound") {
   Driver d;
   d.sched.add(1, "p", 1s);
   auto first = *d.sched.next_due();
-  d.clock.set(first + 3500ms);
+  d.clock.set(first + 3400ms);
   auto due = d.sched.take_due();
   REQUIRE(due.size() == 1);
-  CHECK(due[0].due == first);
-  CHECK(due[0].lag == 3500ms);
+  CHECK(due[0].due == first + 3s);  // the latest slot, 400 ms late (the bound is 500 ms)
+  CHECK(due[0].lag == 400ms);
+  CHECK(d.sched.skipped(canaryd::SkipCause::kMissed) == 3);
   CHECK(d.sched.skipped_total() == 3);
   CHECK(*d.sched.next_due() == first + 4s);  // back on the grid
+}
+
+TEST_CASE(
+    "a slot the loop comes to later than the start bound is skipped as late, never started "
+    "late") {
+  Driver d;
+  d.sched.add(1, "p", 10s);
+  auto first = *d.sched.next_due();
+  CHECK(Scheduler::start_bound(10s) == 1s);
+  CHECK(Scheduler::start_bound(1s) == 500ms);
+  d.clock.set(first + 1s);  // at the bound: still runs
+  REQUIRE(d.sched.take_due().size() == 1);
+  d.sched.finished(1);
+  d.clock.set(first + 10s + 1001ms);  // past it
+  CHECK(d.sched.take_due().empty());
+  CHECK(d.sched.skipped(canaryd::SkipCause::kLate) == 1);
+  CHECK(d.sched.skipped(canaryd::SkipCause::kMissed) == 0);
+  CHECK(*d.sched.next_due() == first + 20s);
+  d.clock.set(first + 20s);
+  CHECK(d.sched.take_due().size() == 1);
+  CHECK(d.sched.skipped_total() == 1);
 }
 
 TEST_CASE("removed probes are not dispatched and next_due is the earliest probe") {

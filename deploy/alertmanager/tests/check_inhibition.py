@@ -104,6 +104,32 @@ CASES = [
      "active"),
 ]
 
+# canaryd's own overload: while CanarydOverloaded fires for an instance in
+# staging/eu-west-1, the probe alerts of that location are muted (their
+# results are incomplete and may be canaryd's own doing); canaryd's own
+# alerts and other locations are not.
+OVERLOAD_SOURCE = dict(alertname="CanarydOverloaded", severity="P1", job="canaryd",
+                       instance="10.0.0.7:9464", **S)
+OVERLOAD_CASES = [
+    ("the overload alert itself", OVERLOAD_SOURCE, "active"),
+    ("P0 probe alert, same location", dict(alertname="CanaryRedisDown", severity="P0", **S, **CACHE),
+     "suppressed"),
+    ("P1 probe alert, same location",
+     dict(alertname="CanaryWebSocketSuccessLow", severity="P1", probe="live-feed",
+          type="websocket", category="realtime", **S),
+     "suppressed"),
+    ("P2 aggregate, same location", dict(alertname="CanaryOverallSuccessLow", severity="P2", **S),
+     "suppressed"),
+    ("P1 probe alert, other location",
+     dict(alertname="CanaryWebSocketSuccessLow", severity="P1", probe="live-feed",
+          type="websocket", category="realtime", env="staging", location="us-east-1"),
+     "active"),
+    ("canaryd's own alert, same location",
+     dict(alertname="CanarydShardMissing", severity="P1", **S), "active"),
+]
+
+SCENARIOS = [(SOURCE, CASES), (OVERLOAD_SOURCE, OVERLOAD_CASES)]
+
 
 class Failure(Exception):
     pass
@@ -321,6 +347,17 @@ def state_of(alert):
 
 def run(binary, config_file, tmp):
     failures = 0
+    for n, (source, cases) in enumerate(SCENARIOS):
+        folder = os.path.join(tmp, f"scenario{n}")  # each Alertmanager starts empty
+        os.makedirs(folder)
+        failures += run_scenario(binary, config_file, folder, source, cases)
+    return failures
+
+
+def run_scenario(binary, config_file, tmp, source, cases):
+    failures = 0
+    with Sink.lock:
+        Sink.received.clear()  # what an earlier scenario's Alertmanager sent is not this one's
 
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -340,24 +377,24 @@ def run(binary, config_file, tmp):
             # does that for alerts older than group_wait): notifications, muted
             # or not, happen within the test's time.
             #
-            # 1. The P0s first. Waiting for the page guarantees the inhibitor
-            #    holds the P0 before any target can be flushed (otherwise a
-            #    target flushed in the same instant could slip through).
-            p0s = [labels for _, labels, _ in CASES if labels["severity"] == "P0"]
-            post_alerts(base, p0s)
+            # 1. The muting alert first. Waiting for its notification
+            #    guarantees the inhibitor holds before any target can be
+            #    flushed (otherwise a target flushed in the same instant could
+            #    slip through).
+            post_alerts(base, [source])
+            first = RECEIVER[source["severity"]]
             try:
-                wait_for(lambda: notified(key(SOURCE), "pager"), PAGE_TIMEOUT,
-                         "the P0 notification on receiver 'pager'")
-                log(f"ok   {SOURCE['alertname']} paged (receiver 'pager')")
+                wait_for(lambda: notified(key(source), first), PAGE_TIMEOUT,
+                         f"the {source['alertname']} notification on receiver '{first}'")
+                log(f"ok   {source['alertname']} notified (receiver '{first}')")
             except Failure as e:
                 log(f"FAIL: {e}")
                 failures += 1
 
-            suppressed = [labels for _, labels, exp in CASES if exp == "suppressed"]
-            active = [labels for _, labels, exp in CASES
-                      if exp == "active" and labels["severity"] != "P0"]
+            suppressed = [labels for _, labels, exp in cases if exp == "suppressed"]
+            active = [labels for _, labels, exp in cases if exp == "active" and labels is not source]
 
-            # 2. The P1/P2 alerts that must stay active; each must notify its
+            # 2. The alerts that must stay active; each must notify its
             #    receiver. They go before the muted ones because an active and
             #    a muted alert can share a group (group_by has no location):
             #    had the group flushed when only the muted one was in it, the
@@ -365,17 +402,17 @@ def run(binary, config_file, tmp):
             post_alerts(base, active)
             try:
                 wait_for(lambda: all(notified(key(l), RECEIVER[l["severity"]]) for l in active),
-                         SETTLE_TIMEOUT, "the active P1/P2 alerts to be notified")
+                         SETTLE_TIMEOUT, "the active alerts to be notified")
             except Failure as e:
                 log(f"FAIL: {e}")
                 failures += 1
 
-            # 3. The P1/P2 alerts the P0 must mute: suppressed, never notified.
+            # 3. The alerts the source must mute: suppressed, never notified.
             post_alerts(base, suppressed)
 
             def all_settled():
                 snap = snapshot(base)
-                return (all(key(l) in snap for _, l, _ in CASES)
+                return (all(key(l) in snap for _, l, _ in cases)
                         and all(state_of(snap.get(key(l)))[0] == "suppressed" for l in suppressed))
             try:
                 wait_for(all_settled, SETTLE_TIMEOUT, "the expected alerts to be suppressed")
@@ -384,9 +421,10 @@ def run(binary, config_file, tmp):
                 failures += 1
             time.sleep(1)  # grace for any (wrong) notification of a muted alert
             snap = snapshot(base)
-            source_fp = (snap.get(key(SOURCE)) or {}).get("fingerprint")
-            log(f"while {SOURCE['alertname']}{{probe=cache,category=infrastructure,env=staging}} fires:")
-            for desc, labels, expected in CASES:
+            source_fp = (snap.get(key(source)) or {}).get("fingerprint")
+            shown = {k: v for k, v in source.items() if k not in ("alertname", "severity")}
+            log(f"while {source['alertname']}{shown} fires:")
+            for desc, labels, expected in cases:
                 state, by = state_of(snap.get(key(labels)))
                 receiver = RECEIVER[labels["severity"]]
                 was_notified = notified(key(labels))
@@ -403,15 +441,15 @@ def run(binary, config_file, tmp):
                        + (f", notified on {receiver})" if expected == "active" else ", not notified)")))
                 failures += not ok
 
-            # Resolving the P0 lifts the inhibition.
-            post_alerts(base, [SOURCE], resolved=True)
+            # Resolving the source lifts the inhibition.
+            post_alerts(base, [source], resolved=True)
 
             def lifted():
                 snap = snapshot(base)
                 return all(state_of(snap.get(key(l)))[0] == "active" for l in suppressed)
             try:
-                wait_for(lifted, SETTLE_TIMEOUT, "inhibition to lift after the P0 resolved")
-                log(f"ok   after {SOURCE['alertname']} resolved, the {len(suppressed)}"
+                wait_for(lifted, SETTLE_TIMEOUT, "inhibition to lift after the source resolved")
+                log(f"ok   after {source['alertname']} resolved, the {len(suppressed)}"
                     " suppressed alerts are active again")
             except Failure as e:
                 log(f"FAIL: {e}")
@@ -449,11 +487,12 @@ def main():
         except Failure as e:
             log(f"FAIL: {e}")
             failures = 1
-    ncases = len(CASES)
+    ncases = sum(len(cases) for _, cases in SCENARIOS)
     if failures:
         log(f"inhibition: FAILED ({failures} failure(s), {ncases} alert cases)")
         return 1
-    log(f"inhibition: ok ({ncases} alert cases, page delivered, inhibition lifts on resolve)")
+    log(f"inhibition: ok ({ncases} alert cases in {len(SCENARIOS)} scenarios, sources "
+        "notified, inhibition lifts on resolve)")
     return 0
 
 
