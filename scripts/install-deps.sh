@@ -1,24 +1,50 @@
 #!/usr/bin/env bash
 # Installs every build, test and benchmark dependency from Debian 12's packages.
 # Idempotent: a second run only checks that everything is present.
+#   scripts/install-deps.sh          everything (what scripts/test.sh and CI need)
+#   scripts/install-deps.sh build    only what `scripts/build.sh release` needs
+#                                    (the image build, deploy/kubernetes/Dockerfile)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+what=${1:-all}
 
-PACKAGES=(
+BUILD_PACKAGES=(
   # toolchain
   build-essential cmake pkg-config git ca-certificates
-  # fuzzing (fuzz/): clang++ and its libFuzzer/sanitizer runtimes (a Recommends, so named)
-  clang libclang-rt-14-dev
   # libraries (DESIGN.md)
   libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv prometheus-cpp-dev
-  libyaml-cpp-dev libfmt-dev catch2 libpq-dev libsystemd-dev
+  libyaml-cpp-dev libfmt-dev libpq-dev libsystemd-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev
+)
+TEST_PACKAGES=(
+  # unit and integration tests
+  catch2
+  # fuzzing (fuzz/): clang++ and its libFuzzer/sanitizer runtimes (a Recommends, so named)
+  clang libclang-rt-14-dev
   # test and demo peers
   openssl curl procps python3 redis-server postgresql dnsmasq-base
   prometheus prometheus-alertmanager
   # benchmarks
   nginx libnginx-mod-http-echo prometheus-blackbox-exporter
 )
+
+case "$what" in
+  build) PACKAGES=("${BUILD_PACKAGES[@]}") ;;
+  all)
+    PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+    # The Kubernetes manifest check (deploy/kubernetes/tests/validate.sh) runs
+    # the schema models from the npm registry under Node.js. A machine that
+    # already has node and npm (e.g. from another Debian-format repository,
+    # whose nodejs conflicts with Debian's npm) keeps them.
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+      PACKAGES+=(nodejs npm)
+    fi
+    ;;
+  *)
+    echo "usage: scripts/install-deps.sh [all|build]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do
