@@ -156,6 +156,15 @@ if (statefulSets.length === 0) fail(dir, 'no StatefulSet');
 if (ofKind('PrometheusRule').length === 0) fail(dir, 'no PrometheusRule');
 const plans = [];
 for (const { where, doc: sts } of statefulSets) {
+  // A document that failed its schema may lack what the checks read.
+  try {
+    checkStatefulSet(where, sts);
+  } catch (e) {
+    fail(where, `cannot check further: ${e.message}`);
+  }
+}
+
+function checkStatefulSet(where, sts) {
   const spec = sts.spec;
   const name = sts.metadata.name;
   const replicas = spec.replicas === undefined ? 1 : spec.replicas;
@@ -176,7 +185,7 @@ for (const { where, doc: sts } of statefulSets) {
   const container = podSpec.containers.find((c) => (c.args || [])[0] === 'run');
   if (!container) {
     fail(where, 'no container runs `canaryd run` (args: [run, ...])');
-    continue;
+    return;
   }
   const cwhere = `${where}: container ${container.name}`;
   const args = container.args;
@@ -226,7 +235,7 @@ for (const { where, doc: sts } of statefulSets) {
     const v = volumes[m.name];
     if (!v) {
       fail(cwhere, `volumeMount ${m.name}: no such volume`);
-      continue;
+      return;
     }
     const sources = v.projected ? v.projected.sources : [v];
     const mountFiles = [];
@@ -237,7 +246,7 @@ for (const { where, doc: sts } of statefulSets) {
         const cm = ofKind('ConfigMap').find((d) => d.doc.metadata.name === cmRef.name);
         if (!cm) {
           fail(cwhere, `volume ${m.name}: no ConfigMap ${cmRef.name}`);
-          continue;
+          return;
         }
         const data = cm.doc.data || {};
         const items = cmRef.items || Object.keys(data).map((key) => ({ key, path: key }));
@@ -263,7 +272,7 @@ for (const { where, doc: sts } of statefulSets) {
     mount && mount.files.find((f) => `${mount.mountPath}/${f.path}` === configPath && f.configMap);
   if (!configFile) {
     fail(cwhere, `--config ${configPath} is not a ConfigMap file of a mount`);
-    continue;
+    return;
   }
   const sum = crypto.createHash('sha256').update(configFile.text).digest('hex');
   const annotation = ((pod.metadata || {}).annotations || {})['checksum/config'];
@@ -275,7 +284,7 @@ for (const { where, doc: sts } of statefulSets) {
     config = yaml.load(configFile.text);
   } catch (e) {
     fail(where, `ConfigMap ${configFile.configMap}: ${configFile.key} is not YAML: ${e.message}`);
-    continue;
+    return;
   }
   const location = (((config || {}).global || {}).labels || {}).location;
   // canaryd-<location>, or canaryd-<location>-<letters> for the other half
