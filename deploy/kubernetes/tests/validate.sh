@@ -33,7 +33,7 @@ if ! cmp -s "$here/package-lock.json" "$models/package-lock.json" || [ ! -d "$mo
   rm -rf "$models"
   mkdir -p "$models"
   cp "$here/package.json" "$here/package-lock.json" "$models/"
-  if ! (cd "$models" && timeout 240 npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
+  if ! (cd "$models" && timeout 120 npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
     cat "$models/npm.log" >&2
     rm -rf "$models"
     echo "validate.sh: npm ci of the pinned schema models failed" >&2
@@ -48,10 +48,10 @@ if [ "$manifests" = "$(cd "$here/.." && pwd)" ]; then
 fi
 
 # 3. The manifests.
-timeout 180 node "$here/validate.js" "$canaryd" "$manifests"
+timeout 120 node "$here/validate.js" "$canaryd" "$manifests"
 
 # 4. The image's packages, against the release build (what the image holds)
 # where there is one.
 image_canaryd=$root/build-release/canaryd
 [ -x "$image_canaryd" ] || image_canaryd=$canaryd
-timeout 60 node "$here/check_image.js" "$image_canaryd" "$here/../Dockerfile"
+timeout 30 node "$here/check_image.js" "$image_canaryd" "$here/../Dockerfile"
