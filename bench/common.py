@@ -301,6 +301,9 @@ def canaryd_config(listen_port, probes, state_history=None):
              "  defaults: {interval: 1s, timeout: 1s}"]
     if state_history:
         lines.append(f"  state_history: {state_history}")
+    # BENCH_WORKERS: the probe loops (global.workers); unset, canaryd's default (one per CPU).
+    if os.environ.get("BENCH_WORKERS"):
+        lines.append(f"  workers: {int(os.environ['BENCH_WORKERS'])}")
     lines.append("probes:")
     for name, url, interval, timeout in probes:
         lines += [f"  - name: {name}", "    type: http", f"    interval: {interval}",

@@ -91,6 +91,7 @@ GlobalConfig read_global(std::optional<YamlSection> g) {
   }
   if (auto h = g->get_int("state_history", 1, defaults::kMaxStateHistory))
     out.state_history = static_cast<int>(*h);
+  if (auto w = g->get_int("workers", 1, defaults::kMaxWorkers)) out.workers = static_cast<int>(*w);
   g->finish();
   return out;
 }

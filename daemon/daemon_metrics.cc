@@ -18,11 +18,8 @@ DaemonMetrics::DaemonMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       lag_(BuildHistogram()
                .Name("canary_scheduler_lag_seconds")
-               .Help("How late probe runs start: actual start minus scheduled time.")
-               .Register(*registry_)
-               .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.0025,
-                                                                0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                                0.5, 1, 2.5})),
+               .Help("How late probe runs start: actual start minus scheduled time, per loop.")
+               .Register(*registry_)),
       in_flight_(BuildGauge()
                      .Name("canary_probes_in_flight")
                      .Help("Probe runs currently in progress.")
@@ -90,6 +87,12 @@ DaemonMetrics::DaemonMetrics()
       .Add({})
       .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                .count());
+}
+
+prometheus::Histogram& DaemonMetrics::lag(int loop) {
+  return lag_.Add({{"loop", std::to_string(loop)}}, prometheus::Histogram::BucketBoundaries{
+                                                        0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                        0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
 }
 
 void DaemonMetrics::set_loop(int loop, double saturation, size_t probes) {

@@ -28,7 +28,9 @@ class DaemonMetrics {
  public:
   DaemonMetrics();
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
-  void observe_lag(double seconds) { lag_.Observe(seconds); }
+  // Probe loop `loop`'s own lag histogram: each loop observes into its own,
+  // so no lock is shared between loops.
+  prometheus::Histogram& lag(int loop);
   void set_in_flight(size_t n) { in_flight_.Set(static_cast<double>(n)); }
   // A probe loop's saturation (the share of time it was busy, 0..1) and how
   // many probes it runs.
@@ -46,7 +48,7 @@ class DaemonMetrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Histogram& lag_;
+  prometheus::Family<prometheus::Histogram>& lag_;
   prometheus::Gauge& in_flight_;
   prometheus::Family<prometheus::Counter>& skipped_;
   prometheus::Family<prometheus::Gauge>& loop_saturation_;

@@ -19,5 +19,6 @@ inline constexpr std::chrono::milliseconds kMinInterval = 100ms;
 inline constexpr std::string_view kCategory = "default";
 inline constexpr int kStateHistory = 20;
 inline constexpr int kMaxStateHistory = 1000;
+inline constexpr int kMaxWorkers = 64;
 
 }  // namespace canaryd::defaults

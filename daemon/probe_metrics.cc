@@ -150,15 +150,18 @@ void family(std::string& out, std::string_view name, std::string_view help, std:
 
 }  // namespace
 
-void render_probe_metrics(const ProbeBook& book, std::string& out) {
+void render_probe_metrics(const std::vector<const ProbeBook*>& books, std::string& out) {
+  auto each_entry = [&](auto&& f) {
+    for (const ProbeBook* book : books) book->for_each(f);
+  };
   for (const Family& f : kFamilies) {
     family(out, f.name, f.help, f.type,
-           [&] { book.for_each([&](const Entry& e) { f.write(f.name, e, out); }); });
+           [&] { each_entry([&](const Entry& e) { f.write(f.name, e, out); }); });
   }
   for (const TypeMetric* m : type_families()) {
     const std::string name(m->name);
     family(out, m->name, m->help, kind_name(m->kind), [&] {
-      book.for_each([&](const Entry& e) {
+      each_entry([&](const Entry& e) {
         for (const auto& s : e.type_series) {
           if (s.metric->name != m->name || !s.present) continue;
           std::string labels = e.labels;
@@ -171,11 +174,12 @@ void render_probe_metrics(const ProbeBook& book, std::string& out) {
   }
 }
 
-std::string render_metrics(const DaemonMetrics& daemon, const ProbeBook* book) {
+std::string render_metrics(const DaemonMetrics& daemon,
+                           const std::vector<const ProbeBook*>& books) {
   std::ostringstream text;
   prometheus::TextSerializer().Serialize(text, daemon.registry()->Collect());
   std::string out = text.str();
-  if (book != nullptr) render_probe_metrics(*book, out);
+  render_probe_metrics(books, out);
   return out;
 }
 

@@ -6,16 +6,18 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "daemon/daemon_metrics.h"
 #include "daemon/probe_book.h"
 
 namespace canaryd {
 
-// Appends every probe family (text format 0.0.4).
-void render_probe_metrics(const ProbeBook& book, std::string& out);
+// Appends every probe family (text format 0.0.4) of the probe loops' books,
+// each family once.
+void render_probe_metrics(const std::vector<const ProbeBook*>& books, std::string& out);
 
 // The exposition of the daemon's own series, then the probes'.
-std::string render_metrics(const DaemonMetrics& daemon, const ProbeBook* book);
+std::string render_metrics(const DaemonMetrics& daemon, const std::vector<const ProbeBook*>& books);
 
 }  // namespace canaryd

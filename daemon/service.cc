@@ -25,6 +25,7 @@
 #include "daemon/probe_book.h"
 #include "daemon/probe_metrics.h"
 #include "daemon/state_store.h"
+#include "daemon/worker.h"
 
 #ifndef CANARYD_VERSION
 #define CANARYD_VERSION "dev"
@@ -46,6 +47,8 @@ double unix_now() {
 constexpr uint64_t kReloadWaitNs = 9'000'000'000;
 // After SIGTERM, how long the exit waits for a reload worker to notice.
 constexpr auto kWorkerExitWait = 2s;
+// How long installing a config waits for each probe loop to take its share.
+constexpr auto kLoopApplyWait = std::chrono::milliseconds(5000);
 
 HttpResponse text_response(int status, std::string body) {
   HttpResponse r;
@@ -118,22 +121,23 @@ class Service {
   void finish_reload(ConfigLoad load);
   void answer_overdue_reload_requests();
   void wait_for_reload_worker();
-  void on_run_result(const RunRecord& rec);
+  void on_run_result(const RunRecord& rec, ProbeBook::Transition transition);
   void housekeeping();
   void shutdown();
 
   std::string config_path_;
   const ServiceOptions options_;
   uv_loop_t loop_{};
-  MonotonicClock clock_;
-  std::unique_ptr<LoopServices> services_;
-  std::unique_ptr<Engine> engine_;
+  // The probe loops, made at startup with global.workers of the first
+  // config; a reload keeps their number, so it never moves a probe between
+  // loops.
+  std::vector<std::unique_ptr<ProbeWorker>> workers_;
   std::unique_ptr<HttpServer> server_;
   GlobalConfig global_;
 
   DaemonMetrics daemon_metrics_;
-  ProbeBook book_;  // what each probe's runs were: /metrics and the state API read it
-  StateStore state_{book_};
+  std::vector<const ProbeBook*> books_;  // the workers': /metrics and the state API read them
+  StateStore state_;
 
   uv_signal_t sighup_{}, sigterm_{}, sigint_{};
   uv_async_t reload_async_{};
@@ -141,8 +145,7 @@ class Service {
   uv_timer_t housekeeping_timer_{};
   uv_timer_t watchdog_timer_{};
   bool watchdog_ = false;
-  uint64_t last_housekeeping_ns_ = 0;  // for the loop's saturation
-  uint64_t last_idle_ns_ = 0;
+  uint64_t watchdog_ns_ = 0;
 
   // Reload requests from the HTTP thread, answered from the loop. reload_waiters_
   // wait for the next reload to start, reload_current_ for the running one.
@@ -159,9 +162,8 @@ class Service {
   bool stopping_ = false;
 };
 
-void Service::on_run_result(const RunRecord& rec) {
-  auto transition = book_.record(rec);
-  daemon_metrics_.set_in_flight(engine_->in_flight());
+// On the probe's worker thread.
+void Service::on_run_result(const RunRecord& rec, ProbeBook::Transition transition) {
   // Log changes, not every run: a probe starting to fail should stand out.
   const auto& r = rec.result;
   if (transition == ProbeBook::Transition::kFirstFailure) {
@@ -183,30 +185,42 @@ void Service::install(std::unique_ptr<Config> config, bool is_reload) {
                  config->global.listen.str());
     config->global.listen = global_.listen;
   }
+  if (is_reload) {
+    if (config->global.workers != global_.workers)
+      spdlog::warn(
+          "global.workers changed to {}; the number of probe loops changes only on "
+          "restart",
+          config->global.workers);
+    config->global.workers = global_.workers;
+  }
   global_ = config->global;
-  // Every shard reads the whole config and keeps its own share.
+  // Every shard reads the whole config and keeps its own share, spread over
+  // the workers.
   std::vector<std::string> configured_types, assigned_types;
-  std::vector<ConfiguredProbe> mine;
+  std::vector<std::vector<ConfiguredProbe>> share(workers_.size());
   for (auto& p : config->probes) {
     configured_types.push_back(p.spec.type);
     if (!options_.shard.owns(p.spec.name)) continue;
     assigned_types.push_back(p.spec.type);
-    mine.push_back(std::move(p));
+    share[worker_of(p.spec.name, static_cast<int>(workers_.size()))].push_back(std::move(p));
   }
-  engine_->apply(std::move(mine));
-  auto probes = engine_->probes();
-  book_.install(probes, global_.labels, global_.state_history);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!workers_[i]->apply(std::move(share[i]), global_.labels, global_.state_history,
+                            kLoopApplyWait))
+      spdlog::warn("probe loop {} has not taken the new probes within {}s; it will when it can", i,
+                   std::chrono::duration_cast<std::chrono::seconds>(kLoopApplyWait).count());
+  }
+  const size_t probes = assigned_types.size();
   daemon_metrics_.set_probe_counts(global_.labels, options_.shard, configured_types,
                                    assigned_types);
   daemon_metrics_.reload_result(true, unix_now(), is_reload);
   state_.set_config_status(config_path_, true, "");
   if (options_.shard.total > 1) {
     spdlog::info("{} {} of {} probes from {} (shard {} of {})", is_reload ? "reloaded" : "loaded",
-                 probes.size(), configured_types.size(), config_path_, options_.shard.index,
+                 probes, configured_types.size(), config_path_, options_.shard.index,
                  options_.shard.total);
   } else {
-    spdlog::info("{} {} probes from {}", is_reload ? "reloaded" : "loaded", probes.size(),
-                 config_path_);
+    spdlog::info("{} {} probes from {}", is_reload ? "reloaded" : "loaded", probes, config_path_);
   }
   // Parsing a large config (yaml-cpp's node tree, on a pool thread with its
   // own malloc arena) leaves megabytes free but resident; hand them back.
@@ -342,7 +356,7 @@ HttpResponse Service::handle(const HttpRequest& req) {
   if (path == "/metrics") {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = render_metrics(daemon_metrics_, &book_);
+    r.body = render_metrics(daemon_metrics_, books_);
     return r;
   }
   if (path == "/api/v1/state" || path == "/api/v1/state/") {
@@ -383,20 +397,23 @@ HttpResponse Service::handle(const HttpRequest& req) {
 }
 
 void Service::housekeeping() {
-  loop_heartbeat_ns_.store(uv_hrtime());
   answer_overdue_reload_requests();
-  daemon_metrics_.set_in_flight(engine_->in_flight());
-  for (SkipCause cause : kSkipCauses) daemon_metrics_.set_skipped(cause, engine_->skipped(cause));
-  // The share of the last second the loop spent working rather than waiting.
-  const uint64_t now = uv_hrtime();
-  const uint64_t idle = uv_metrics_idle_time(&loop_);
-  if (last_housekeeping_ns_ != 0 && now > last_housekeeping_ns_) {
-    const double wall = static_cast<double>(now - last_housekeeping_ns_);
-    const double idle_share = static_cast<double>(idle - last_idle_ns_) / wall;
-    daemon_metrics_.set_loop(0, std::clamp(1.0 - idle_share, 0.0, 1.0), engine_->probes().size());
+  // The oldest heartbeat of any loop: /-/healthy and the watchdog fail when
+  // one probe loop stalls, not only when they all do.
+  uint64_t beat = uv_hrtime();
+  size_t in_flight = 0;
+  std::array<uint64_t, 3> skipped{};
+  for (const auto& w : workers_) {
+    const auto& st = w->stats();
+    beat = std::min(beat, st.heartbeat_ns.load());
+    in_flight += st.in_flight;
+    for (size_t i = 0; i < skipped.size(); ++i) skipped[i] += st.skipped[i];
+    daemon_metrics_.set_loop(w->index(), st.saturation, st.probes);
   }
-  last_housekeeping_ns_ = now;
-  last_idle_ns_ = idle;
+  loop_heartbeat_ns_.store(beat);
+  daemon_metrics_.set_in_flight(in_flight);
+  for (SkipCause cause : kSkipCauses)
+    daemon_metrics_.set_skipped(cause, skipped[static_cast<size_t>(cause)]);
 }
 
 void Service::shutdown() {
@@ -412,8 +429,7 @@ void Service::shutdown() {
     reload_channel_->async = nullptr;
     reload_channel_->result.reset();
   }
-  engine_->stop();
-  services_->shutdown();
+  for (auto& w : workers_) w->stop();
   for (auto* h :
        {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
         reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&reload_async_),
@@ -455,12 +471,17 @@ int Service::run() {
     return 1;
   }
   uv_loop_init(&loop_);
-  // Idle time (time blocked in the poll) gives the loop's saturation.
-  uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);
-  services_ = std::make_unique<LoopServices>(&loop_);
-  engine_ = std::make_unique<Engine>(&loop_, *services_, clock_);
-  engine_->on_result([this](const RunRecord& rec) { on_run_result(rec); });
-  engine_->on_lag([this](double s) { daemon_metrics_.observe_lag(s); });
+  // One loop unless the config asks for more: with two libwebsockets
+  // contexts in one process (one per loop) lws 4.1 leaks a client SSL_CTX at
+  // exit, so one per CPU is not yet the default (docs/architecture.md).
+  const int workers = std::max(1, load.config->global.workers);
+  for (int i = 0; i < workers; ++i) {
+    workers_.push_back(std::make_unique<ProbeWorker>(
+        i, daemon_metrics_.lag(i),
+        [this](const RunRecord& rec, ProbeBook::Transition t) { on_run_result(rec, t); }));
+    books_.push_back(&workers_.back()->book());
+  }
+  state_.set_books(books_);
 
   if (options_.listen) load.config->global.listen = *options_.listen;
   const ListenAddress listen = load.config->global.listen;
@@ -472,9 +493,7 @@ int Service::run() {
         listen.host, listen.port, [this](const HttpRequest& r) { return handle(r); }, limits);
   } catch (const std::exception& e) {
     fmt::print(stderr, "canaryd: {}\n", e.what());
-    engine_->stop();
-    services_->shutdown();
-    uv_run(&loop_, UV_RUN_DEFAULT);
+    for (auto& w : workers_) w->stop();
     uv_loop_close(&loop_);
     return 1;
   }
@@ -530,9 +549,20 @@ int Service::run() {
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
     // Pinged from the loop itself: a stalled loop stops the pings and systemd
     // restarts the daemon.
+    watchdog_ns_ = watchdog_usec * 1000;
+    watchdog_timer_.data = this;
     uv_timer_start(
-        &watchdog_timer_, [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, 0,
-        std::max<uint64_t>(1, watchdog_usec / 2000));
+        &watchdog_timer_,
+        [](uv_timer_t* h) {
+          auto* self = static_cast<Service*>(h->data);
+          // Only while every probe loop still beats: a stalled one stops the
+          // pings, and systemd restarts the daemon.
+          const uint64_t now = uv_hrtime();
+          for (const auto& w : self->workers_)
+            if (now - w->stats().heartbeat_ns.load() > self->watchdog_ns_ / 2) return;
+          sd_notify(0, "WATCHDOG=1");
+        },
+        0, std::max<uint64_t>(1, watchdog_usec / 2000));
   }
 
   install(std::move(load.config), false);
@@ -545,8 +575,7 @@ int Service::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   server_->stop();
   wait_for_reload_worker();
-  engine_.reset();
-  services_.reset();
+  workers_.clear();
   uv_run(&loop_, UV_RUN_DEFAULT);  // finish close callbacks of the torn-down handles
   uv_loop_close(&loop_);
   spdlog::info("stopped");

@@ -142,17 +142,25 @@ std::string StateStore::all_text(WallTime now) const {
   size_t passing = 0, failing = 0, pending = 0, count = 0;
   std::string probes;
   {
-    book_.for_each([&](const ProbeBook::Entry& p) {
-      if (!p.last) {
-        ++pending;
-      } else if (p.last->success) {
-        ++passing;
-      } else {
-        ++failing;
-      }
+    // Each loop's book is in name order; the document is too.
+    std::vector<std::pair<std::string, std::string>> each;
+    for (const ProbeBook* book : books_) {
+      book->for_each([&](const ProbeBook::Entry& p) {
+        if (!p.last) {
+          ++pending;
+        } else if (p.last->success) {
+          ++passing;
+        } else {
+          ++failing;
+        }
+        each.emplace_back(p.spec.name, pretty(probe_json(p, now)));
+      });
+    }
+    std::sort(each.begin(), each.end());
+    for (const auto& [name, text] : each) {
       probes += count++ == 0 ? "\n    " : ",\n    ";
-      append_indented(probes, pretty(probe_json(p, now)), 4);
-    });
+      append_indented(probes, text, 4);
+    }
   }
   // The layout nlohmann's dump(2) gives the whole document, written piecewise.
   nlohmann::ordered_json summary = {
@@ -170,7 +178,8 @@ std::string StateStore::all_text(WallTime now) const {
 std::optional<nlohmann::ordered_json> StateStore::probe(const std::string& name,
                                                         WallTime now) const {
   std::optional<nlohmann::ordered_json> out;
-  book_.with(name, [&](const ProbeBook::Entry& p) { out = probe_json(p, now); });
+  for (const ProbeBook* book : books_)
+    if (book->with(name, [&](const ProbeBook::Entry& p) { out = probe_json(p, now); })) break;
   return out;
 }
 

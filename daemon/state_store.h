@@ -31,10 +31,12 @@ std::string format_unix_time(double seconds);
 // both speak the same shape.
 nlohmann::ordered_json result_json(const ProbeResult& result, double duration_seconds);
 
-// The state API's view of the ProbeBook, plus how the config was last loaded.
+// The state API's view of the probe loops' books, plus how the config was
+// last loaded.
 class StateStore {
  public:
-  explicit StateStore(const ProbeBook& book) : book_(book) {}
+  // The books of every probe loop, once, before any reader.
+  void set_books(std::vector<const ProbeBook*> books) { books_ = std::move(books); }
   void set_config_status(std::string file, bool last_reload_ok, std::string last_error);
 
   // Every probe's state, as the API's JSON text (indented by 2). Built one
@@ -44,7 +46,7 @@ class StateStore {
   std::optional<nlohmann::ordered_json> probe(const std::string& name, WallTime now) const;
 
  private:
-  const ProbeBook& book_;
+  std::vector<const ProbeBook*> books_;
   mutable std::mutex config_mu_;
   std::string config_file_;
   bool last_reload_ok_ = true;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -69,7 +70,7 @@ TEST_CASE("metrics: every reason pre-created at 0, labels, success, and a clean 
   CHECK(metric_value(m, "canary_build_info", {{"version", "0.1.0"}}) == 1.0);
   CHECK(metric_value(m, "canary_probes_configured", {{"type", "http"}}) == 2.0);
   CHECK(metric_value(m, "canary_probes_in_flight").has_value());
-  CHECK(*metric_value(m, "canary_scheduler_lag_seconds_count") >= 2.0);
+  CHECK(metric_sum(m, "canary_scheduler_lag_seconds_count") >= 2.0);  // over every loop
   CHECK(metric_value(m, "canary_config_last_reload_successful") == 1.0);
   // No URL or error text ever becomes a label value. (Only label values are
   // checked: "503" may well occur inside a sample value such as a sum.)
@@ -263,4 +264,43 @@ TEST_CASE("SIGTERM stops the daemon cleanly and a busy port is a clear error", "
   auto code = d.process().wait_exit(20s);
   REQUIRE(code);
   CHECK(*code == 0);
+}
+
+TEST_CASE(
+    "workers: two probe loops share the probes, results reach /metrics and the state API from "
+    "both, and SIGTERM stops them cleanly",
+    "[daemon]") {
+  auto& fp = platform();
+  std::string probes;
+  for (int i = 0; i < 12; ++i) probes += http_probe(fmt::format("p{:02d}", i), fp.url("/health"));
+  probes += "  - name: refused\n    type: tcp\n    tcp: {address: \"127.0.0.1:1\"}\n";
+  std::string config = base_config(probes);
+  config.replace(config.find("  labels:"), 0, "  workers: 2\n");
+  Daemon d(config);
+  REQUIRE(wait_until([&] {
+    for (int i = 0; i < 12; ++i)
+      if (!has_run(d, fmt::format("p{:02d}", i))) return false;
+    return has_run(d, "refused");
+  }));
+  std::string m = d.metrics();
+  // Both loops run some of the probes, and together all of them.
+  const double loop0 = *metric_value(m, "canary_loop_probes", {{"loop", "0"}});
+  const double loop1 = *metric_value(m, "canary_loop_probes", {{"loop", "1"}});
+  CHECK(loop0 > 0);
+  CHECK(loop1 > 0);
+  CHECK(loop0 + loop1 == 13);
+  CHECK(metric_value(m, "canary_loop_saturation_ratio", {{"loop", "1"}}).has_value());
+  CHECK(metric_sum(m, "canary_scheduler_lag_seconds_count", {{"loop", "0"}}) >= 1);
+  CHECK(metric_sum(m, "canary_scheduler_lag_seconds_count", {{"loop", "1"}}) >= 1);
+  // Every probe appears once, whichever loop runs it.
+  json all = d.state();
+  REQUIRE(all["probes"].size() == 13);
+  std::vector<std::string> names;
+  for (const auto& p : all["probes"]) names.push_back(p["name"]);
+  CHECK(std::is_sorted(names.begin(), names.end()));
+  CHECK(all["summary"]["passing"] == 12);
+  CHECK(all["summary"]["failing"] == 1);
+  CHECK(d.state("refused")["last"]["reason"] == "connect_refused");
+  CHECK(metric_value(m, "canary_probe_success", {{"probe", "p07"}}) == 1.0);
+  CHECK(d.process().stop() == 0);
 }

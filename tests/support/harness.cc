@@ -739,6 +739,21 @@ std::vector<Sample> parse_exposition(const std::string& exposition) {
   return samples;
 }
 
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::map<std::string, std::string>& labels) {
+  double sum = 0;
+  for (const auto& sample : parse_exposition(exposition)) {
+    if (sample.name != name) continue;
+    bool all = true;
+    for (const auto& [k, v] : labels) {
+      auto it = sample.labels.find(k);
+      all = all && it != sample.labels.end() && it->second == v;
+    }
+    if (all) sum += sample.value;
+  }
+  return sum;
+}
+
 std::optional<double> metric_value(const std::string& exposition, const std::string& name,
                                    const std::map<std::string, std::string>& labels) {
   for (const Sample& sample : parse_exposition(exposition)) {

@@ -162,6 +162,11 @@ std::vector<Sample> parse_exposition(const std::string& exposition);
 std::optional<double> metric_value(const std::string& exposition, const std::string& name,
                                    const std::map<std::string, std::string>& labels = {});
 
+// The sum of every sample called name whose labels include every given pair: a
+// family split by a label the caller does not care about (e.g. `loop`).
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::map<std::string, std::string>& labels = {});
+
 // Paths injected by CMake (CANARYD_BIN, CANARYD_SOURCE_DIR, PYTHON3 compile definitions).
 // Without them: the environment variable of the same name, then a best guess.
 std::string canaryd_bin();

@@ -28,7 +28,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("one shard owns everything; a shard owns exactly its hash's probes") {
+TEST_CASE("one shard owns everything, and a shard owns exactly its hash's probes") {
   canaryd::Shard all;
   CHECK(all.owns("anything"));
   int owners = 0;

@@ -19,12 +19,13 @@ probes:
 )",
                                                        "t.yaml");
   canaryd::ProbeBook book;
-  canaryd::StateStore store{book};
+  canaryd::StateStore store;
   canaryd::WallTime t0 = canaryd::WallTime(std::chrono::seconds(1'800'000'000));
   std::string target = "GET http://127.0.0.1:1/health";
 
   Fixture() {
     REQUIRE(load.config);
+    store.set_books({&book});
     book.install({&load.config->probes[0]}, {}, 3);
   }
   void record(const ProbeResult& r, canaryd::WallTime at) {
@@ -111,7 +112,8 @@ TEST_CASE(
   CHECK(doc["config"]["last_reload_error"] == "t.yaml:3: bad key");
 
   canaryd::ProbeBook no_probes;
-  canaryd::StateStore empty{no_probes};
+  canaryd::StateStore empty;
+  empty.set_books({&no_probes});
   std::string none = empty.all_text(f.t0);
   CHECK(nlohmann::ordered_json::parse(none).dump(2) + "\n" == none);
   CHECK(nlohmann::json::parse(none)["probes"].empty());

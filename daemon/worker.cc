@@ -1,0 +1,132 @@
+#include "daemon/worker.h"
+
+#include <prometheus/histogram.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "base/guard.h"
+#include "daemon/shard.h"
+
+namespace canaryd {
+
+int worker_of(std::string_view probe_name, int workers) {
+  if (workers <= 1) return 0;
+  // A different key from the shard's (shard.h): with the same one, the probes
+  // of shard 1 of 2 would all land on worker 1 of 2.
+  const uint64_t key = stable_hash(probe_name) ^ 0x9e3779b97f4a7c15ULL;
+  return jump_consistent_hash(key * 0xff51afd7ed558ccdULL, workers);
+}
+
+ProbeWorker::ProbeWorker(int index, prometheus::Histogram& lag, ResultHook on_result)
+    : index_(index), lag_(lag), on_result_(std::move(on_result)) {
+  uv_loop_init(&loop_);
+  // Idle time (time blocked in the poll) gives the loop's saturation.
+  uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);
+  services_ = std::make_unique<LoopServices>(&loop_);
+  engine_ = std::make_unique<Engine>(&loop_, *services_, clock_);
+  engine_->on_result([this](const RunRecord& rec) {
+    auto transition = book_.record(rec);
+    if (on_result_) on_result_(rec, transition);
+  });
+  engine_->on_lag([this](double s) { lag_.Observe(s); });
+  uv_async_init(&loop_, &wake_, [](uv_async_t* h) {
+    guarded("a probe set for a worker",
+            [h] { static_cast<ProbeWorker*>(h->data)->take_pending(); });
+  });
+  wake_.data = this;
+  uv_timer_init(&loop_, &stats_timer_);
+  stats_timer_.data = this;
+  uv_timer_start(
+      &stats_timer_,
+      [](uv_timer_t* h) {
+        guarded("worker stats", [h] { static_cast<ProbeWorker*>(h->data)->refresh_stats(); });
+      },
+      0, 1000);
+  thread_ = std::thread([this] { run_loop(); });
+}
+
+ProbeWorker::~ProbeWorker() { stop(); }
+
+void ProbeWorker::run_loop() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Stopped: the engine and the services let go of their handles, and the
+  // loop runs once more for their close callbacks.
+  engine_.reset();
+  services_.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
+                        std::vector<std::pair<std::string, std::string>> global_labels, int history,
+                        std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
+  if (stopping_) return false;
+  const uint64_t ticket = ++next_ticket_;
+  // A newer set replaces one the loop has not taken yet.
+  pending_ = Pending{std::move(probes), std::move(global_labels), history, ticket};
+  uv_async_send(&wake_);
+  return applied_cv_.wait_for(lock, wait, [&] { return applied_ticket_ >= ticket; });
+}
+
+void ProbeWorker::take_pending() {
+  std::optional<Pending> p;
+  bool stop = false;
+  {
+    std::lock_guard lock(mu_);
+    p.swap(pending_);
+    stop = stopping_;
+  }
+  if (stop) {
+    engine_->stop();
+    services_->shutdown();
+    for (auto* h :
+         {reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&stats_timer_)}) {
+      if (!uv_is_closing(h)) uv_close(h, nullptr);
+    }
+    return;
+  }
+  if (!p) return;
+  engine_->apply(std::move(p->probes));
+  book_.install(engine_->probes(), p->global_labels, p->history);
+  refresh_stats();
+  {
+    std::lock_guard lock(mu_);
+    applied_ticket_ = std::max(applied_ticket_, p->ticket);
+  }
+  applied_cv_.notify_all();
+}
+
+void ProbeWorker::refresh_stats() {
+  const uint64_t now = uv_hrtime();
+  const uint64_t idle = uv_metrics_idle_time(&loop_);
+  if (last_stats_ns_ != 0 && now > last_stats_ns_) {
+    const double wall = static_cast<double>(now - last_stats_ns_);
+    const double idle_share = static_cast<double>(idle - last_idle_ns_) / wall;
+    stats_.saturation = std::clamp(1.0 - idle_share, 0.0, 1.0);
+  }
+  last_stats_ns_ = now;
+  last_idle_ns_ = idle;
+  stats_.in_flight = engine_->in_flight();
+  stats_.probes = engine_->probes().size();
+  for (SkipCause cause : kSkipCauses)
+    stats_.skipped[static_cast<size_t>(cause)] = engine_->skipped(cause);
+  stats_.heartbeat_ns = now;
+}
+
+void ProbeWorker::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) thread_.join();
+      return;
+    }
+    stopping_ = true;
+    uv_async_send(&wake_);
+  }
+  applied_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace canaryd
