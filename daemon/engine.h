@@ -69,6 +69,7 @@ class Engine {
   void retime();
 
   size_t in_flight() const { return in_flight_; }
+  size_t probe_count() const { return instances_.size(); }
   uint64_t skipped_total() const { return scheduler_.skipped_total(); }
   uint64_t skipped(SkipCause cause) const { return scheduler_.skipped(cause); }
   std::vector<const ConfiguredProbe*> probes() const;

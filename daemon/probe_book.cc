@@ -1,7 +1,6 @@
 #include "daemon/probe_book.h"
 
 #include <algorithm>
-#include <set>
 
 #include "daemon/exposition.h"
 
@@ -100,7 +99,7 @@ void count_field(std::vector<TypeSeries>& all, const TypeMetric& m,
   }
 }
 
-void record_type_facts(std::vector<TypeSeries>& all, const ProbeDetails& d) {
+void record_type_facts(const ProbeType& type, std::vector<TypeSeries>& all, const ProbeDetails& d) {
   for (auto& s : all) {
     const auto* field = d.find(std::string(s.metric->field));
     if (field == nullptr) continue;
@@ -122,11 +121,10 @@ void record_type_facts(std::vector<TypeSeries>& all, const ProbeDetails& d) {
         break;  // below, once per metric
     }
   }
-  std::set<const TypeMetric*> counted;
-  for (const auto& s : all) {
-    if (s.metric->kind != TypeMetric::Kind::kCounter || !counted.insert(s.metric).second) continue;
-    if (const auto* field = d.find(std::string(s.metric->field)))
-      count_field(all, *s.metric, *field);
+  // Each counter once: the type's own list names it once, the series once per label set.
+  for (const auto& m : type.metrics) {
+    if (m.kind != TypeMetric::Kind::kCounter) continue;
+    if (const auto* field = d.find(std::string(m.field))) count_field(all, m, *field);
   }
 }
 
@@ -202,7 +200,7 @@ ProbeBook::Transition ProbeBook::record(const RunRecord& rec) {
     }
   }
   if (r.details.cert_expiry_unix) e.cert_expiry_unix = *r.details.cert_expiry_unix;
-  record_type_facts(e.type_series, r.details);
+  record_type_facts(*e.type, e.type_series, r.details);
 
   e.last = r;
   e.last_time = rec.finished;

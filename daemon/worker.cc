@@ -109,7 +109,7 @@ void ProbeWorker::refresh_stats() {
   last_stats_ns_ = now;
   last_idle_ns_ = idle;
   stats_.in_flight = engine_->in_flight();
-  stats_.probes = engine_->probes().size();
+  stats_.probes = engine_->probe_count();
   for (SkipCause cause : kSkipCauses)
     stats_.skipped[static_cast<size_t>(cause)] = engine_->skipped(cause);
   stats_.heartbeat_ns = now;
@@ -118,12 +118,10 @@ void ProbeWorker::refresh_stats() {
 void ProbeWorker::stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) {
-      if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) thread_.join();
-      return;
+    if (!stopping_) {
+      stopping_ = true;
+      uv_async_send(&wake_);
     }
-    stopping_ = true;
-    uv_async_send(&wake_);
   }
   applied_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
