@@ -279,12 +279,13 @@ class RuleWriter {
                                                   globals_);
       expr = fmt::format(
           "((sum by (job, instance) (rate(canary_scheduler_skipped_runs_total{{cause=~\"late|"
-          "missed\"}}[{0}])) > 0) or (max by (job, instance) "
+          "missed|starved\"}}[{0}])) > 0) or (max by (job, instance) "
           "(avg_over_time(canary_loop_saturation_ratio[{0}])) > {1})){2}",
           w, thr, labels);
       summary = "canaryd {{ $labels.instance }} is overloaded";
       description = fmt::format(
-          "Over the last {} it skipped runs it was too late to start, or its probe loop was "
+          "Over the last {} it skipped runs it was too late to start or too busy to judge, or "
+          "its probe loop was "
           "busy more than {} of the time: its results are incomplete, so the probe alerts of "
           "its location are muted. Add workers or shards (docs/sharding.md).",
           w, percent(r.threshold));

@@ -53,8 +53,8 @@ class DaemonMetrics {
   prometheus::Family<prometheus::Counter>& skipped_;
   prometheus::Family<prometheus::Gauge>& loop_saturation_;
   prometheus::Family<prometheus::Gauge>& loop_probes_;
-  std::array<prometheus::Counter*, 3> skipped_by_cause_{};
-  std::array<double, 3> skipped_seen_{};
+  std::array<prometheus::Counter*, kSkipCauseCount> skipped_by_cause_{};
+  std::array<double, kSkipCauseCount> skipped_seen_{};
   prometheus::Family<prometheus::Gauge>& configured_;
   prometheus::Family<prometheus::Gauge>& assigned_;
   prometheus::Family<prometheus::Gauge>& shard_info_;

@@ -22,6 +22,9 @@ struct Engine::Instance {
   uint64_t generation = 0;
   uint64_t started_ns = 0;
   uint64_t deadline_ns = 0;
+  // Real time when the run started (the starvation check; not the injected
+  // clock, which tests move by hand).
+  uint64_t started_hr = 0;
   // Set when an exception reached a C callback of this run: the run ends as
   // internal with this text, whatever the probe reports.
   std::optional<std::string> fault;
@@ -120,7 +123,8 @@ void Engine::apply(std::vector<ConfiguredProbe> probes, bool schedule) {
     inst->cfg = std::move(p);
     if (schedule) {
       scheduler_.add(inst->id, inst->cfg.spec.name,
-                     std::chrono::duration_cast<Nanos>(inst->cfg.spec.interval));
+                     std::chrono::duration_cast<Nanos>(inst->cfg.spec.interval),
+                     std::chrono::duration_cast<Nanos>(inst->cfg.spec.timeout));
       inst->scheduled = true;
     }
     by_name_[inst->cfg.spec.name] = inst->id;
@@ -141,7 +145,7 @@ void Engine::arm_tick() {
 
 void Engine::on_tick(void* engine) {
   auto* self = static_cast<Engine*>(engine);
-  for (const auto& d : self->scheduler_.take_due()) {
+  for (const auto& d : self->scheduler_.take_due(kStartsPerTurn)) {
     auto it = self->instances_.find(d.id);
     if (it == self->instances_.end()) continue;
     if (self->on_lag_) self->on_lag_(std::chrono::duration<double>(d.lag).count());
@@ -167,6 +171,7 @@ void Engine::start_run(Instance& inst) {
   ++in_flight_;
   const uint64_t generation = ++inst.generation;
   inst.started_ns = now_ns();
+  inst.started_hr = uv_hrtime();
   inst.fault.reset();
   const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
   inst.deadline_ns = inst.started_ns + timeout_ns;
@@ -265,7 +270,77 @@ void Engine::fail_run(ProbeId id, uint64_t generation, std::string_view what) {
   end_after_poll(inst);
 }
 
+void Engine::skip_starved_timeouts(double share) {
+  starved_share_ = share;
+  if (share <= 0 || prepare_ || stopped_) return;
+  uv_loop_configure(loop_, UV_METRICS_IDLE_TIME);
+  prepare_ = new uv_prepare_t;
+  uv_prepare_init(loop_, prepare_);
+  prepare_->data = this;
+  uv_prepare_start(prepare_, &Engine::on_prepare);
+  // Measuring must never keep a loop alive on its own.
+  uv_unref(reinterpret_cast<uv_handle_t*>(prepare_));
+  last_prepare_hr_ = uv_hrtime();
+  last_prepare_idle_ = uv_metrics_idle_time(loop_);
+}
+
+void Engine::on_prepare(uv_prepare_t* prepare) {
+  // Called just before each poll: the time since the previous one, less what
+  // that poll waited, is how long the loop could not read a socket.
+  auto* self = static_cast<Engine*>(prepare->data);
+  const uint64_t now = uv_hrtime();
+  const uint64_t idle = uv_metrics_idle_time(self->loop_);
+  const uint64_t wall = now - self->last_prepare_hr_;
+  const uint64_t waited = idle - self->last_prepare_idle_;
+  const uint64_t busy = wall > waited ? wall - waited : 0;
+  self->last_prepare_hr_ = now;
+  self->last_prepare_idle_ = idle;
+  constexpr uint64_t kWorthKeeping = 1'000'000;   // 1 ms
+  constexpr uint64_t kKeepFor = 300'000'000'000;  // longer than any timeout
+  constexpr size_t kMaxKept = 4096;
+  if (busy >= kWorthKeeping) self->stretches_.emplace_back(now, busy);
+  while (!self->stretches_.empty() &&
+         (self->stretches_.size() > kMaxKept || now - self->stretches_.front().first > kKeepFor))
+    self->stretches_.pop_front();
+}
+
+uint64_t Engine::longest_stretch_since(uint64_t since_hr) const {
+  // The stretch going on now (the deadline is judged mid-turn) counts too.
+  const uint64_t now = uv_hrtime();
+  const uint64_t waited = uv_metrics_idle_time(loop_) - last_prepare_idle_;
+  const uint64_t wall = now - last_prepare_hr_;
+  uint64_t longest = wall > waited ? wall - waited : 0;
+  for (auto it = stretches_.rbegin(); it != stretches_.rend() && it->first >= since_hr; ++it)
+    longest = std::max(longest, it->second);
+  return longest;
+}
+
+bool Engine::starved(const Instance& inst) const {
+  // A one-shot run (the deploy gate) always gets its verdict.
+  if (starved_share_ <= 0 || !inst.scheduled || inst.once) return false;
+  const auto timeout_ns = static_cast<double>(Nanos(inst.cfg.spec.timeout).count());
+  return static_cast<double>(longest_stretch_since(inst.started_hr)) >= starved_share_ * timeout_ns;
+}
+
+void Engine::abandon(Instance& inst) {
+  try {
+    inst.cfg.probe->cancel();
+  } catch (const std::exception& e) {
+    spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
+  }
+  inst.running = false;
+  --in_flight_;
+  uv_timer_stop(inst.deadline);
+  scheduler_.finished(inst.id);
+  scheduler_.count_skip(SkipCause::kStarved);
+  arm_tick();
+}
+
 void Engine::expire(Instance& inst) {
+  if (starved(inst)) {
+    abandon(inst);
+    return;
+  }
   CancelInfo info;
   try {
     info = inst.cfg.probe->cancel();
@@ -373,6 +448,11 @@ void Engine::stop() {
   idle_->data = idle_;
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
            [](uv_handle_t* h) { delete static_cast<uv_idle_t*>(h->data); });
+  if (prepare_) {
+    prepare_->data = prepare_;
+    uv_close(reinterpret_cast<uv_handle_t*>(prepare_),
+             [](uv_handle_t* h) { delete static_cast<uv_prepare_t*>(h->data); });
+  }
   uv_timer_stop(once_timer_);
   once_timer_->data = once_timer_;
   uv_close(reinterpret_cast<uv_handle_t*>(once_timer_),

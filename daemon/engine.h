@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -68,6 +69,20 @@ class Engine {
   // loop, and the same timer callbacks as in production fire.
   void retime();
 
+  // A scheduled run whose deadline passes after its loop went without
+  // polling for I/O for `share` of its timeout or more, at a stretch, is
+  // ended without a verdict and counted as skipped, cause starved: a reply
+  // may have waited unread through that stretch, and a few such waits (one
+  // per step of an exchange) add up to the timeout, so the timeout says
+  // nothing about the target. Off (0) by default. Turns on libuv's idle-time
+  // metric, which tells a busy stretch from a wait in the poll.
+  void skip_starved_timeouts(double share);
+
+  // Runs started per turn of the loop at most. The rest stay due for the next
+  // turn, after a poll: the I/O of runs in flight is never queued behind a
+  // burst of starts, which would stretch a turn to hundreds of milliseconds.
+  static constexpr size_t kStartsPerTurn = 32;
+
   size_t in_flight() const { return in_flight_; }
   size_t probe_count() const { return instances_.size(); }
   uint64_t skipped_total() const { return scheduler_.skipped_total(); }
@@ -88,6 +103,10 @@ class Engine {
   void end_after_poll(Instance& inst);
   void end_expiring();
   void expire(Instance& inst);
+  bool starved(const Instance& inst) const;
+  static void on_prepare(uv_prepare_t* prepare);
+  uint64_t longest_stretch_since(uint64_t since_hr) const;
+  void abandon(Instance& inst);
   void fail_run(ProbeId id, uint64_t generation, std::string_view what);
   void complete(ProbeId id, uint64_t generation, ProbeResult result);
   void discard(Instance& inst);
@@ -112,6 +131,14 @@ class Engine {
   ProbeId next_id_ = 1;
   size_t in_flight_ = 0;
   bool stopped_ = false;
+  double starved_share_ = 0;
+  // The loop's busy stretches (time between two polls, less the time the
+  // poll waited) of 1 ms or more: (end, length) in uv_hrtime() nanoseconds,
+  // oldest first, the last few minutes.
+  uv_prepare_t* prepare_ = nullptr;  // heap
+  std::deque<std::pair<uint64_t, uint64_t>> stretches_;
+  uint64_t last_prepare_hr_ = 0;
+  uint64_t last_prepare_idle_ = 0;
   ResultCallback on_result_;
   LagCallback on_lag_;
   std::function<void()> once_done_;

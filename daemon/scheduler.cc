@@ -12,15 +12,17 @@ std::string_view skip_cause_name(SkipCause cause) {
       return "late";
     case SkipCause::kMissed:
       return "missed";
+    case SkipCause::kStarved:
+      return "starved";
   }
   return "unknown";
 }
 
-void Scheduler::add(ProbeId id, std::string_view name, Nanos interval) {
+void Scheduler::add(ProbeId id, std::string_view name, Nanos interval, Nanos timeout) {
   remove(id);
   if (interval.count() <= 0) interval = Nanos(1);
   Nanos offset(static_cast<int64_t>(stable_hash(name) % static_cast<uint64_t>(interval.count())));
-  Entry e{interval, clock_.now() + offset, false, std::nullopt};
+  Entry e{interval, start_bound(interval, timeout), clock_.now() + offset, false, std::nullopt};
   queue_.emplace(e.next_due, id);
   entries_.emplace(id, e);
 }
@@ -50,18 +52,26 @@ void Scheduler::advance_past_now(ProbeId id, Entry& e, Nanos now) {
   queue_.emplace(e.next_due, id);
 }
 
-std::vector<Scheduler::Dispatch> Scheduler::take_due() {
+std::vector<Scheduler::Dispatch> Scheduler::take_due(size_t max_runs) {
   std::vector<Dispatch> out;
   const Nanos now = clock_.now();
-  for (ProbeId id : std::exchange(ready_, {})) {
+  while (!ready_.empty() && out.size() < max_runs) {
+    const ProbeId id = ready_.back();
+    ready_.pop_back();
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.running || !it->second.deferred) continue;
     Entry& e = it->second;
     const Nanos due = *std::exchange(e.deferred, std::nullopt);
+    if (now - due > 2 * e.start_bound) {
+      // It may wait the owner's grace (at most its start bound) for the run
+      // before it; past that the loop is late, as for any slot.
+      skip(SkipCause::kLate);
+      continue;
+    }
     e.running = true;
     out.push_back({id, due, now - due});
   }
-  while (!queue_.empty() && queue_.begin()->first <= now) {
+  while (!queue_.empty() && queue_.begin()->first <= now && out.size() < max_runs) {
     auto [due, id] = *queue_.begin();
     Entry& e = entries_.at(id);
     if (e.deferred) {
@@ -98,7 +108,7 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due() {
       advance_past_now(id, e, now);
       continue;
     }
-    if (now - due > start_bound(e.interval)) {
+    if (now - due > e.start_bound) {
       // Too late to start (DESIGN.md): canaryd's own lateness is counted as
       // such, never handed to the target as a shorter run.
       skip(SkipCause::kLate);

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -35,9 +36,11 @@ enum class SkipCause {
   kOverlap,  // the probe's previous run was still going
   kLate,     // the loop came to the slot too late to start it (start_bound)
   kMissed,   // the loop was stalled past the whole slot
+  kStarved,  // the run started, but its loop was too busy to judge its timeout (engine)
 };
 inline constexpr SkipCause kSkipCauses[] = {SkipCause::kOverlap, SkipCause::kLate,
-                                            SkipCause::kMissed};
+                                            SkipCause::kMissed, SkipCause::kStarved};
+inline constexpr size_t kSkipCauseCount = std::size(kSkipCauses);
 std::string_view skip_cause_name(SkipCause cause);
 
 class Scheduler {
@@ -45,7 +48,8 @@ class Scheduler {
   explicit Scheduler(const Clock& clock) : clock_(clock) {}
 
   // Schedules a probe; its first run is at now + (hash(name) mod interval).
-  void add(ProbeId id, std::string_view name, Nanos interval);
+  // The timeout sets how late a run may start (start_bound).
+  void add(ProbeId id, std::string_view name, Nanos interval, Nanos timeout);
   void remove(ProbeId id);
   bool contains(ProbeId id) const { return entries_.count(id) != 0; }
 
@@ -58,10 +62,11 @@ class Scheduler {
     Nanos due;  // the slot this run fills
     Nanos lag;  // how late the run starts: now - due
   };
-  // Every probe due by now that is not running: marked running, its next slot
-  // computed. Slots missed entirely (the loop stalled, or the previous run was
-  // still going) are skipped, not run in a burst.
-  std::vector<Dispatch> take_due();
+  // Every probe due by now that is not running, at most `max_runs` of them:
+  // marked running, its next slot computed. Slots missed entirely (the loop
+  // stalled, or the previous run was still going) are skipped, not run in a
+  // burst. Skips cost nothing against `max_runs`; runs beyond it stay due.
+  std::vector<Dispatch> take_due(size_t max_runs = SIZE_MAX);
   void finished(ProbeId id);
   bool running(ProbeId id) const;
 
@@ -73,19 +78,32 @@ class Scheduler {
   };
   void on_overlap(std::function<Overlap(ProbeId)> handler) { on_overlap_ = std::move(handler); }
 
-  // How late a run may start. Later, its slot is skipped: a start half an
-  // interval (at most a second) behind means the loop is overloaded, and
-  // starting anyway would only queue more work behind it.
-  static Nanos start_bound(Nanos interval) {
-    return std::min(interval / 2, Nanos(std::chrono::seconds(1)));
+  // How late a run may start: a tenth of its timeout, at least 20 ms (a
+  // loop's ordinary jitter), at most a second and half an interval. Later,
+  // its slot is skipped. This is admission control: a loop that far behind
+  // is overloaded, and the I/O of the runs it has started waits behind every
+  // run it starts, so starting more would make healthy runs time out. A
+  // tenth keeps the delay a run's few I/O steps can meet well inside its
+  // timeout.
+  static Nanos start_bound(Nanos interval, Nanos timeout) {
+    using std::chrono::milliseconds;
+    const Nanos bound = std::clamp<Nanos>(timeout / 10, milliseconds(20), std::chrono::seconds(1));
+    return std::min(interval / 2, bound);
   }
   uint64_t skipped(SkipCause cause) const { return skipped_[static_cast<size_t>(cause)]; }
-  uint64_t skipped_total() const { return skipped_[0] + skipped_[1] + skipped_[2]; }
+  uint64_t skipped_total() const {
+    uint64_t total = 0;
+    for (uint64_t n : skipped_) total += n;
+    return total;
+  }
+  // A started run the engine ended without a verdict (kStarved).
+  void count_skip(SkipCause cause) { skip(cause); }
   size_t size() const { return entries_.size(); }
 
  private:
   struct Entry {
     Nanos interval;
+    Nanos start_bound;
     Nanos next_due;
     bool running = false;
     std::optional<Nanos> deferred;  // a slot waiting for the run in flight
@@ -97,7 +115,7 @@ class Scheduler {
   std::set<std::pair<Nanos, ProbeId>> queue_;  // (next_due, id)
   std::vector<ProbeId> ready_;                 // finished runs whose deferred slot is due
   void skip(SkipCause cause, uint64_t n = 1) { skipped_[static_cast<size_t>(cause)] += n; }
-  std::array<uint64_t, 3> skipped_{};
+  std::array<uint64_t, kSkipCauseCount> skipped_{};
   std::function<Overlap(ProbeId)> on_overlap_;
 };
 

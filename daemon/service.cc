@@ -402,7 +402,7 @@ void Service::housekeeping() {
   // one probe loop stalls, not only when they all do.
   uint64_t beat = uv_hrtime();
   size_t in_flight = 0;
-  std::array<uint64_t, 3> skipped{};
+  std::array<uint64_t, kSkipCauseCount> skipped{};
   for (const auto& w : workers_) {
     const auto& st = w->stats();
     beat = std::min(beat, st.heartbeat_ns.load());

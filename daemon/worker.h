@@ -65,7 +65,7 @@ class ProbeWorker {
     std::atomic<double> saturation{0};      // share of the last second spent working
     std::atomic<size_t> in_flight{0};
     std::atomic<size_t> probes{0};
-    std::array<std::atomic<uint64_t>, 3> skipped{};  // by SkipCause
+    std::array<std::atomic<uint64_t>, kSkipCauseCount> skipped{};  // by SkipCause
   };
   const Stats& stats() const { return stats_; }
 

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <functional>
 #include <stdexcept>
+#include <thread>
 
 using namespace std::chrono_literals;
 using namespace canaryd;
@@ -470,9 +471,9 @@ TEST_CASE(
   }
   SECTION("a short timeout") {
     FakeTimeEngine t(500ms, 500ms);
-    t.at(t.first_slot + 80ms);
+    t.at(t.first_slot + 40ms);  // within its start bound, a tenth of the timeout
     REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
-    CHECK(t.probe->deadline_ns == ns(t.first_slot + 80ms + 500ms));
+    CHECK(t.probe->deadline_ns == ns(t.first_slot + 40ms + 500ms));
   }
 }
 
@@ -577,4 +578,53 @@ TEST_CASE(
     CHECK(t.results.size() == 1);
     CHECK(t.engine.in_flight() == 0);
   }
+}
+
+// Hangs, and on its first start holds the loop thread for `stall`, as a loop
+// buried in its own backlog does.
+class StallingProbe : public Probe {
+ public:
+  explicit StallingProbe(std::chrono::milliseconds stall) : stall_(stall) {}
+  void start(RunContext&, Done) override {
+    ++starts;
+    std::this_thread::sleep_for(std::exchange(stall_, std::chrono::milliseconds(0)));
+  }
+  CancelInfo cancel() override { return {}; }
+  std::string target() const override { return "stall"; }
+  int starts = 0;
+
+ private:
+  std::chrono::milliseconds stall_;
+};
+
+TEST_CASE(
+    "a timeout that passes after the loop went a quarter of it without polling is skipped as "
+    "starved, not blamed on the target, and on an attentive loop the same hang is a timeout") {
+  Loop l;
+  const bool stalled = GENERATE(true, false);
+  std::vector<ProbeResult> results;
+  Engine engine(&l.loop, l.services, l.clock);
+  engine.skip_starved_timeouts(0.25);
+  engine.on_result([&](const RunRecord& r) { results.push_back(r.result); });
+  auto owned = std::make_unique<StallingProbe>(stalled ? 300ms : 0ms);
+  StallingProbe* probe = owned.get();
+  std::vector<ConfiguredProbe> probes;
+  // Its deadline (100 ms) passes during the 300 ms stall.
+  probes.push_back(configured("stall", std::move(owned), 1s, 100ms));
+  engine.apply(std::move(probes));
+  // Blocking turns, so the loop's waits count as idle time; bounded by count
+  // (the first slot is at most 1 s away) and not by a clock.
+  for (int i = 0; i < 10'000 && results.empty() && engine.skipped(SkipCause::kStarved) == 0; ++i)
+    uv_run(&l.loop, UV_RUN_ONCE);
+  REQUIRE(probe->starts == 1);
+  if (stalled) {
+    CHECK(results.empty());
+    CHECK(engine.skipped(SkipCause::kStarved) == 1);
+  } else {
+    REQUIRE(results.size() == 1);
+    CHECK(results[0].reason == Reason::kTimeout);
+    CHECK(engine.skipped(SkipCause::kStarved) == 0);
+  }
+  CHECK(engine.in_flight() == 0);
+  engine.stop();
 }

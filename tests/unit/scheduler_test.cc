@@ -22,7 +22,7 @@ struct Driver {
 TEST_CASE("first runs are spread across the interval by a stable hash of the name") {
   Driver d;
   d.clock.set(Nanos(1'000'000'000'000));
-  for (int i = 0; i < 100; ++i) d.sched.add(i, "probe-" + std::to_string(i), 10s);
+  for (int i = 0; i < 100; ++i) d.sched.add(i, "probe-" + std::to_string(i), 10s, 10s);
   std::set<int64_t> first_dues;
   auto start = d.clock.now();
   // The loop wakes every 100 ms, well within the start bound.
@@ -43,7 +43,7 @@ TEST_CASE("first runs are spread across the interval by a stable hash of the nam
   // The same name gets the same offset on every restart.
   Driver other;
   other.clock.set(Nanos(1'000'000'000'000));
-  other.sched.add(7, "probe-7", 10s);
+  other.sched.add(7, "probe-7", 10s, 10s);
   other.clock.advance(10s);
   auto again = other.sched.take_due();
   REQUIRE(again.size() == 1);
@@ -53,7 +53,7 @@ TEST_CASE("first runs are spread across the interval by a stable hash of the nam
 
 TEST_CASE("runs are fixed-rate: run time does not make the schedule drift") {
   Driver d;
-  d.sched.add(1, "backend-health", 1s);
+  d.sched.add(1, "backend-health", 1s, 1s);
   auto first = d.sched.next_due();
   REQUIRE(first);
   std::vector<Nanos> dues;
@@ -72,7 +72,7 @@ TEST_CASE("runs are fixed-rate: run time does not make the schedule drift") {
 
 TEST_CASE("runs of one probe never overlap: a slot that comes due mid-run is skipped") {
   Driver d;
-  d.sched.add(1, "slow", 1s);
+  d.sched.add(1, "slow", 1s, 1s);
   auto first = *d.sched.next_due();
   d.clock.set(first);
   REQUIRE(d.sched.take_due().size() == 1);
@@ -97,13 +97,13 @@ TEST_CASE(
     "a stalled loop skips the missed slots instead of running them in a burst, and runs the "
     "latest slot if it is within the start bound") {
   Driver d;
-  d.sched.add(1, "p", 1s);
+  d.sched.add(1, "p", 1s, 1s);
   auto first = *d.sched.next_due();
-  d.clock.set(first + 3400ms);
+  d.clock.set(first + 3050ms);
   auto due = d.sched.take_due();
   REQUIRE(due.size() == 1);
-  CHECK(due[0].due == first + 3s);  // the latest slot, 400 ms late (the bound is 500 ms)
-  CHECK(due[0].lag == 400ms);
+  CHECK(due[0].due == first + 3s);  // the latest slot, 50 ms late (the bound is 100 ms)
+  CHECK(due[0].lag == 50ms);
   CHECK(d.sched.skipped(canaryd::SkipCause::kMissed) == 3);
   CHECK(d.sched.skipped_total() == 3);
   CHECK(*d.sched.next_due() == first + 4s);  // back on the grid
@@ -113,10 +113,15 @@ TEST_CASE(
     "a slot the loop comes to later than the start bound is skipped as late, never started "
     "late") {
   Driver d;
-  d.sched.add(1, "p", 10s);
+  d.sched.add(1, "p", 10s, 10s);
   auto first = *d.sched.next_due();
-  CHECK(Scheduler::start_bound(10s) == 1s);
-  CHECK(Scheduler::start_bound(1s) == 500ms);
+  // A tenth of the timeout, within [20 ms, 1 s], and never past half an
+  // interval.
+  CHECK(Scheduler::start_bound(10s, 10s) == 1s);
+  CHECK(Scheduler::start_bound(1s, 1s) == 100ms);
+  CHECK(Scheduler::start_bound(10s, 3s) == 300ms);
+  CHECK(Scheduler::start_bound(10s, 50ms) == 20ms);
+  CHECK(Scheduler::start_bound(30ms, 1s) == 15ms);
   d.clock.set(first + 1s);  // at the bound: still runs
   REQUIRE(d.sched.take_due().size() == 1);
   d.sched.finished(1);
@@ -132,8 +137,8 @@ TEST_CASE(
 
 TEST_CASE("removed probes are not dispatched and next_due is the earliest probe") {
   Driver d;
-  d.sched.add(1, "a", 1s);
-  d.sched.add(2, "b", 5s);
+  d.sched.add(1, "a", 1s, 1s);
+  d.sched.add(2, "b", 5s, 5s);
   auto a = *d.sched.next_due();
   d.sched.remove(1);
   CHECK(!d.sched.contains(1));
@@ -146,7 +151,7 @@ TEST_CASE("removed probes are not dispatched and next_due is the earliest probe"
 
 TEST_CASE("lag is measured as actual start minus due time") {
   Driver d;
-  d.sched.add(1, "p", 2s);
+  d.sched.add(1, "p", 2s, 2s);
   auto first = *d.sched.next_due();
   d.clock.set(first + 42ms);
   auto due = d.sched.take_due();
@@ -157,4 +162,17 @@ TEST_CASE("lag is measured as actual start minus due time") {
 TEST_CASE("stable_hash is FNV-1a and does not depend on the process") {
   CHECK(canaryd::stable_hash("") == 14695981039346656037ull);
   CHECK(canaryd::stable_hash("a") == 0xaf63dc4c8601ec8cull);
+}
+
+TEST_CASE("take_due hands out at most max_runs runs and leaves the rest due for the next turn") {
+  Driver d;
+  // One name, so one first slot for all ten.
+  for (int i = 0; i < 10; ++i) d.sched.add(i, "same-name", 1s, 1s);
+  d.clock.set(*d.sched.next_due());
+  const auto first = d.sched.take_due(4);
+  CHECK(first.size() == 4);
+  CHECK(*d.sched.next_due() <= d.clock.now());
+  const auto rest = d.sched.take_due(100);
+  CHECK(rest.size() == 6);
+  CHECK(d.sched.skipped_total() == 0);
 }
