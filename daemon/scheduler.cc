@@ -22,7 +22,8 @@ void Scheduler::add(ProbeId id, std::string_view name, Nanos interval, Nanos tim
   remove(id);
   if (interval.count() <= 0) interval = Nanos(1);
   Nanos offset(static_cast<int64_t>(stable_hash(name) % static_cast<uint64_t>(interval.count())));
-  Entry e{interval, start_bound(interval, timeout), clock_.now() + offset, false, std::nullopt};
+  Entry e{interval, start_bound(interval, timeout), clock_.now() + offset, false, std::nullopt,
+          Nanos(0)};
   queue_.emplace(e.next_due, id);
   entries_.emplace(id, e);
 }
@@ -62,14 +63,15 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due(size_t max_runs) {
     if (it == entries_.end() || it->second.running || !it->second.deferred) continue;
     Entry& e = it->second;
     const Nanos due = *std::exchange(e.deferred, std::nullopt);
-    if (now - due > 2 * e.start_bound) {
-      // It may wait the owner's grace (at most its start bound) for the run
-      // before it; past that the loop is late, as for any slot.
+    // The wait for the run before it was the target's time; only what came
+    // after that run ended is the loop's lateness.
+    const Nanos lag = now - std::max(due, e.finished_at);
+    if (lag > e.start_bound) {
       skip(SkipCause::kLate);
       continue;
     }
     e.running = true;
-    out.push_back({id, due, now - due});
+    out.push_back({id, due, lag});
   }
   while (!queue_.empty() && queue_.begin()->first <= now && out.size() < max_runs) {
     auto [due, id] = *queue_.begin();
@@ -126,6 +128,7 @@ void Scheduler::finished(ProbeId id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   it->second.running = false;
+  it->second.finished_at = clock_.now();
   if (it->second.deferred) ready_.push_back(id);
 }
 

@@ -60,7 +60,9 @@ class Scheduler {
   struct Dispatch {
     ProbeId id;
     Nanos due;  // the slot this run fills
-    Nanos lag;  // how late the run starts: now - due
+    // How late the loop starts the run: now - due, or for a slot that
+    // waited for the run before it, now - the end of that run.
+    Nanos lag;
   };
   // Every probe due by now that is not running, at most `max_runs` of them:
   // marked running, its next slot computed. Slots missed entirely (the loop
@@ -107,6 +109,7 @@ class Scheduler {
     Nanos next_due;
     bool running = false;
     std::optional<Nanos> deferred;  // a slot waiting for the run in flight
+    Nanos finished_at{0};           // when the last run ended
   };
   void advance_past_now(ProbeId id, Entry& e, Nanos now);
 
