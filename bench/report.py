@@ -188,11 +188,38 @@ def rows_g(g):
     return rows, notes
 
 
+def rows_k(k):
+    if not k:  # optional (run_all.sh k): no "not run" row
+        return [], []
+    rows, notes = [], []
+    for w in ("w1", "w2"):
+        r = k.get(w)
+        if r:
+            rows.append((f"(k) capacity, workers {r['workers']}", f"{r['runs_per_s']:,.0f} runs/s",
+                         f"lag p99 {pms(r['lag_p99'])}, {r['cpu_us_per_run']:.0f} µs/run",
+                         "lag p99 < 50 ms", "measured"))
+    if num(k.get("scaling")):
+        rows.append(("(k) scaling workers 1 -> 2", f"{k['scaling']:.2f}x",
+                     f"16 cores ~{k['projection_16_cores']:,.0f} runs/s (projection)", "", "-"))
+    o = k.get("overload")
+    if o:
+        rows.append(("(k) overload 2x: healthy failures", f"{o['healthy_failures_total']}",
+                     f"skipped {o['skipped']}", "0", yes(o["healthy_failures_total"] == 0)))
+    h = k.get("hung")
+    if h:
+        rows.append((f"(k) {h['hung']:,} hung: lag p99, RSS", f"{pms(h['lag_p99'])}, "
+                     f"{mib(h['rss_max'])}", f"threads {h['threads_max']}, healthy failures "
+                     f"{h['healthy_failures_total']}", "< 10 ms, < 400 MB",
+                     yes(h["lag_p99"] < 0.010 and h["rss_max"] < 400e6
+                         and h["healthy_failures_total"] == 0)))
+    return rows, notes
+
+
 def main():
     d = sys.argv[1]
     rows, notes = [], []
     for fn, name in ((rows_a, "a_cpu"), (rows_b, "b_latency"), (rows_c, "c_scale"),
-                     (rows_w, "websocket"), (rows_g, "agent")):
+                     (rows_k, "c_capacity"), (rows_w, "websocket"), (rows_g, "agent")):
         r, n = fn(load(d, name))
         rows += r
         notes += n

@@ -6,6 +6,8 @@
 #   bench/run_all.sh a b c w  # w (WebSocket, bench_websocket.py, ~3 min) is optional:
 #                             # not in the default set
 #   bench/run_all.sh g        # g (agent conversations, bench_agent.py, ~2 min): optional too
+#   bench/run_all.sh k        # k (capacity, overload, hung concurrency, bench_capacity.py,
+#                             # ~10 min): optional too
 #
 # Builds a Release canaryd and the bench tools in $CANARYD_BUILD_DIR
 # (default build-release/) if needed. Every server runs on 127.0.0.1, on a free
@@ -21,13 +23,13 @@ export CANARYD_BUILD_DIR=$build
 benches=("$@")
 ((${#benches[@]})) || benches=(a b c)
 for b in "${benches[@]}"; do
-  case $b in a | b | c | w | g) ;; *) echo "run_all.sh: unknown benchmark '$b' (use a, b, c, w, g)" >&2; exit 2 ;; esac
+  case $b in a | b | c | k | w | g) ;; *) echo "run_all.sh: unknown benchmark '$b' (use a, b, c, k, w, g)" >&2; exit 2 ;; esac
 done
 
 missing=()
 tools=(python3 cmake)
 # nginx, curl and blackbox_exporter are for a, b and c; w and g need only the fixture (python3).
-if [[ " ${benches[*]} " =~ [abc] ]]; then
+if [[ " ${benches[*]} " =~ [abck] ]]; then
   tools+=(nginx curl /usr/bin/prometheus-blackbox-exporter)
   [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ] || missing+=(libnginx-mod-http-echo)
 fi
@@ -68,7 +70,7 @@ stop_child() {
 trap stop_child EXIT
 trap 'stop_child; exit 130' INT TERM HUP
 
-declare -A script=([a]=bench_cpu.py [b]=bench_latency.py [c]=bench_scale.py [w]=bench_websocket.py
+declare -A script=([a]=bench_cpu.py [b]=bench_latency.py [c]=bench_scale.py [k]=bench_capacity.py [w]=bench_websocket.py
                    [g]=bench_agent.py)
 failed=()
 start=$SECONDS
