@@ -475,10 +475,17 @@ int Service::run() {
   // contexts in one process (one per loop) lws 4.1 leaks a client SSL_CTX at
   // exit, so one per CPU is not yet the default (docs/architecture.md).
   const int workers = std::max(1, load.config->global.workers);
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) watchdog_usec = 0;
+  // The watchdog pings every half period while every loop's heartbeat is
+  // younger than that: eight beats a period keep a live loop well inside it
+  // (a 1 s beat would stop the pings of a WatchdogSec= under about 3 s).
+  const auto beat = std::chrono::milliseconds(
+      watchdog_usec ? std::clamp<uint64_t>(watchdog_usec / 8000, 10, 1000) : 1000);
   for (int i = 0; i < workers; ++i) {
     workers_.push_back(std::make_unique<ProbeWorker>(
         i, daemon_metrics_.lag(i),
-        [this](const RunRecord& rec, ProbeBook::Transition t) { on_run_result(rec, t); }));
+        [this](const RunRecord& rec, ProbeBook::Transition t) { on_run_result(rec, t); }, beat));
     books_.push_back(&workers_.back()->book());
   }
   state_.set_books(books_);
@@ -545,8 +552,7 @@ int Service::run() {
       },
       0, 1000);
   uv_timer_init(&loop_, &watchdog_timer_);
-  uint64_t watchdog_usec = 0;
-  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+  if (watchdog_usec > 0) {
     // Pinged from the loop itself: a stalled loop stops the pings and systemd
     // restarts the daemon.
     watchdog_ns_ = watchdog_usec * 1000;

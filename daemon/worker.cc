@@ -18,7 +18,8 @@ int worker_of(std::string_view probe_name, int workers) {
   return jump_consistent_hash(key * 0xff51afd7ed558ccdULL, workers);
 }
 
-ProbeWorker::ProbeWorker(int index, prometheus::Histogram& lag, ResultHook on_result)
+ProbeWorker::ProbeWorker(int index, prometheus::Histogram& lag, ResultHook on_result,
+                         std::chrono::milliseconds beat)
     : index_(index), lag_(lag), on_result_(std::move(on_result)) {
   uv_loop_init(&loop_);
   // Idle time (time blocked in the poll) gives the loop's saturation.
@@ -45,7 +46,7 @@ ProbeWorker::ProbeWorker(int index, prometheus::Histogram& lag, ResultHook on_re
       [](uv_timer_t* h) {
         guarded("worker stats", [h] { static_cast<ProbeWorker*>(h->data)->refresh_stats(); });
       },
-      0, 1000);
+      0, static_cast<uint64_t>(std::max<int64_t>(1, beat.count())));
   thread_ = std::thread([this] { run_loop(); });
 }
 
