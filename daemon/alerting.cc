@@ -99,13 +99,38 @@ class RuleWriter {
   void recording(YAML::Emitter& out, const std::string& w) {
     // Success ratios come from the counters, not the last-result gauge: a
     // window's every run counts once, whatever the scrape interval.
-    record(out, "canary:probe_runs:increase_" + w,
-           fmt::format("sum by ({}) (increase(canary_probe_runs_total[{}]))", probe_by_, w));
+    //
+    // A replica is one scrape target: an HA copy, or the shard a probe ran
+    // on before it moved. Each is judged on its own runs, and a probe by its
+    // best replica: a replica whose own network is broken never drags the
+    // probe's ratio down while another sees the target fine, and a probe
+    // that moved shards mid-window has both in the window, so its series
+    // neither break nor double.
+    const std::string replica_by = join({probe_by_, "instance"});
+    const std::string runs_i = "canary:replica_probe_runs:increase_" + w;
+    const std::string fails_i = "canary:replica_probe_failures:increase_" + w;
+    const std::string ratio_i = "canary:replica_probe_success:ratio_" + w;
+    const std::string runs = "canary:probe_runs:increase_" + w;
+    const std::string ratio = "canary:probe_success:ratio_" + w;
+    record(out, runs_i,
+           fmt::format("sum by ({}) (increase(canary_probe_runs_total[{}]))", replica_by, w));
+    record(out, fails_i,
+           fmt::format("sum by ({}) (increase(canary_probe_failures_total[{}]))", replica_by, w));
+    record(out, ratio_i, fmt::format("1 - {} / {}", fails_i, runs_i));
+    record(out, ratio, fmt::format("max by ({}) ({})", probe_by_, ratio_i));
+    // The most runs any replica saw: the min_runs guard then holds across a
+    // move as long as either side of it has enough.
+    record(out, runs, fmt::format("max by ({}) ({})", probe_by_, runs_i));
+    // The best replica's failures scaled to those runs, so that the type,
+    // category and overall ratios (which sum failures and runs) agree with
+    // the probe's. The scale is runs / the replica's runs, exactly 1 for a
+    // single replica: its failures come out unchanged, where runs x (1 -
+    // ratio) would be off in the last bit. Without a ratio (no runs in the
+    // window) there is no best replica, and the failures are all zero.
     record(out, "canary:probe_failures:increase_" + w,
-           fmt::format("sum by ({}) (increase(canary_probe_failures_total[{}]))", probe_by_, w));
-    record(
-        out, "canary:probe_success:ratio_" + w,
-        fmt::format("1 - canary:probe_failures:increase_{0} / canary:probe_runs:increase_{0}", w));
+           fmt::format("max by ({0}) ({1} * ({2} / on ({0}) group_right () {3}) and on ({4}) "
+                       "({5} == on ({0}) group_left () {6})) or max by ({0}) ({1})",
+                       probe_by_, fails_i, runs, runs_i, replica_by, ratio_i, ratio));
     auto aggregate = [&](const std::string& level, const std::string& labels,
                          const std::string& filter) {
       std::string runs = fmt::format("canary:probe_runs:increase_{}{}", w, filter);
@@ -122,23 +147,28 @@ class RuleWriter {
     std::string critical = fmt::format(" and on ({}) canary_probe_info{{critical=\"true\"}}",
                                        join({"probe", globals_}));
     aggregate("critical", "", critical);
+    // Latency, too, is the best replica's: a replica starved of CPU or on a
+    // slow path of its own sees slow runs that the target is not to blame for.
     record(out, "canary:probe_latency_seconds:mean_" + w,
-           fmt::format("sum by ({0}) (rate(canary_probe_duration_seconds_sum[{1}])) / sum by "
-                       "({0}) (rate(canary_probe_duration_seconds_count[{1}]))",
-                       probe_by_, w));
+           fmt::format("min by ({0}) (sum by ({1}) (rate(canary_probe_duration_seconds_sum[{2}])) "
+                       "/ sum by ({1}) (rate(canary_probe_duration_seconds_count[{2}])))",
+                       probe_by_, replica_by, w));
     record(out, "canary:probe_latency_seconds:p95_" + w,
-           fmt::format("histogram_quantile(0.95, sum by (le, {}) "
-                       "(rate(canary_probe_duration_seconds_bucket[{}])))",
-                       probe_by_, w));
+           fmt::format("min by ({}) (histogram_quantile(0.95, sum by (le, {}) "
+                       "(rate(canary_probe_duration_seconds_bucket[{}]))))",
+                       probe_by_, replica_by, w));
   }
 
   // The most frequent failure reason over the long window, for the
   // description: Prometheus runs this query when it renders the annotation.
   // It is narrowed by the alert's own labels (`filter_labels` and the global
   // labels), so another environment's probes never supply the reason;
-  // `critical_only` joins with the info series as the critical ratio does.
-  std::string top_reason(std::vector<std::string> filter_labels, bool critical_only = false) const {
-    for (const auto& g : global_names_) filter_labels.push_back(g);
+  // `critical_only` joins with the info series as the critical ratio does;
+  // `across_locations` sums the reasons of every location.
+  std::string top_reason(std::vector<std::string> filter_labels, bool critical_only = false,
+                         bool across_locations = false) const {
+    for (const auto& g : global_names_)
+      if (!across_locations || g != "location") filter_labels.push_back(g);
     std::string matchers, args;
     for (const auto& l : filter_labels) {
       matchers += (matchers.empty() ? "" : ",") + l + "=%q";
