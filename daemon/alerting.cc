@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 
 namespace canaryd {
@@ -68,6 +69,11 @@ class RuleWriter {
   RuleWriter(const AlertingConfig& cfg, const std::vector<std::string>& globals)
       : cfg_(cfg), globals_(join(globals)), global_names_(globals) {
     probe_by_ = join({"probe", "type", "category", globals_});
+    across_labels_ = {"probe"};
+    for (const auto& g : globals)
+      if (g != "location") across_labels_.push_back(g);
+    across_by_ = join({"probe", "type", "category"});
+    for (size_t i = 1; i < across_labels_.size(); ++i) across_by_ += ", " + across_labels_[i];
     short_ = prom_duration(cfg.short_window);
     long_ = prom_duration(cfg.long_window);
   }
@@ -186,6 +192,55 @@ class RuleWriter {
            " | query }}{{ range . }}{{ .Labels.reason }}{{ end }}{{ else }}none{{ end }}";
   }
 
+  int locations_of(const AlertRuleConfig& r) const {
+    return judges_probe_results(r) ? r.min_failing_locations.value_or(cfg_.min_failing_locations)
+                                   : 1;
+  }
+
+  // A probe alert's expression from `in_location(filter)`, its condition per
+  // probe and location (`filter`: more matchers for each of its selectors),
+  // and a sentence for the description. One location is enough by default:
+  // an alert per failing location, the shape Alertmanager's inhibition by
+  // [env, location] expects. With N, one alert per probe whose condition
+  // holds in at least N locations, valued at the worst location. A location
+  // whose canaryd is overloaded does not count: its results may be its own
+  // doing, which Alertmanager's mute by location cannot see in an alert
+  // without a location.
+  std::pair<std::string, std::string> probe_alert(
+      const AlertRuleConfig& r, const std::function<std::string(const std::string&)>& in_location,
+      bool higher_is_worse) const {
+    const int n = locations_of(r);
+    if (n <= 1) return {in_location(""), ""};
+    std::string overloaded;
+    for (const auto& other : cfg_.rules)
+      if (other.key == "canaryd_overloaded" && other.enabled)
+        overloaded =
+            fmt::format(" unless on ({}) ALERTS{{alertname=\"{}\", alertstate=\"firing\"}}",
+                        globals_, other.name);
+    std::string cond = "(" + in_location("") + ")" + overloaded;
+    std::string expr = fmt::format("{0} by ({1}) ({2}) and on ({1}) (count by ({1}) ({2}) >= {3})",
+                                   higher_is_worse ? "max" : "min", across_by_, cond, n);
+    // How many locations fail now, counted when the annotation is rendered.
+    std::string matchers, args;
+    for (const auto& l : across_labels_) {
+      matchers += "," + l + "=%q";
+      args += " $labels." + l;
+    }
+    std::string filtered = in_location(matchers);
+    std::string repeated;
+    for (size_t at = filtered.find(matchers); at != std::string::npos;
+         at = filtered.find(matchers, at + 1))
+      repeated += args;
+    std::string query = "count((" + filtered + ")" + overloaded + ")";
+    std::string quoted;
+    for (char c : query) quoted += c == '"' ? std::string("\\\"") : std::string(1, c);
+    std::string sentence = fmt::format(
+        " That is the worst of {{{{ with printf \"{}\"{} | query }}}}{{{{ . | first | value }}}}"
+        "{{{{ else }}}}{}{{{{ end }}}} locations failing; {} must fail to page.",
+        quoted, repeated, n, n);
+    return {expr, sentence};
+  }
+
   void alert(YAML::Emitter& out, const AlertRuleConfig& r) {
     const std::string& w = r.long_window ? long_ : short_;
     std::string guard = fmt::format("canary:probe_runs:increase_{}", w);
@@ -194,7 +249,8 @@ class RuleWriter {
     std::string probe_text =
         "{{ $labels.probe }} ({{ $labels.type }}, category {{ "
         "$labels.category }})";
-    std::string reason = "Top failure reason over " + long_ + ": " + top_reason({"probe"}) + ".";
+    std::string reason = "Top failure reason over " + long_ + ": " +
+                         top_reason({"probe"}, false, locations_of(r) > 1) + ".";
     // "Success over the last 5m is 42% <rest>" and "<what> over the last 5m is
     // 12s <rest>": the sentence every ratio and latency alert opens with.
     auto success_is = [&](const std::string& rest) {
@@ -213,8 +269,12 @@ class RuleWriter {
       const char* op = a.measure == TypeAlert::Measure::kSuccessAtMost ? "<=" : "<";
       std::string series =
           ratio ? "canary:probe_success:ratio_" + w : "canary:probe_latency_seconds:mean_" + w;
-      expr = fmt::format("{0}{{type=\"{1}\"}} {2} {3} and {4}{{type=\"{1}\"}} >= {5}", series,
-                         r.type, ratio ? op : ">", thr, guard, cfg_.min_runs);
+      auto in_location = [&](const std::string& filter) {
+        return fmt::format("{0}{{type=\"{1}\"{6}}} {2} {3} and {4}{{type=\"{1}\"{6}}} >= {5}",
+                           series, r.type, ratio ? op : ">", thr, guard, cfg_.min_runs, filter);
+      };
+      auto [e, locations] = probe_alert(r, in_location, !ratio);
+      expr = e;
       const std::map<std::string_view, std::string> fields = {
           {"{probe}", probe_text},
           {"{window}", w},
@@ -225,16 +285,21 @@ class RuleWriter {
           {"{down_for}", prom_duration(r.for_duration + cfg_.long_window)},
       };
       summary = fill(a.summary, fields);
-      description = fill(a.description, fields) + " " + reason;
+      description = fill(a.description, fields) + locations + " " + reason;
     } else if (key == "latency_p95_high") {
       std::string types;
       for (const auto& t : cfg_.latency_types) types += (types.empty() ? "" : "|") + t;
-      expr = fmt::format(
-          "canary:probe_latency_seconds:p95_{0}{{type=~\"{1}\"}} > {2} and {3}{{type=~\"{1}\"}} "
-          ">= {4}",
-          w, types, thr, guard, cfg_.min_runs);
+      auto in_location = [&](const std::string& filter) {
+        return fmt::format(
+            "canary:probe_latency_seconds:p95_{0}{{type=~\"{1}\"{5}}} > {2} and "
+            "{3}{{type=~\"{1}\"{5}}} >= {4}",
+            w, types, thr, guard, cfg_.min_runs, filter);
+      };
+      auto [e, locations] = probe_alert(r, in_location, true);
+      expr = e;
       summary = "Probe " + probe_text + " p95 above the " + seconds_text(r.threshold) + " baseline";
-      description = duration_is("p95 run time", " (baseline " + seconds_text(r.threshold) + ").");
+      description =
+          duration_is("p95 run time", " (baseline " + seconds_text(r.threshold) + ").") + locations;
     } else if (key == "critical_success_low" || key == "overall_success_low") {
       std::string level = key == "critical_success_low" ? "critical" : "overall";
       expr = fmt::format(
@@ -350,6 +415,9 @@ class RuleWriter {
   std::string globals_;
   std::vector<std::string> global_names_;
   std::string probe_by_;
+  // A probe across locations: its labels, and the filter of its queries.
+  std::string across_by_;
+  std::vector<std::string> across_labels_;
   std::string short_;
   std::string long_;
 };

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "daemon/alerting.h"
@@ -70,7 +71,8 @@ AlertingConfig default_alerting() {
         bool ratio = a.measure != TypeAlert::Measure::kMeanSecondsAbove;
         cfg.rules.push_back({std::string(a.key), std::string(a.name), std::string(a.severity), true,
                              ratio ? ThresholdKind::kRatio : ThresholdKind::kSeconds, a.threshold,
-                             a.for_duration, a.long_window, std::string(type.name), a});
+                             a.for_duration, a.long_window, std::string(type.name), a,
+                             std::nullopt});
       }
     }
     for (const auto& d : rule_defaults())
@@ -84,17 +86,40 @@ AlertingConfig default_alerting() {
                              d.for_duration,
                              d.long_window,
                              {},
+                             std::nullopt,
                              std::nullopt});
   }
   return cfg;
 }
 
-void read_alerting(YamlSection& s, AlertingConfig& out) {
+bool judges_probe_results(const AlertRuleConfig& rule) {
+  return rule.type_alert.has_value() || rule.key == "latency_p95_high";
+}
+
+void read_alerting(YamlSection& s, AlertingConfig& out,
+                   const std::vector<std::string>& global_label_names) {
+  // Locations are told apart by the label `location` alone: without it every
+  // canaryd of an environment looks like one location, and N of them could
+  // never agree.
+  const bool has_location = std::find(global_label_names.begin(), global_label_names.end(),
+                                      "location") != global_label_names.end();
+  auto read_locations = [&](YamlSection& sec) -> std::optional<int> {
+    auto n = sec.get_int("min_failing_locations", 1, 1000);
+    if (n && *n > 1 && !has_location) {
+      sec.error("min_failing_locations",
+                fmt::format("{} locations need a global label named location "
+                            "(global.labels), and this config has none",
+                            *n));
+      return std::nullopt;
+    }
+    return n ? std::optional<int>(static_cast<int>(*n)) : std::nullopt;
+  };
   if (auto w = s.get_duration("short_window")) out.short_window = *w;
   if (auto w = s.get_duration("long_window")) out.long_window = *w;
   if (out.long_window < out.short_window)
     s.error("long_window", "must not be shorter than short_window");
   if (auto n = s.get_int("min_runs", 1, 100000)) out.min_runs = static_cast<int>(*n);
+  if (auto n = read_locations(s)) out.min_failing_locations = *n;
   if (auto t = s.get_string("runbook_url_template")) out.runbook_url_template = *t;
   if (auto j = s.get_string("job")) out.job = *j;
   if (auto types = s.get_string_list("latency_types")) out.latency_types = *types;
@@ -115,6 +140,14 @@ void read_alerting(YamlSection& s, AlertingConfig& out) {
           r->error("window", fmt::format("\"{}\" is not short or long", *w));
         else
           rule.long_window = *w == "long";
+      }
+      if (r->has("min_failing_locations") && !judges_probe_results(rule)) {
+        r->get_node("min_failing_locations");
+        r->error("min_failing_locations",
+                 "applies only to the alerts on one probe's results (a probe type's alerts "
+                 "and latency_p95_high)");
+      } else if (auto n = read_locations(*r)) {
+        rule.min_failing_locations = *n;
       }
       switch (rule.kind) {
         case ThresholdKind::kRatio:
