@@ -5,51 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 
 namespace canaryd {
 
 namespace {
-
-using namespace std::chrono_literals;
-
-struct RuleDefault {
-  const char* key;
-  const char* name;
-  const char* severity;
-  ThresholdKind kind;
-  double threshold;
-  Duration for_duration;
-  bool long_window;
-};
-
-// The brief's escalation thresholds for every probe, whatever its type. A
-// type's own alerts are declared in its folder (ProbeType::alerts).
-const std::vector<RuleDefault>& rule_defaults() {
-  static const std::vector<RuleDefault> rules = {
-      {"critical_success_low", "CanaryCriticalProbesFailing", "P1", ThresholdKind::kRatio, 0.8,
-       10min, false},
-      {"canaryd_down", "CanarydDown", "P1", ThresholdKind::kNone, 0, 5min, false},
-      {"canaryd_overloaded", "CanarydOverloaded", "P1", ThresholdKind::kRatio, 0.9, 5min, false},
-      {"shard_missing", "CanarydShardMissing", "P1", ThresholdKind::kNone, 0, 5min, false},
-      {"shard_totals_mismatch", "CanarydShardTotalsMismatch", "P1", ThresholdKind::kNone, 0, 5min,
-       false},
-      {"probes_unassigned", "CanarydProbesUnassigned", "P1", ThresholdKind::kNone, 0, 5min, false},
-      {"tls_expiry_critical", "CanaryTLSCertExpiryCritical", "P1", ThresholdKind::kSeconds,
-       3 * 86400, 10min, false},
-      {"overall_success_low", "CanaryOverallSuccessLow", "P2", ThresholdKind::kRatio, 0.85, 15min,
-       false},
-      {"category_success_low", "CanaryCategorySuccessLow", "P2", ThresholdKind::kRatio, 0.75, 15min,
-       false},
-      {"latency_p95_high", "CanaryLatencyP95High", "P2", ThresholdKind::kSeconds, 2, 30min, false},
-      {"probe_stale", "CanaryProbeStale", "P2", ThresholdKind::kCount, 3, 0s, false},
-      {"config_reload_failed", "CanaryConfigReloadFailed", "P2", ThresholdKind::kNone, 0, 1min,
-       false},
-      {"tls_expiry_warning", "CanaryTLSCertExpiringSoon", "P2", ThresholdKind::kSeconds, 14 * 86400,
-       1h, false},
-  };
-  return rules;
-}
 
 // Prometheus durations: whole units, largest first ("1h30m", "90s").
 std::string prom_duration(Duration d) {
@@ -108,6 +69,11 @@ class RuleWriter {
   RuleWriter(const AlertingConfig& cfg, const std::vector<std::string>& globals)
       : cfg_(cfg), globals_(join(globals)), global_names_(globals) {
     probe_by_ = join({"probe", "type", "category", globals_});
+    across_labels_ = {"probe"};
+    for (const auto& g : globals)
+      if (g != "location") across_labels_.push_back(g);
+    across_by_ = join({"probe", "type", "category"});
+    for (size_t i = 1; i < across_labels_.size(); ++i) across_by_ += ", " + across_labels_[i];
     short_ = prom_duration(cfg.short_window);
     long_ = prom_duration(cfg.long_window);
   }
@@ -139,13 +105,38 @@ class RuleWriter {
   void recording(YAML::Emitter& out, const std::string& w) {
     // Success ratios come from the counters, not the last-result gauge: a
     // window's every run counts once, whatever the scrape interval.
-    record(out, "canary:probe_runs:increase_" + w,
-           fmt::format("sum by ({}) (increase(canary_probe_runs_total[{}]))", probe_by_, w));
+    //
+    // A replica is one scrape target: an HA copy, or the shard a probe ran
+    // on before it moved. Each is judged on its own runs, and a probe by its
+    // best replica: a replica whose own network is broken never drags the
+    // probe's ratio down while another sees the target fine, and a probe
+    // that moved shards mid-window has both in the window, so its series
+    // neither break nor double.
+    const std::string replica_by = join({probe_by_, "instance"});
+    const std::string runs_i = "canary:replica_probe_runs:increase_" + w;
+    const std::string fails_i = "canary:replica_probe_failures:increase_" + w;
+    const std::string ratio_i = "canary:replica_probe_success:ratio_" + w;
+    const std::string runs = "canary:probe_runs:increase_" + w;
+    const std::string ratio = "canary:probe_success:ratio_" + w;
+    record(out, runs_i,
+           fmt::format("sum by ({}) (increase(canary_probe_runs_total[{}]))", replica_by, w));
+    record(out, fails_i,
+           fmt::format("sum by ({}) (increase(canary_probe_failures_total[{}]))", replica_by, w));
+    record(out, ratio_i, fmt::format("1 - {} / {}", fails_i, runs_i));
+    record(out, ratio, fmt::format("max by ({}) ({})", probe_by_, ratio_i));
+    // The most runs any replica saw: the min_runs guard then holds across a
+    // move as long as either side of it has enough.
+    record(out, runs, fmt::format("max by ({}) ({})", probe_by_, runs_i));
+    // The best replica's failures scaled to those runs, so that the type,
+    // category and overall ratios (which sum failures and runs) agree with
+    // the probe's. The scale is runs / the replica's runs, exactly 1 for a
+    // single replica: its failures come out unchanged, where runs x (1 -
+    // ratio) would be off in the last bit. Without a ratio (no runs in the
+    // window) there is no best replica, and the failures are all zero.
     record(out, "canary:probe_failures:increase_" + w,
-           fmt::format("sum by ({}) (increase(canary_probe_failures_total[{}]))", probe_by_, w));
-    record(
-        out, "canary:probe_success:ratio_" + w,
-        fmt::format("1 - canary:probe_failures:increase_{0} / canary:probe_runs:increase_{0}", w));
+           fmt::format("max by ({0}) ({1} * ({2} / on ({0}) group_right () {3}) and on ({4}) "
+                       "({5} == on ({0}) group_left () {6})) or max by ({0}) ({1})",
+                       probe_by_, fails_i, runs, runs_i, replica_by, ratio_i, ratio));
     auto aggregate = [&](const std::string& level, const std::string& labels,
                          const std::string& filter) {
       std::string runs = fmt::format("canary:probe_runs:increase_{}{}", w, filter);
@@ -162,23 +153,28 @@ class RuleWriter {
     std::string critical = fmt::format(" and on ({}) canary_probe_info{{critical=\"true\"}}",
                                        join({"probe", globals_}));
     aggregate("critical", "", critical);
+    // Latency, too, is the best replica's: a replica starved of CPU or on a
+    // slow path of its own sees slow runs that the target is not to blame for.
     record(out, "canary:probe_latency_seconds:mean_" + w,
-           fmt::format("sum by ({0}) (rate(canary_probe_duration_seconds_sum[{1}])) / sum by "
-                       "({0}) (rate(canary_probe_duration_seconds_count[{1}]))",
-                       probe_by_, w));
+           fmt::format("min by ({0}) (sum by ({1}) (rate(canary_probe_duration_seconds_sum[{2}])) "
+                       "/ sum by ({1}) (rate(canary_probe_duration_seconds_count[{2}])))",
+                       probe_by_, replica_by, w));
     record(out, "canary:probe_latency_seconds:p95_" + w,
-           fmt::format("histogram_quantile(0.95, sum by (le, {}) "
-                       "(rate(canary_probe_duration_seconds_bucket[{}])))",
-                       probe_by_, w));
+           fmt::format("min by ({}) (histogram_quantile(0.95, sum by (le, {}) "
+                       "(rate(canary_probe_duration_seconds_bucket[{}]))))",
+                       probe_by_, replica_by, w));
   }
 
   // The most frequent failure reason over the long window, for the
   // description: Prometheus runs this query when it renders the annotation.
   // It is narrowed by the alert's own labels (`filter_labels` and the global
   // labels), so another environment's probes never supply the reason;
-  // `critical_only` joins with the info series as the critical ratio does.
-  std::string top_reason(std::vector<std::string> filter_labels, bool critical_only = false) const {
-    for (const auto& g : global_names_) filter_labels.push_back(g);
+  // `critical_only` joins with the info series as the critical ratio does;
+  // `across_locations` sums the reasons of every location.
+  std::string top_reason(std::vector<std::string> filter_labels, bool critical_only = false,
+                         bool across_locations = false) const {
+    for (const auto& g : global_names_)
+      if (!across_locations || g != "location") filter_labels.push_back(g);
     std::string matchers, args;
     for (const auto& l : filter_labels) {
       matchers += (matchers.empty() ? "" : ",") + l + "=%q";
@@ -196,6 +192,55 @@ class RuleWriter {
            " | query }}{{ range . }}{{ .Labels.reason }}{{ end }}{{ else }}none{{ end }}";
   }
 
+  int locations_of(const AlertRuleConfig& r) const {
+    return judges_probe_results(r) ? r.min_failing_locations.value_or(cfg_.min_failing_locations)
+                                   : 1;
+  }
+
+  // A probe alert's expression from `in_location(filter)`, its condition per
+  // probe and location (`filter`: more matchers for each of its selectors),
+  // and a sentence for the description. One location is enough by default:
+  // an alert per failing location, the shape Alertmanager's inhibition by
+  // [env, location] expects. With N, one alert per probe whose condition
+  // holds in at least N locations, valued at the worst location. A location
+  // whose canaryd is overloaded does not count: its results may be its own
+  // doing, which Alertmanager's mute by location cannot see in an alert
+  // without a location.
+  std::pair<std::string, std::string> probe_alert(
+      const AlertRuleConfig& r, const std::function<std::string(const std::string&)>& in_location,
+      bool higher_is_worse) const {
+    const int n = locations_of(r);
+    if (n <= 1) return {in_location(""), ""};
+    std::string overloaded;
+    for (const auto& other : cfg_.rules)
+      if (other.key == "canaryd_overloaded" && other.enabled)
+        overloaded =
+            fmt::format(" unless on ({}) ALERTS{{alertname=\"{}\", alertstate=\"firing\"}}",
+                        globals_, other.name);
+    std::string cond = "(" + in_location("") + ")" + overloaded;
+    std::string expr = fmt::format("{0} by ({1}) ({2}) and on ({1}) (count by ({1}) ({2}) >= {3})",
+                                   higher_is_worse ? "max" : "min", across_by_, cond, n);
+    // How many locations fail now, counted when the annotation is rendered.
+    std::string matchers, args;
+    for (const auto& l : across_labels_) {
+      matchers += "," + l + "=%q";
+      args += " $labels." + l;
+    }
+    std::string filtered = in_location(matchers);
+    std::string repeated;
+    for (size_t at = filtered.find(matchers); at != std::string::npos;
+         at = filtered.find(matchers, at + 1))
+      repeated += args;
+    std::string query = "count((" + filtered + ")" + overloaded + ")";
+    std::string quoted;
+    for (char c : query) quoted += c == '"' ? std::string("\\\"") : std::string(1, c);
+    std::string sentence = fmt::format(
+        " That is the worst of {{{{ with printf \"{}\"{} | query }}}}{{{{ . | first | value }}}}"
+        "{{{{ else }}}}{}{{{{ end }}}} locations failing; {} must fail to page.",
+        quoted, repeated, n, n);
+    return {expr, sentence};
+  }
+
   void alert(YAML::Emitter& out, const AlertRuleConfig& r) {
     const std::string& w = r.long_window ? long_ : short_;
     std::string guard = fmt::format("canary:probe_runs:increase_{}", w);
@@ -204,7 +249,8 @@ class RuleWriter {
     std::string probe_text =
         "{{ $labels.probe }} ({{ $labels.type }}, category {{ "
         "$labels.category }})";
-    std::string reason = "Top failure reason over " + long_ + ": " + top_reason({"probe"}) + ".";
+    std::string reason = "Top failure reason over " + long_ + ": " +
+                         top_reason({"probe"}, false, locations_of(r) > 1) + ".";
     // "Success over the last 5m is 42% <rest>" and "<what> over the last 5m is
     // 12s <rest>": the sentence every ratio and latency alert opens with.
     auto success_is = [&](const std::string& rest) {
@@ -223,8 +269,12 @@ class RuleWriter {
       const char* op = a.measure == TypeAlert::Measure::kSuccessAtMost ? "<=" : "<";
       std::string series =
           ratio ? "canary:probe_success:ratio_" + w : "canary:probe_latency_seconds:mean_" + w;
-      expr = fmt::format("{0}{{type=\"{1}\"}} {2} {3} and {4}{{type=\"{1}\"}} >= {5}", series,
-                         r.type, ratio ? op : ">", thr, guard, cfg_.min_runs);
+      auto in_location = [&](const std::string& filter) {
+        return fmt::format("{0}{{type=\"{1}\"{6}}} {2} {3} and {4}{{type=\"{1}\"{6}}} >= {5}",
+                           series, r.type, ratio ? op : ">", thr, guard, cfg_.min_runs, filter);
+      };
+      auto [e, locations] = probe_alert(r, in_location, !ratio);
+      expr = e;
       const std::map<std::string_view, std::string> fields = {
           {"{probe}", probe_text},
           {"{window}", w},
@@ -235,16 +285,21 @@ class RuleWriter {
           {"{down_for}", prom_duration(r.for_duration + cfg_.long_window)},
       };
       summary = fill(a.summary, fields);
-      description = fill(a.description, fields) + " " + reason;
+      description = fill(a.description, fields) + locations + " " + reason;
     } else if (key == "latency_p95_high") {
       std::string types;
       for (const auto& t : cfg_.latency_types) types += (types.empty() ? "" : "|") + t;
-      expr = fmt::format(
-          "canary:probe_latency_seconds:p95_{0}{{type=~\"{1}\"}} > {2} and {3}{{type=~\"{1}\"}} "
-          ">= {4}",
-          w, types, thr, guard, cfg_.min_runs);
+      auto in_location = [&](const std::string& filter) {
+        return fmt::format(
+            "canary:probe_latency_seconds:p95_{0}{{type=~\"{1}\"{5}}} > {2} and "
+            "{3}{{type=~\"{1}\"{5}}} >= {4}",
+            w, types, thr, guard, cfg_.min_runs, filter);
+      };
+      auto [e, locations] = probe_alert(r, in_location, true);
+      expr = e;
       summary = "Probe " + probe_text + " p95 above the " + seconds_text(r.threshold) + " baseline";
-      description = duration_is("p95 run time", " (baseline " + seconds_text(r.threshold) + ").");
+      description =
+          duration_is("p95 run time", " (baseline " + seconds_text(r.threshold) + ").") + locations;
     } else if (key == "critical_success_low" || key == "overall_success_low") {
       std::string level = key == "critical_success_low" ? "critical" : "overall";
       expr = fmt::format(
@@ -361,96 +416,14 @@ class RuleWriter {
   std::string globals_;
   std::vector<std::string> global_names_;
   std::string probe_by_;
+  // A probe across locations: its labels, and the filter of its queries.
+  std::string across_by_;
+  std::vector<std::string> across_labels_;
   std::string short_;
   std::string long_;
 };
 
 }  // namespace
-
-AlertingConfig default_alerting() {
-  AlertingConfig cfg;
-  cfg.short_window = 5min;
-  cfg.long_window = 1h;
-  cfg.min_runs = 3;
-  cfg.job = "canaryd";
-  cfg.latency_types.clear();
-  for (const auto& type : probe_types())
-    if (type.latency_baseline) cfg.latency_types.emplace_back(type.name);
-  // P0 first, and within a level the types' own alerts (in registry order)
-  // before those every probe gets.
-  for (std::string_view level : {"P0", "P1", "P2"}) {
-    for (const auto& type : probe_types()) {
-      for (const auto& a : type.alerts) {
-        if (a.severity != level) continue;
-        bool ratio = a.measure != TypeAlert::Measure::kMeanSecondsAbove;
-        cfg.rules.push_back({std::string(a.key), std::string(a.name), std::string(a.severity), true,
-                             ratio ? ThresholdKind::kRatio : ThresholdKind::kSeconds, a.threshold,
-                             a.for_duration, a.long_window, std::string(type.name), a});
-      }
-    }
-    for (const auto& d : rule_defaults())
-      if (d.severity == level)
-        cfg.rules.push_back({d.key,
-                             d.name,
-                             d.severity,
-                             true,
-                             d.kind,
-                             d.threshold,
-                             d.for_duration,
-                             d.long_window,
-                             {},
-                             std::nullopt});
-  }
-  return cfg;
-}
-
-void read_alerting(YamlSection& s, AlertingConfig& out) {
-  if (auto w = s.get_duration("short_window")) out.short_window = *w;
-  if (auto w = s.get_duration("long_window")) out.long_window = *w;
-  if (out.long_window < out.short_window)
-    s.error("long_window", "must not be shorter than short_window");
-  if (auto n = s.get_int("min_runs", 1, 100000)) out.min_runs = static_cast<int>(*n);
-  if (auto t = s.get_string("runbook_url_template")) out.runbook_url_template = *t;
-  if (auto j = s.get_string("job")) out.job = *j;
-  if (auto types = s.get_string_list("latency_types")) out.latency_types = *types;
-  if (auto rules = s.get_section("rules")) {
-    for (auto& rule : out.rules) {
-      auto r = rules->get_section(rule.key);
-      if (!r) continue;
-      if (auto e = r->get_bool("enabled")) rule.enabled = *e;
-      if (auto f = r->get_duration("for")) rule.for_duration = *f;
-      if (auto sev = r->get_string("severity")) {
-        if (*sev != "P0" && *sev != "P1" && *sev != "P2")
-          r->error("severity", fmt::format("\"{}\" is not P0, P1 or P2", *sev));
-        else
-          rule.severity = *sev;
-      }
-      if (auto w = r->get_string("window")) {
-        if (*w != "short" && *w != "long")
-          r->error("window", fmt::format("\"{}\" is not short or long", *w));
-        else
-          rule.long_window = *w == "long";
-      }
-      switch (rule.kind) {
-        case ThresholdKind::kRatio:
-          if (auto t = r->get_ratio("threshold")) rule.threshold = *t;
-          break;
-        case ThresholdKind::kSeconds:
-          if (auto t = r->get_duration("threshold"))
-            rule.threshold = std::chrono::duration<double>(*t).count();
-          break;
-        case ThresholdKind::kCount:
-          if (auto t = r->get_int("threshold", 1, 1000)) rule.threshold = static_cast<double>(*t);
-          break;
-        case ThresholdKind::kNone:
-          break;
-      }
-      r->finish();
-    }
-    rules->finish();  // an unknown alert key is an error naming it
-  }
-  s.finish();
-}
 
 std::string generate_rules(const AlertingConfig& cfg,
                            const std::vector<std::string>& global_label_names) {

@@ -28,7 +28,13 @@ struct AlertRuleConfig {
   // A rule a probe type declares (probes/<type>/): its type and texts.
   std::string type;
   std::optional<TypeAlert> type_alert;
+  // Its own alerting.rules.<key>.min_failing_locations; unset: the section's.
+  std::optional<int> min_failing_locations;
 };
+
+// The alerts on one probe's results (a type's own and the p95 baseline): the
+// only ones min_failing_locations applies to.
+bool judges_probe_results(const AlertRuleConfig& rule);
 
 struct AlertingConfig {
   Duration short_window;
@@ -36,6 +42,10 @@ struct AlertingConfig {
   // Runs a window must hold before a success-ratio alert may fire: one failed
   // run out of one must never page.
   int min_runs;
+  // Locations (values of the global label `location`) that must see a probe
+  // fail before its probe alerts fire. 1: one alert per failing location;
+  // more: one alert per probe, across locations.
+  int min_failing_locations = 1;
   std::string runbook_url_template;  // {{alert}} is replaced by the alert name
   std::string job;                   // Prometheus's job label for canaryd's own target
   // Types the p95 "performance baseline" alert applies to: a WebSocket hold or
@@ -48,8 +58,10 @@ struct AlertingConfig {
 AlertingConfig default_alerting();
 
 // Reads the section into `out` (starting from the defaults); errors are
-// recorded in the section.
-void read_alerting(YamlSection& s, AlertingConfig& out);
+// recorded in the section. `global_label_names` are the config's global
+// labels: min_failing_locations above 1 needs one named location.
+void read_alerting(YamlSection& s, AlertingConfig& out,
+                   const std::vector<std::string>& global_label_names);
 
 // The Prometheus rule file. `global_label_names` are the config's global
 // labels (kept by every aggregation, so environments never mix).

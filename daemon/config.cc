@@ -275,7 +275,9 @@ ConfigLoad load_unguarded(const std::string& text, const std::string& file_name,
     if (auto node = top.get_node("alerting"); node && node->IsNull()) {
       // `alerting:` with nothing under it: the defaults.
     } else if (auto alerting = top.get_section("alerting")) {
-      read_alerting(*alerting, config->alerting);
+      std::vector<std::string> globals;
+      for (const auto& [name, value] : config->global.labels) globals.push_back(name);
+      read_alerting(*alerting, config->alerting, globals);
     }
   }
   top.finish();

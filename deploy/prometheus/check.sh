@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The committed rule file is exactly what the generator prints for
-# config/example.yaml, Prometheus accepts it, and its unit tests pass.
+# Each committed rule file is exactly what the generator prints for its
+# config, Prometheus accepts it, and the unit tests pass:
+#   canaryd.rules.yml                  config/example.yaml (the shipped rules)
+#   tests/locations/canaryd.rules.yml  tests/locations/canaryd.yaml (P0s that
+#                                      need two failing locations; for
+#                                      tests/locations.yml)
 # Usage: deploy/prometheus/check.sh CANARYD_BINARY
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,16 +13,24 @@ canaryd=${1:?usage: check.sh CANARYD_BINARY}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$canaryd" rules --config "$root/config/example.yaml" >"$tmp/generated.yml"
-if ! diff -u "$here/canaryd.rules.yml" "$tmp/generated.yml"; then
-  echo "deploy/prometheus/canaryd.rules.yml is stale: regenerate it with" >&2
-  echo "  canaryd rules --config config/example.yaml > deploy/prometheus/canaryd.rules.yml" >&2
-  exit 1
-fi
-promtool check rules "$here/canaryd.rules.yml"
+# config (relative to the repository) -> rule file (relative to here)
+pairs=(
+  "config/example.yaml canaryd.rules.yml"
+  "deploy/prometheus/tests/locations/canaryd.yaml tests/locations/canaryd.rules.yml"
+)
+for pair in "${pairs[@]}"; do
+  read -r config rules <<<"$pair"
+  "$canaryd" rules --config "$root/$config" >"$tmp/generated.yml"
+  if ! diff -u "$here/$rules" "$tmp/generated.yml"; then
+    echo "deploy/prometheus/$rules is stale: regenerate it with" >&2
+    echo "  canaryd rules --config $config > deploy/prometheus/$rules" >&2
+    exit 1
+  fi
+  promtool check rules "$here/$rules"
+done
 shopt -s nullglob
 tests=("$here"/tests/*.yml)
 if ((${#tests[@]})); then
   (cd "$here/tests" && promtool test rules "${tests[@]##*/}")
 fi
-echo "prometheus rules: generated file current, check and ${#tests[@]} test files passed"
+echo "prometheus rules: ${#pairs[@]} generated files current, check and ${#tests[@]} test files passed"

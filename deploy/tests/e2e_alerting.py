@@ -7,10 +7,13 @@ Starts, all on 127.0.0.1 and free ports, in a temp dir:
   * the fake platform backend (tests/fixtures/fake_platform.py);
   * a WebSocket fault switch (in this script, see below) in front of its /ws;
   * redis-server (no persistence);
-  * canaryd, 1 s probes: a redis probe (category infrastructure, critical), a
-    websocket probe offering and expecting the subprotocol jwt-auth (category
-    chat), an http probe of /health (category api);
-  * Prometheus scraping canaryd every 1 s (job "canaryd"), evaluating every
+  * canaryd as an HA pair: two processes with the same config and labels
+    (the second on its own port, --web.listen-address), 1 s probes: a redis
+    probe (category infrastructure, critical), a websocket probe offering and
+    expecting the subprotocol jwt-auth (category chat), an http probe of
+    /health (category api);
+  * Prometheus scraping both canaryd every 1 s (job "canaryd", two targets,
+    so two instances of every probe series), evaluating every
     1 s the rule file that `canaryd rules --config` generates for that config
     (short window 20s, long window 1m, min_runs 3, `for: 10s` on the alerts
     this test exercises), sending alerts to:
@@ -24,13 +27,17 @@ repair, wait for the resolved notification.
      "pager" receiver with severity="P0", probe=cache, env=e2e; the P1/P2
      alerts about that probe or its category (CanaryCategorySuccessLow for
      infrastructure) must be "suppressed" in Alertmanager, inhibited by the
-     P0, and none of them may reach the webhook while the P0 fires. redis-server
-     is started again on the same port: the page must resolve.
+     P0, and none of them may reach the webhook while the P0 fires. Both
+     replicas see the outage, and it must page once: Prometheus fires one
+     CanaryRedisDown, and the pager gets one firing notification for its
+     group, holding one alert. redis-server is started again on the same
+     port: the page must resolve.
   2. The WebSocket negotiation fault is switched on: the server answers the
      upgrade selecting no subprotocol (ws_no_subprotocol).
      CanaryWebSocketSuccessCritical (P0) must page with probe=chat-ws; the P1
      CanaryWebSocketSuccessLow (same probe) and CanaryCategorySuccessLow for
-     chat must be suppressed. The fault is switched off: the page must resolve.
+     chat must be suppressed; one page, as for incident 1. The fault is
+     switched off: the page must resolve.
 Every notification must also have gone to the receiver of its severity
 (P0 pager, P1 high-priority, P2 ticket).
 
@@ -590,7 +597,7 @@ alerting:
 """
 
 
-def prometheus_config(canaryd_port, am_port, rules_path):
+def prometheus_config(canaryd_ports, am_port, rules_path):
     # JSON is YAML.
     return json.dumps({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -598,7 +605,8 @@ def prometheus_config(canaryd_port, am_port, rules_path):
         "alerting": {"alertmanagers": [
             {"api_version": "v2", "static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "scrape_configs": [{"job_name": "canaryd",
-                            "static_configs": [{"targets": [f"127.0.0.1:{canaryd_port}"]}]}],
+                            "static_configs": [{"targets": [f"127.0.0.1:{p}"
+                                                            for p in canaryd_ports]}]}],
     }, indent=2) + "\n"
 
 
@@ -611,6 +619,7 @@ class E2E:
         self.sink = None
         self.switch = None
         self.redis = None
+        self.canaryd_ports = []
         self.prom = self.am = self.am_log = None
         self.failures = []
 
@@ -733,7 +742,14 @@ class E2E:
         _, cport = start_on_free_port(
             "canaryd", canaryd_argv, lambda p: f"http://127.0.0.1:{p}/-/ready",
             os.path.join(self.tmp, "canaryd.log"), self.children)
-        self.canaryd_port = cport
+        # Its HA replica: the same config and labels, its own port.
+        _, replica_port = start_on_free_port(
+            "canaryd-replica",
+            lambda p, n: [self.canaryd_bin, "run", "--config", cfg_path,
+                          "--web.listen-address", f"127.0.0.1:{p}", "--log-level", "info"],
+            lambda p: f"http://127.0.0.1:{p}/-/ready",
+            os.path.join(self.tmp, "canaryd-replica.log"), self.children)
+        self.canaryd_ports = [cport, replica_port]
 
         _, am_port = start_on_free_port(
             "alertmanager",
@@ -755,7 +771,7 @@ class E2E:
                     "--rules.alert.resend-delay=5s", "--log.level=info"]
 
         with open(prom_cfg, "w") as f:
-            f.write(prometheus_config(cport, am_port, rules_path))
+            f.write(prometheus_config(self.canaryd_ports, am_port, rules_path))
         _, prom_port = start_on_free_port(
             "prometheus", prom_argv, lambda p: f"http://127.0.0.1:{p}/-/ready",
             os.path.join(self.tmp, "prometheus.log"), self.children)
@@ -770,9 +786,11 @@ class E2E:
             if not ams:
                 return False
             for probe in (REDIS_PROBE, WS_PROBE, HTTP_PROBE):
+                # both replicas' runs are in: each passes on its own
                 runs = self.prom_query(
-                    f'canary:probe_runs:increase_{SHORT_WINDOW}{{probe="{probe}"}}')
-                if not runs or float(runs[0]["value"][1]) < 3 or self.ratio(probe) != "1.00":
+                    f'canary:replica_probe_runs:increase_{SHORT_WINDOW}{{probe="{probe}"}}')
+                if len(runs) != len(self.canaryd_ports) or \
+                        any(float(r["value"][1]) < 3 for r in runs) or self.ratio(probe) != "1.00":
                     return False
             rules = get_json(self.prom + "/api/v1/rules")["data"]["groups"]
             if not any(g["name"] == "canaryd.alerts" for g in rules):
@@ -783,7 +801,7 @@ class E2E:
                    progress=lambda: f"ratios {REDIS_PROBE}={self.ratio(REDIS_PROBE)}"
                    f" {WS_PROBE}={self.ratio(WS_PROBE)} {HTTP_PROBE}={self.ratio(HTTP_PROBE)};"
                    f" {self.prom_summary()}", every=5)
-        log("baseline reached")
+        log(f"baseline reached: {len(self.canaryd_ports)} replicas scraped")
 
     # ---- one incident
 
@@ -815,6 +833,7 @@ class E2E:
         # 1. The page.
         t, receiver, alert = self.await_notification(
             want, "firing", t_break, PAGE_TIMEOUT, f"the {p0} page", probe)
+        t_page = t
         log(f"ok   {fmt_alert(alert['labels'])} reached receiver {receiver!r}"
             f" {t - t_break:.1f}s after the fault; summary: {alert['annotations'].get('summary')}")
         if receiver != "pager":
@@ -932,6 +951,7 @@ class E2E:
         if not leaked:
             log(f"ok   no P1/P2 notification about probe {probe} / category {category}"
                 f" reached the webhook while {p0} fired")
+        self.check_one_page(want, t_break, t_page)
         log(f"repairing after {t_repair - t_break:.1f}s")
         repair_fn()
 
@@ -942,6 +962,34 @@ class E2E:
             f" (endsAt {alert.get('endsAt')})")
         if receiver != "pager":
             self.fail(f"{p0}'s resolution went to receiver {receiver!r}, not 'pager'")
+
+    def check_one_page(self, want, since, t_page):
+        """Every replica saw the incident, and it must page once: Prometheus fires
+        one alert, and its Alertmanager group has had one firing notification,
+        holding that one alert. A second alert (one per replica) would join the
+        group and go out a group_interval after the first page: the check waits
+        that long."""
+        p0 = want["alertname"]
+        until = t_page + int(GROUP_INTERVAL.rstrip("s")) + FLUSH_MARGIN
+        while time.monotonic() < until:
+            check_total_deadline()
+            time.sleep(0.5)
+        firing = [a["labels"] for a in self.prom_alerts()
+                  if a["state"] == "firing" and a["labels"].get("alertname") == p0]
+        group = {k: want[k] for k in ("alertname", "env", "probe", "category")}
+        with Sink.lock:
+            got = list(Sink.received)
+        pages = [payload for t, _, payload in got
+                 if t >= since and payload.get("status") == "firing"
+                 and payload.get("groupLabels") == group]
+        alerts = [a for page in pages for a in page.get("alerts", [])]
+        if len(firing) == 1 and len(pages) == 1 and len(alerts) == 1:
+            log(f"ok   one page from {len(self.canaryd_ports)} replicas: Prometheus fires one"
+                f" {p0}, and its group had one firing notification with one alert")
+            return
+        self.fail(f"{len(self.canaryd_ports)} replicas saw the incident and it paged more than"
+                  f" once: Prometheus fires {len(firing)} {p0} ({firing}); {len(pages)} firing"
+                  f" notifications of group {group} with {len(alerts)} alerts")
 
     def check_routing(self):
         bad = 0

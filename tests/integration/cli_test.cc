@@ -93,7 +93,10 @@ TEST_CASE("rules: prints rule groups, honours a switched-off alert, and needs no
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("groups:") != std::string::npos);
   CHECK(r.out.find("canary:probe_success:ratio_2m") != std::string::npos);
-  CHECK(r.out.find("sum by (probe, type, category, env)") != std::string::npos);
+  // Each replica on its own, the probe by its best one; the global labels kept.
+  CHECK(r.out.find("sum by (probe, type, category, env, instance)") != std::string::npos);
+  CHECK(r.out.find("max by (probe, type, category, env) (canary:replica_probe_success:ratio_2m)") !=
+        std::string::npos);
   CHECK(r.out.find("CanaryLatencyP95High") == std::string::npos);
   auto redis = r.out.find("alert: CanaryRedisDown");
   REQUIRE(redis != std::string::npos);

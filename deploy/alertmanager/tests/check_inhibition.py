@@ -128,7 +128,43 @@ OVERLOAD_CASES = [
      dict(alertname="CanarydShardMissing", severity="P1", **S), "active"),
 ]
 
-SCENARIOS = [(SOURCE, CASES), (OVERLOAD_SOURCE, OVERLOAD_CASES)]
+# A P0 across locations (alerting.min_failing_locations above 1): one alert
+# for the probe, without a location label. It mutes the P1/P2 of its probe
+# and category in every location of its env, and nothing in another env.
+ACROSS_SOURCE = dict(alertname="CanaryRedisDown", severity="P0", env="staging", **CACHE)
+ACROSS_CASES = [
+    ("the P0 across locations itself", ACROSS_SOURCE, "active"),
+    ("P1 same probe, eu-west-1", dict(alertname="CanaryTLSCertExpiryCritical", severity="P1", **S,
+                                      **CACHE), "suppressed"),
+    ("P2 same probe, us-east-1",
+     dict(alertname="CanaryProbeStale", severity="P2", env="staging", location="us-east-1", **CACHE),
+     "suppressed"),
+    ("P2 category aggregate, same category, us-east-1",
+     dict(alertname="CanaryCategorySuccessLow", severity="P2", env="staging",
+          location="us-east-1", category="infrastructure"),
+     "suppressed"),
+    ("P1 other probe, same category, eu-west-1",
+     dict(alertname="CanaryDatabaseLatencyHigh", severity="P1", probe="orders-db", type="postgres",
+          category="infrastructure", **S),
+     "suppressed"),
+    ("P2 other probe, other category",
+     dict(alertname="CanaryLatencyP95High", severity="P2", probe="frontend", type="http",
+          category="frontend", **S),
+     "active"),
+    ("P1 same probe, env=production (P0 is staging)",
+     dict(alertname="CanaryTLSCertExpiryCritical", severity="P1", env="production",
+          location="eu-west-1", **CACHE),
+     "active"),
+    ("P1 aggregate without probe/category",
+     dict(alertname="CanaryCriticalProbesFailing", severity="P1", **S), "active"),
+    # (in a location of its own: it mutes its category there)
+    ("another P0 of the category, ap-south-1 (a P0 never mutes a P0)",
+     dict(alertname="CanaryDatabaseLatencyCritical", severity="P0", env="staging",
+          location="ap-south-1", probe="orders-db", type="postgres", category="infrastructure"),
+     "active"),
+]
+
+SCENARIOS = [(SOURCE, CASES), (OVERLOAD_SOURCE, OVERLOAD_CASES), (ACROSS_SOURCE, ACROSS_CASES)]
 
 
 class Failure(Exception):
