@@ -77,9 +77,12 @@ def trial(tag, workers, hung, targets, hung_timing="1s", warmup=WARMUP, window=W
     os.environ["BENCH_WORKERS"] = str(workers)
     probes = [(f"ok{i:03d}", f"http://127.0.0.1:{health_port}/health?probe=ok{i:03d}", "1s", "1s")
               for i in range(HEALTHY)]
-    probes += [(f"hung{i:05d}", f"http://127.0.0.1:{hung_ports[i % len(hung_ports)]}/hang",
+    # Short lines, the hung probes' timing as the defaults: 15,100 probes must
+    # fit canaryd's 1 MiB config limit.
+    probes += [(f"h{i:05d}", f"http://127.0.0.1:{hung_ports[i % len(hung_ports)]}",
                 hung_timing, hung_timing) for i in range(hung)]
-    d = Canaryd(f"cap-{tag}", canaryd_config(free_port(), probes), ready_timeout=180)
+    text = canaryd_config(free_port(), probes, default_timing=hung_timing)
+    d = Canaryd(f"cap-{tag}", text, ready_timeout=180)
     try:
         time.sleep(warmup)
         s0 = scrape(d.base, NAMES)
@@ -103,7 +106,7 @@ def trial(tag, workers, hung, targets, hung_timing="1s", warmup=WARMUP, window=W
         after, before, "canary_scheduler_skipped_runs_total", "cause").items()}
     runs = delta_by_label(after, before, "canary_probe_runs_total", "probe")
     fails = delta_by_label(after, before, "canary_probe_failures_total", "reason",
-                           lambda l: l["probe"].startswith("hung"))
+                           lambda l: l["probe"].startswith("h0"))
     ok_state = [p for p in state if p["name"].startswith("ok")]
     ok_reasons = {}
     for p in ok_state:

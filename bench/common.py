@@ -295,10 +295,11 @@ def start_agent_server(tag, timeout=10.0):
         return p, int(f.read().split()[1])
 
 
-def canaryd_config(listen_port, probes, state_history=None):
-    """probes: list of (name, url, interval, timeout)."""
+def canaryd_config(listen_port, probes, state_history=None, default_timing="1s"):
+    """probes: list of (name, url, interval, timeout); `default_timing` is the
+    defaults' interval and timeout, left off the probes that use it."""
     lines = ["global:", f"  listen: 127.0.0.1:{listen_port}", "  labels: {env: bench}",
-             "  defaults: {interval: 1s, timeout: 1s}"]
+             f"  defaults: {{interval: {default_timing}, timeout: {default_timing}}}"]
     if state_history:
         lines.append(f"  state_history: {state_history}")
     # BENCH_WORKERS: the probe loops (global.workers); unset, canaryd's default (one per CPU).
@@ -306,11 +307,12 @@ def canaryd_config(listen_port, probes, state_history=None):
         lines.append(f"  workers: {int(os.environ['BENCH_WORKERS'])}")
     lines.append("probes:")
     for name, url, interval, timeout in probes:
-        # One flow-style line a probe, without the defaults (1 s, status
-        # 2xx): 10,100 probes must stay within canaryd's 1 MiB config limit.
+        # One flow-style line a probe, at column 0, without the defaults
+        # (timing, status 2xx): 15,100 probes must stay within canaryd's 1 MiB
+        # config limit.
         timing = "".join(f", {k}: {v}" for k, v in (("interval", interval), ("timeout", timeout))
-                         if str(v) != "1s")
-        lines.append(f"  - {{name: {name}, type: http{timing}, http: {{url: \"{url}\"}}}}")
+                         if str(v) != default_timing)
+        lines.append(f"- {{name: {name}, type: http{timing}, http: {{url: \"{url}\"}}}}")
     return "\n".join(lines) + "\n"
 
 
