@@ -181,11 +181,13 @@ class WsConnection {
 };
 
 // The lws context on one loop, with one client vhost per CA file (lws keeps
-// the trust store per vhost). A rotated CA file gets a new vhost, and the
-// old one is destroyed once no connection uses it, so rotation costs no
-// memory.
+// the trust store per vhost) and one for the default trust store, each made
+// at first use. A rotated CA file gets a new vhost, and the old one is
+// destroyed once no connection uses it, so rotation costs no memory.
 //
-// Thread-safety: loop thread only.
+// Thread-safety: loop thread only. Any number of services may live at once,
+// on one loop or several threads, made and destroyed in any order: they share
+// no lws state that changes after the first one is made (ws_service.cc).
 class WsService {
  public:
   explicit WsService(uv_loop_t* loop);
@@ -197,7 +199,7 @@ class WsService {
   // close its handles, and the destructor (after that run) frees the rest.
   void shutdown();
 
-  // Client vhosts alive, the default one included.
+  // Client vhosts alive, the default one included once used.
   size_t vhost_count() const { return vhosts_.size(); }
 
  private:

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -42,24 +43,78 @@ int lws_callback(struct lws* wsi, enum lws_callback_reasons reason, void* user, 
   return 0;
 }
 
+// lws 4.1.6 reads LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT in two places:
+//  - On a context it runs lws_context_init_ssl_library
+//    (lib/tls/openssl/openssl-tls.c), which allocates two new OpenSSL ex_data
+//    indexes into process globals (openssl_websocket_private_data_index,
+//    openssl_SSL_CTX_private_data_index). Each context made with it replaces
+//    the indexes every other context relies on:
+//    - a client SSL_CTX holds its reuse record under the index current when
+//      lws made it, and lws_ssl_destroy_client_ctx (openssl-ssl.c) looks the
+//      record up under the index current at teardown: not found, the SSL_CTX
+//      and its CA bundle are never freed;
+//    - each SSL holds its wsi under the other index (lws_ssl_client_bio_create,
+//      openssl-client.c), and OpenSSL_client_verify_callback fails the
+//      certificate ("can't get wsi from ssl privdata") when a context was made
+//      during the handshake;
+//    - and a context made on one thread writes globals the others read.
+//  - On a vhost's creation info it is what makes lws create the vhost's client
+//    SSL_CTX at all (lws_context_init_client_ssl, lib/tls/tls-client.c). A
+//    context's default vhost is made from the context's own info, so a context
+//    without the flag and with a default vhost has no client TLS.
+// Hence: the first context of the process alone carries the flag, under a
+// once_flag that also orders its writes before any other context exists; all
+// contexts make their vhosts explicitly, each vhost with the flag. The indexes
+// then never change. (The first context may go first: with LWS_MAX_SMP 1,
+// lws_context_deinit_ssl_library frees nothing the others use.)
+lws_context* create_context(const lws_context_creation_info& info) {
+  static std::once_flag global_init;
+  lws_context* made = nullptr;
+  std::call_once(global_init, [&] {
+    // lws's log level and sink are process globals too, read by every loop.
+    install_lws_log();
+    lws_context_creation_info first = info;
+    first.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    made = lws_create_context(&first);
+    // Thrown, the once_flag stays unset and the next context tries again.
+    if (made == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
+  });
+  if (made == nullptr) made = lws_create_context(&info);
+  if (made == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
+  return made;
+}
+
+// A client vhost; with a CA file, lws loads it as the vhost's trust store.
+lws_vhost* create_client_vhost(lws_context* context, const std::string& name,
+                               const std::string& ca_file) {
+  lws_context_creation_info info{};
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  // The flag makes this vhost's client SSL_CTX (see create_context).
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
+  info.protocols = kProtocols;
+  info.vhost_name = name.c_str();
+  if (!ca_file.empty()) info.client_ssl_ca_filepath = ca_file.c_str();
+  info.timeout_secs = kLwsTimeoutSecs;
+  info.connect_timeout_secs = kLwsTimeoutSecs;
+  return lws_create_vhost(context, &info);
+}
+
 }  // namespace
 
 WsService::WsService(uv_loop_t* loop) : loop_(loop) {
-  install_lws_log();
   void* loops[1] = {loop_};
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
   // A foreign loop: lws adds its handles to ours and installs no signal
-  // handlers of its own.
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+  // handlers of its own. No DO_SSL_GLOBAL_INIT here: see create_context.
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
                  LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
   info.foreign_loops = loops;
   info.protocols = kProtocols;
-  info.vhost_name = "canaryd";
   info.gid = static_cast<gid_t>(-1);
   info.uid = static_cast<uid_t>(-1);
   info.timeout_secs = kLwsTimeoutSecs;
-  info.connect_timeout_secs = kLwsTimeoutSecs;
   info.max_http_header_data = kMaxHeaderData;
   // Every handshake in flight holds a header table; a small pool would queue
   // handshakes behind hung ones.
@@ -70,9 +125,7 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   rlimit lim{};
   size_t fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? static_cast<size_t>(lim.rlim_cur) : 1024;
   max_live_ = std::max<size_t>(16, fds / 4 * 3);
-  context_ = lws_create_context(&info);
-  if (context_ == nullptr) throw std::runtime_error("cannot create the libwebsockets context");
-  vhosts_[""].vhost = lws_get_vhost_by_name(context_, "canaryd");
+  context_ = create_context(info);
 }
 
 WsService::~WsService() {
@@ -92,36 +145,31 @@ void WsService::shutdown() {
 }
 
 WsService::ClientVhost* WsService::vhost_for(const std::string& ca_file) {
-  if (ca_file.empty()) return &vhosts_[""];
-  // lws loads the trust store when the vhost is made: a replaced CA file
-  // (rotation) gets a new vhost. The file is looked at once a second at
-  // most, not at every connection.
-  CaFile& ca = ca_files_[ca_file];
-  uint64_t now = uv_now(loop_);
-  if (ca.key.empty() || now - ca.checked_ms >= 1000) {
-    struct stat st {};
-    std::string key = ca_file;
-    if (stat(ca_file.c_str(), &st) == 0)
-      key += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
-    ca.checked_ms = now;
-    ca.key = std::move(key);
-    // Also retries vhosts that were still in use at an earlier rotation.
-    sweep_vhosts();
+  std::string key;  // empty: the default trust store
+  if (!ca_file.empty()) {
+    // lws loads the trust store when the vhost is made: a replaced CA file
+    // (rotation) gets a new vhost. The file is looked at once a second at
+    // most, not at every connection.
+    CaFile& ca = ca_files_[ca_file];
+    uint64_t now = uv_now(loop_);
+    if (ca.key.empty() || now - ca.checked_ms >= 1000) {
+      struct stat st {};
+      std::string k = ca_file;
+      if (stat(ca_file.c_str(), &st) == 0)
+        k += fmt::format("@{}.{}:{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size);
+      ca.checked_ms = now;
+      ca.key = std::move(k);
+      // Also retries vhosts that were still in use at an earlier rotation.
+      sweep_vhosts();
+    }
+    key = ca.key;
   }
-  const std::string& key = ca.key;
   auto it = vhosts_.find(key);
   if (it != vhosts_.end()) return &it->second;
-  lws_context_creation_info info{};
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;  // else lws prefixes "http://"
-  info.protocols = kProtocols;
-  std::string name = fmt::format("canaryd-ca-{}", ++vhosts_made_);
-  info.vhost_name = name.c_str();
-  info.client_ssl_ca_filepath = ca_file.c_str();
-  info.timeout_secs = kLwsTimeoutSecs;
-  info.connect_timeout_secs = kLwsTimeoutSecs;
-  lws_vhost* vh = lws_create_vhost(context_, &info);
+  // Made at first use; one lws could not make is tried again at the next.
+  std::string name =
+      ca_file.empty() ? std::string("canaryd") : fmt::format("canaryd-ca-{}", ++vhosts_made_);
+  lws_vhost* vh = create_client_vhost(context_, name, ca_file);
   if (vh == nullptr) return nullptr;
   ClientVhost& made = vhosts_[key];
   made.vhost = vh;
