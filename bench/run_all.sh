@@ -43,7 +43,7 @@ fi
 
 echo "== building Release canaryd and bench tools in $build =="
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCANARYD_TESTS=OFF -DCANARYD_BENCH=ON >/dev/null
-if ! cmake --build "$build" -j2 --target canaryd loadgen blackhole agent_server hiccup connect_floor >"$build/bench-build.log" 2>&1; then
+if ! cmake --build "$build" -j2 --target canaryd loadgen blackhole agent_server hiccup connect_floor get_floor >"$build/bench-build.log" 2>&1; then
   tail -n 40 "$build/bench-build.log" >&2
   echo "run_all.sh: build failed (full log: $build/bench-build.log)" >&2
   exit 1

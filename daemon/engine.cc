@@ -136,6 +136,8 @@ void Engine::apply(std::vector<ConfiguredProbe> probes, bool schedule) {
 void Engine::arm_tick() {
   if (stopped_) return;
   auto due = scheduler_.next_due();
+  if (due == tick_armed_for_) return;  // still armed for it (or stopped, and nothing is due)
+  tick_armed_for_ = due;
   if (!due) {
     tick_->stop();
     return;
@@ -145,6 +147,7 @@ void Engine::arm_tick() {
 
 void Engine::on_tick(void* engine) {
   auto* self = static_cast<Engine*>(engine);
+  self->tick_armed_for_.reset();  // fired: whatever is due next needs arming
   for (const auto& d : self->scheduler_.take_due(kStartsPerTurn)) {
     auto it = self->instances_.find(d.id);
     if (it == self->instances_.end()) continue;
@@ -156,6 +159,9 @@ void Engine::on_tick(void* engine) {
 
 void Engine::retime() {
   if (stopped_) return;
+  // The clock moved (tests move a FakeClock): the same due time is a
+  // different wait now.
+  tick_armed_for_.reset();
   for (auto& [id, inst] : instances_) {
     // A deadline that already fired waits for the poll (expiring_); arming it
     // again would only queue the same run twice.

@@ -119,6 +119,10 @@ class Engine {
   const Clock& clock_;
   Scheduler scheduler_;
   std::unique_ptr<PreciseTimer> tick_;  // runs start on time to the microsecond
+  // The due time tick_ is armed for and has not fired yet. Every run's end
+  // asks for the tick again, and it is almost always the same: re-arming
+  // would be a timerfd_settime per run for nothing.
+  std::optional<Nanos> tick_armed_for_;
   // Runs that end after this loop iteration's I/O poll: deadlines that fired
   // (see on_deadline) and runs an exception ended (fail_run): (probe,
   // generation).

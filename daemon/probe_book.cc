@@ -180,12 +180,15 @@ void ProbeBook::install(const std::vector<const ConfiguredProbe*>& probes,
     entries.emplace(p.spec.name, std::move(e));
   }
   entries_ = std::move(entries);
+  by_name_.clear();
+  by_name_.reserve(entries_.size());
+  for (const auto& [name, e] : entries_) by_name_.emplace(name, e.get());
 }
 
 ProbeBook::Transition ProbeBook::record(const RunRecord& rec) {
   std::shared_lock lock(mu_);
-  auto it = entries_.find(rec.spec.name);
-  if (it == entries_.end()) return Transition::kNone;
+  auto it = by_name_.find(rec.spec.name);
+  if (it == by_name_.end()) return Transition::kNone;
   Entry& e = *it->second;
   std::lock_guard entry_lock(e.mu);
   const ProbeResult& r = rec.result;

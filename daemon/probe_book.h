@@ -18,6 +18,8 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -123,6 +125,10 @@ class ProbeBook {
  private:
   mutable std::shared_mutex mu_;  // the set of probes; entries lock themselves
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
+  // The same entries by name, for record(): every result looks its probe up,
+  // and a walk down a tree of thousands of names is a cache miss a level.
+  // Keys view entries_'s keys (map nodes never move); rebuilt by install().
+  std::unordered_map<std::string_view, Entry*> by_name_;
 };
 
 }  // namespace canaryd

@@ -63,7 +63,8 @@ void CurlMulti::shutdown() {
 
 void CurlMulti::forget_watch(SocketWatch* watch) {
   watches_.erase(watch);
-  uv_poll_stop(&watch->poll);
+  // No uv_poll_stop first: closing stops the handle, and each stop is an
+  // epoll_ctl(DEL) of its own (the second one fails, ENOENT) on every run.
   watch->poll.data = watch;
   uv_close(reinterpret_cast<uv_handle_t*>(&watch->poll),
            [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
