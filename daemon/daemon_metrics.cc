@@ -25,12 +25,15 @@ DaemonMetrics::DaemonMetrics()
                      .Help("Probe runs currently in progress.")
                      .Register(*registry_)
                      .Add({})),
-      skipped_(BuildCounter()
-                   .Name("canary_scheduler_skipped_runs_total")
-                   .Help("Scheduled slots not run, by cause: overlap (the previous run was still "
-                         "going), late (the loop came too late to start it), missed (the loop was "
-                         "stalled past it).")
-                   .Register(*registry_)),
+      skipped_(
+          BuildCounter()
+              .Name("canary_scheduler_skipped_runs_total")
+              .Help(
+                  "Scheduled slots not run, by cause: overlap (the previous run was still "
+                  "going), late (the loop came too late to start it), missed (the loop was "
+                  "stalled past it), starved (the run started, but the loop was too busy to judge "
+                  "its timeout).")
+              .Register(*registry_)),
       loop_saturation_(BuildGauge()
                            .Name("canary_loop_saturation_ratio")
                            .Help("Share of the last second a probe loop spent working rather "

@@ -66,12 +66,7 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due(size_t max_runs) {
     // The wait for the run before it was the target's time; only what came
     // after that run ended is the loop's lateness.
     const Nanos lag = now - std::max(due, e.finished_at);
-    if (lag > e.start_bound) {
-      skip(SkipCause::kLate);
-      continue;
-    }
-    e.running = true;
-    out.push_back({id, due, lag});
+    if (admit(e, lag)) out.push_back({id, due, lag});
   }
   while (!queue_.empty() && queue_.begin()->first <= now && out.size() < max_runs) {
     auto [due, id] = *queue_.begin();
@@ -110,18 +105,23 @@ std::vector<Scheduler::Dispatch> Scheduler::take_due(size_t max_runs) {
       advance_past_now(id, e, now);
       continue;
     }
-    if (now - due > e.start_bound) {
-      // Too late to start (DESIGN.md): canaryd's own lateness is counted as
-      // such, never handed to the target as a shorter run.
-      skip(SkipCause::kLate);
-      advance_past_now(id, e, now);
-      continue;
-    }
-    e.running = true;
     advance_past_now(id, e, now);
-    out.push_back({id, due, now - due});
+    if (admit(e, now - due)) out.push_back({id, due, now - due});
   }
   return out;
+}
+
+bool Scheduler::admit(Entry& e, Nanos lag) {
+  if (lag > admission_bound(e.interval, e.start_bound, e.late_streak)) {
+    // Too late to start (DESIGN.md): canaryd's own lateness is counted as
+    // such, never handed to the target as a shorter run.
+    skip(SkipCause::kLate);
+    if (e.late_streak < 32) ++e.late_streak;
+    return false;
+  }
+  e.late_streak = 0;
+  e.running = true;
+  return true;
 }
 
 void Scheduler::finished(ProbeId id) {

@@ -92,6 +92,16 @@ class Scheduler {
     const Nanos bound = std::clamp<Nanos>(timeout / 10, milliseconds(20), std::chrono::seconds(1));
     return std::min(interval / 2, bound);
   }
+  // The bound after `late_streak` slots of a probe in a row were skipped as
+  // late: it doubles with each, up to half an interval. A loop that is busy
+  // at the same moment of every interval (another probe's heavy reply, a
+  // burst of starts) would otherwise skip the same probes every time, and a
+  // probe that never runs is a blind spot no skip counter makes up for.
+  static Nanos admission_bound(Nanos interval, Nanos start_bound, int late_streak) {
+    Nanos bound = start_bound;
+    for (int i = 0; i < late_streak && bound < interval / 2; ++i) bound *= 2;
+    return std::min(interval / 2, bound);
+  }
   uint64_t skipped(SkipCause cause) const { return skipped_[static_cast<size_t>(cause)]; }
   uint64_t skipped_total() const {
     uint64_t total = 0;
@@ -110,7 +120,10 @@ class Scheduler {
     bool running = false;
     std::optional<Nanos> deferred;  // a slot waiting for the run in flight
     Nanos finished_at{0};           // when the last run ended
+    int late_streak = 0;            // slots skipped as late since the last run started
   };
+  // Starts a run now, or skips its slot as late (false).
+  bool admit(Entry& e, Nanos lag);
   void advance_past_now(ProbeId id, Entry& e, Nanos now);
 
   const Clock& clock_;

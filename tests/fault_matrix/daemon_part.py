@@ -206,6 +206,9 @@ def run_text(binary, config, work, secret, seconds) -> list:
         time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - now)))
     try:
         state = get(d.base + "/api/v1/state", 10)
+        # Kept with --keep, to see why a probe ran less than it should.
+        (work / "canaryd-last-metrics.txt").write_bytes(metrics)
+        (work / "canaryd-last-state.json").write_bytes(state)
     except OSError as e:
         problems.append(f"/api/v1/state did not answer: {e}")
     rc, took = d.stop()

@@ -135,6 +135,39 @@ TEST_CASE(
   CHECK(d.sched.skipped_total() == 1);
 }
 
+TEST_CASE(
+    "a loop that is late at the same moment of every interval does not starve a probe: each "
+    "late skip in a row doubles how late its next slot may start, up to half an interval") {
+  Driver d;
+  d.sched.add(1, "p", 2s, 1500ms);  // start bound 150 ms
+  auto first = *d.sched.next_due();
+  CHECK(Scheduler::admission_bound(2s, 150ms, 0) == 150ms);
+  CHECK(Scheduler::admission_bound(2s, 150ms, 1) == 300ms);
+  CHECK(Scheduler::admission_bound(2s, 150ms, 3) == 1s);  // 1.2 s, capped at half the interval
+  // 200 ms late at every slot: the first is skipped, the next one runs.
+  d.clock.set(first + 200ms);
+  CHECK(d.sched.take_due().empty());
+  d.clock.set(first + 2s + 200ms);
+  auto due = d.sched.take_due();
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].lag == 200ms);
+  d.sched.finished(1);
+  // A run started, so the bound is back to 150 ms.
+  d.clock.set(first + 4s + 200ms);
+  CHECK(d.sched.take_due().empty());
+  CHECK(d.sched.skipped(canaryd::SkipCause::kLate) == 2);
+  // Far behind: skipped until the bound has doubled past the lateness, never
+  // past half an interval.
+  d.clock.set(first + 6s + 900ms);  // streak 1: 300 ms
+  CHECK(d.sched.take_due().empty());
+  d.clock.set(first + 8s + 900ms);  // streak 2: 600 ms
+  CHECK(d.sched.take_due().empty());
+  d.clock.set(first + 10s + 900ms);  // streak 3: 1 s
+  CHECK(d.sched.take_due().size() == 1);
+  d.sched.finished(1);
+  CHECK(d.sched.skipped(canaryd::SkipCause::kLate) == 4);
+}
+
 TEST_CASE("removed probes are not dispatched and next_due is the earliest probe") {
   Driver d;
   d.sched.add(1, "a", 1s, 1s);
