@@ -222,7 +222,6 @@ class WsService {
   size_t max_live_ = 0;
   bool shut_down_ = false;
   std::map<std::string, ClientVhost> vhosts_;  // by CA file and its mtime
-  uint64_t vhosts_made_ = 0;                   // names each vhost uniquely
   struct CaFile {
     std::string key;  // path, mtime and size when last looked at
     uint64_t checked_ms = 0;

@@ -85,15 +85,18 @@ lws_context* create_context(const lws_context_creation_info& info) {
 }
 
 // A client vhost; with a CA file, lws loads it as the vhost's trust store.
-lws_vhost* create_client_vhost(lws_context* context, const std::string& name,
-                               const std::string& ca_file) {
+lws_vhost* create_client_vhost(lws_context* context, const std::string& ca_file) {
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
   // The flag makes this vhost's client SSL_CTX (see create_context).
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                  LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
   info.protocols = kProtocols;
-  info.vhost_name = name.c_str();
+  // lws keeps this pointer, not a copy (vh->name = info->vhost_name in
+  // lib/core-net/vhost.c), and prints it in info lines until the context is
+  // freed, e.g. at every connect: a literal. Names need not be unique; only
+  // lws_get_vhost_by_name looks them up.
+  info.vhost_name = ca_file.empty() ? "canaryd" : "canaryd-ca";
   if (!ca_file.empty()) info.client_ssl_ca_filepath = ca_file.c_str();
   info.timeout_secs = kLwsTimeoutSecs;
   info.connect_timeout_secs = kLwsTimeoutSecs;
@@ -167,9 +170,7 @@ WsService::ClientVhost* WsService::vhost_for(const std::string& ca_file) {
   auto it = vhosts_.find(key);
   if (it != vhosts_.end()) return &it->second;
   // Made at first use; one lws could not make is tried again at the next.
-  std::string name =
-      ca_file.empty() ? std::string("canaryd") : fmt::format("canaryd-ca-{}", ++vhosts_made_);
-  lws_vhost* vh = create_client_vhost(context_, name, ca_file);
+  lws_vhost* vh = create_client_vhost(context_, ca_file);
   if (vh == nullptr) return nullptr;
   ClientVhost& made = vhosts_[key];
   made.vhost = vh;
