@@ -62,7 +62,7 @@ bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
                         std::vector<std::pair<std::string, std::string>> global_labels, int history,
                         std::chrono::milliseconds wait) {
   std::unique_lock lock(mu_);
-  if (stopping_) return false;
+  if (stopping_ || stop_runs_) return false;
   const uint64_t ticket = ++next_ticket_;
   // A newer set replaces one the loop has not taken yet.
   pending_ = Pending{std::move(probes), std::move(global_labels), history, ticket};
@@ -73,10 +73,21 @@ bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
 void ProbeWorker::take_pending() {
   std::optional<Pending> p;
   bool stop = false;
+  bool stop_runs = false;
   {
     std::lock_guard lock(mu_);
     p.swap(pending_);
     stop = stopping_;
+    stop_runs = stop_runs_;
+  }
+  if (stop_runs && !stop) {
+    engine_->stop();
+    {
+      std::lock_guard lock(mu_);
+      runs_stopped_ = true;
+    }
+    applied_cv_.notify_all();
+    return;
   }
   if (stop) {
     engine_->stop();
@@ -113,6 +124,16 @@ void ProbeWorker::refresh_stats() {
   for (SkipCause cause : kSkipCauses)
     stats_.skipped[static_cast<size_t>(cause)] = engine_->skipped(cause);
   stats_.heartbeat_ns = now;
+}
+
+void ProbeWorker::stop_runs(std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
+  if (stopping_) return;
+  if (!stop_runs_) {
+    stop_runs_ = true;
+    uv_async_send(&wake_);
+  }
+  applied_cv_.wait_for(lock, wait, [&] { return runs_stopped_; });
 }
 
 void ProbeWorker::stop() {

@@ -5,7 +5,7 @@
 // shared with another worker; the HTTP thread reads every worker's book and
 // merges them at read time (Envoy's per-worker stats are the model).
 //
-// Thread-safety: apply() and stop() from the main thread; book() and the
+// Thread-safety: apply(), stop_runs() and stop() from the main thread; book() and the
 // stats from any thread; everything else is the worker's own.
 #pragma once
 
@@ -53,6 +53,11 @@ class ProbeWorker {
   bool apply(std::vector<ConfiguredProbe> probes,
              std::vector<std::pair<std::string, std::string>> global_labels, int history,
              std::chrono::milliseconds wait);
+  // Stops starting runs and cancels those in flight, then waits (at most
+  // `wait`) until the loop has. The service does this on every worker before
+  // it stops any: a loop that destroys its lws context must not meet another
+  // loop opening descriptors (WsService::hold_pipe_number says why).
+  void stop_runs(std::chrono::milliseconds wait);
   // Cancels every run, closes every handle and joins the thread.
   void stop();
 
@@ -100,6 +105,8 @@ class ProbeWorker {
   uint64_t next_ticket_ = 0;
   uint64_t applied_ticket_ = 0;
   bool stopping_ = false;
+  bool stop_runs_ = false;     // asked by stop_runs()
+  bool runs_stopped_ = false;  // the loop has stopped its engine
   std::thread thread_;
 };
 
