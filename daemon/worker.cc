@@ -62,7 +62,7 @@ bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
                         std::vector<std::pair<std::string, std::string>> global_labels, int history,
                         std::chrono::milliseconds wait) {
   std::unique_lock lock(mu_);
-  if (stopping_ || stop_runs_) return false;
+  if (stopping_) return false;
   const uint64_t ticket = ++next_ticket_;
   // A newer set replaces one the loop has not taken yet.
   pending_ = Pending{std::move(probes), std::move(global_labels), history, ticket};
@@ -73,24 +73,18 @@ bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
 void ProbeWorker::take_pending() {
   std::optional<Pending> p;
   bool stop = false;
-  bool stop_runs = false;
+  std::shared_ptr<StopGate> gate;
   {
     std::lock_guard lock(mu_);
     p.swap(pending_);
     stop = stopping_;
-    stop_runs = stop_runs_;
-  }
-  if (stop_runs && !stop) {
-    engine_->stop();
-    {
-      std::lock_guard lock(mu_);
-      runs_stopped_ = true;
-    }
-    applied_cv_.notify_all();
-    return;
+    gate = stop_gate_;
   }
   if (stop) {
     engine_->stop();
+    // Blocking: lws must not serve the cancelled connections before their
+    // context goes (they would then close on lws's own paths).
+    if (gate) gate->arrive_and_wait();
     services_->shutdown();
     for (auto* h :
          {reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&stats_timer_)}) {
@@ -126,24 +120,23 @@ void ProbeWorker::refresh_stats() {
   stats_.heartbeat_ns = now;
 }
 
-void ProbeWorker::stop_runs(std::chrono::milliseconds wait) {
+void StopGate::arrive_and_wait() {
   std::unique_lock lock(mu_);
+  if (left_ > 0) --left_;
+  cv_.notify_all();
+  cv_.wait_for(lock, wait_, [&] { return left_ == 0; });
+}
+
+void ProbeWorker::request_stop(std::shared_ptr<StopGate> gate) {
+  std::lock_guard lock(mu_);
   if (stopping_) return;
-  if (!stop_runs_) {
-    stop_runs_ = true;
-    uv_async_send(&wake_);
-  }
-  applied_cv_.wait_for(lock, wait, [&] { return runs_stopped_; });
+  stopping_ = true;
+  stop_gate_ = std::move(gate);
+  uv_async_send(&wake_);
 }
 
 void ProbeWorker::stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      stopping_ = true;
-      uv_async_send(&wake_);
-    }
-  }
+  request_stop(nullptr);
   applied_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
