@@ -429,6 +429,9 @@ void Service::shutdown() {
     reload_channel_->async = nullptr;
     reload_channel_->result.reset();
   }
+  // Every loop's runs stop before any loop tears down its services (StopGate).
+  auto gate = std::make_shared<StopGate>(workers_.size(), kLoopApplyWait);
+  for (auto& w : workers_) w->request_stop(gate);
   for (auto& w : workers_) w->stop();
   for (auto* h :
        {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),

@@ -81,13 +81,18 @@ bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
 void ProbeWorker::take_pending() {
   std::optional<Pending> p;
   bool stop = false;
+  std::shared_ptr<StopGate> gate;
   {
     std::lock_guard lock(mu_);
     p.swap(pending_);
     stop = stopping_;
+    gate = stop_gate_;
   }
   if (stop) {
     engine_->stop();
+    // Blocking: lws must not serve the cancelled connections before their
+    // context goes (they would then close on lws's own paths).
+    if (gate) gate->arrive_and_wait();
     services_->shutdown();
     for (auto* h :
          {reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&stats_timer_)}) {
@@ -123,14 +128,23 @@ void ProbeWorker::refresh_stats() {
   stats_.heartbeat_ns = now;
 }
 
+void StopGate::arrive_and_wait() {
+  std::unique_lock lock(mu_);
+  if (left_ > 0) --left_;
+  cv_.notify_all();
+  cv_.wait_for(lock, wait_, [&] { return left_ == 0; });
+}
+
+void ProbeWorker::request_stop(std::shared_ptr<StopGate> gate) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  stopping_ = true;
+  stop_gate_ = std::move(gate);
+  uv_async_send(&wake_);
+}
+
 void ProbeWorker::stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      stopping_ = true;
-      uv_async_send(&wake_);
-    }
-  }
+  request_stop(nullptr);
   applied_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }

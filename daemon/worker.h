@@ -5,7 +5,7 @@
 // shared with another worker; the HTTP thread reads every worker's book and
 // merges them at read time (Envoy's per-worker stats are the model).
 //
-// Thread-safety: apply() and stop() from the main thread; book() and the
+// Thread-safety: apply(), request_stop() and stop() from the main thread; book() and the
 // stats from any thread; everything else is the worker's own.
 #pragma once
 
@@ -38,6 +38,23 @@ namespace canaryd {
 // from the shard's), so that every restart with the same count agrees.
 int worker_of(std::string_view probe_name, int workers);
 
+// Where the workers stopping together wait for each other, between
+// cancelling their runs and tearing down their services: no loop then opens
+// sockets while another destroys its lws context (WsService::hold_pipe_number
+// says why that matters). A stalled loop holds the others up for `wait` at
+// most.
+class StopGate {
+ public:
+  StopGate(size_t parties, std::chrono::milliseconds wait) : left_(parties), wait_(wait) {}
+  void arrive_and_wait();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t left_;
+  std::chrono::milliseconds wait_;
+};
+
 class ProbeWorker {
  public:
   // Called on the worker's thread for every result, after the book has it.
@@ -56,7 +73,11 @@ class ProbeWorker {
   bool apply(std::vector<ConfiguredProbe> probes,
              std::vector<std::pair<std::string, std::string>> global_labels, int history,
              std::chrono::milliseconds wait);
-  // Cancels every run, closes every handle and joins the thread.
+  // Starts stopping: the loop cancels every run, waits at `gate` (if given)
+  // until every worker sharing it has done the same, and closes every handle.
+  void request_stop(std::shared_ptr<StopGate> gate);
+  // Stops (request_stop without a gate, unless requested already) and joins
+  // the thread.
   void stop();
 
   int index() const { return index_; }
@@ -103,6 +124,7 @@ class ProbeWorker {
   uint64_t next_ticket_ = 0;
   uint64_t applied_ticket_ = 0;
   bool stopping_ = false;
+  std::shared_ptr<StopGate> stop_gate_;
   std::thread thread_;
 };
 

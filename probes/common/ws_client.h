@@ -187,7 +187,9 @@ class WsConnection {
 //
 // Thread-safety: loop thread only. Any number of services may live at once,
 // on one loop or several threads, made and destroyed in any order: they share
-// no lws state that changes after the first one is made (ws_service.cc).
+// no lws state that changes after the first one is made (ws_service.cc). One
+// caveat, lws's: shutdown() should not run while another thread opens
+// descriptors (hold_pipe_number in ws_service.cc).
 class WsService {
  public:
   explicit WsService(uv_loop_t* loop);
@@ -212,6 +214,10 @@ class WsService {
   ClientVhost* vhost_for(const std::string& ca_file);
   // Destroys the vhosts of replaced CA files that no connection uses.
   void sweep_vhosts();
+  // Keep lws's second close of its event pipe off other descriptors
+  // (ws_service.cc).
+  void hold_pipe_number();
+  void release_pipe_number();
 
   uv_loop_t* loop_;
   lws_context* context_ = nullptr;
@@ -221,8 +227,11 @@ class WsService {
   std::shared_ptr<size_t> live_ = std::make_shared<size_t>(0);
   size_t max_live_ = 0;
   bool shut_down_ = false;
+  int pipe_fd_ = -1;  // lws's event pipe descriptor; -1 if not found
+  bool holding_ = false;
+  uint64_t hold_dev_ = 0;  // the placeholder's file, told apart from any later one
+  uint64_t hold_ino_ = 0;
   std::map<std::string, ClientVhost> vhosts_;  // by CA file and its mtime
-  uint64_t vhosts_made_ = 0;                   // names each vhost uniquely
   struct CaFile {
     std::string key;  // path, mtime and size when last looked at
     uint64_t checked_ms = 0;

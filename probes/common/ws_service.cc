@@ -1,14 +1,18 @@
 // The libwebsockets context and its vhosts, shared by every WebSocket
 // connection of one loop (WsConnection, in ws_client.cc, is one connection).
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <libwebsockets.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "base/guard.h"
 #include "probes/common/ws_client.h"
@@ -85,19 +89,35 @@ lws_context* create_context(const lws_context_creation_info& info) {
 }
 
 // A client vhost; with a CA file, lws loads it as the vhost's trust store.
-lws_vhost* create_client_vhost(lws_context* context, const std::string& name,
-                               const std::string& ca_file) {
+lws_vhost* create_client_vhost(lws_context* context, const std::string& ca_file) {
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
   // The flag makes this vhost's client SSL_CTX (see create_context).
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                  LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
   info.protocols = kProtocols;
-  info.vhost_name = name.c_str();
+  // lws keeps this pointer, not a copy (vh->name = info->vhost_name in
+  // lib/core-net/vhost.c), and prints it in info lines until the context is
+  // freed, e.g. at every connect: a literal. Names need not be unique; only
+  // lws_get_vhost_by_name looks them up.
+  info.vhost_name = ca_file.empty() ? "canaryd" : "canaryd-ca";
   if (!ca_file.empty()) info.client_ssl_ca_filepath = ca_file.c_str();
   info.timeout_secs = kLwsTimeoutSecs;
   info.connect_timeout_secs = kLwsTimeoutSecs;
   return lws_create_vhost(context, &info);
+}
+
+// The poll handles on `loop` (lws watches each of its descriptors with one).
+std::vector<uv_handle_t*> poll_handles(uv_loop_t* loop) {
+  std::vector<uv_handle_t*> out;
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void* arg) {
+        if (h->type == UV_POLL && !uv_is_closing(h))
+          static_cast<std::vector<uv_handle_t*>*>(arg)->push_back(h);
+      },
+      &out);
+  return out;
 }
 
 }  // namespace
@@ -125,7 +145,14 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   rlimit lim{};
   size_t fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? static_cast<size_t>(lim.rlim_cur) : 1024;
   max_live_ = std::max<size_t>(16, fds / 4 * 3);
+  std::vector<uv_handle_t*> before = poll_handles(loop_);
   context_ = create_context(info);
+  // A new context's only descriptor is its event pipe (see hold_pipe_number).
+  std::vector<uv_handle_t*> added;
+  for (uv_handle_t* h : poll_handles(loop_))
+    if (std::find(before.begin(), before.end(), h) == before.end()) added.push_back(h);
+  uv_os_fd_t fd = -1;
+  if (added.size() == 1 && uv_fileno(added[0], &fd) == 0) pipe_fd_ = fd;
 }
 
 WsService::~WsService() {
@@ -135,13 +162,57 @@ WsService::~WsService() {
   if (context_ == nullptr) return;
   if (!shut_down_) lws_context_destroy(context_);
   lws_context_destroy(context_);
+  release_pipe_number();
 }
 
 void WsService::shutdown() {
   if (context_ == nullptr || shut_down_) return;
   shut_down_ = true;
   lws_context_destroy(context_);
+  hold_pipe_number();
   vhosts_.clear();
+}
+
+// lws 4.1.6 on libuv closes its event pipe's descriptor twice when a context
+// is destroyed: lws_destroy_event_pipe (lib/core-net/vhost.c) hands the pipe
+// wsi to the loop for closing and closes the descriptor at once
+// (lws_plat_pipe_close); the loop's close callback then closes the wsi's
+// descriptor, the same number, again (lws_libuv_closewsi,
+// __lws_close_free_wsi_final). Whatever was given that number in between, a
+// socket of another context on this loop, of another loop or of another
+// library, was closed under its owner: another context's lws then asserted
+// in insert_wsi or kept a wsi on a dead descriptor. So the number is taken
+// back at once with a placeholder for lws's second close to close. Only the
+// first destroy step, on this thread, lies between lws's close and ours.
+void WsService::hold_pipe_number() {
+  if (pipe_fd_ < 0) return;
+  // A memfd: a file of its own, told apart from anything else later given
+  // the number.
+  int fd = memfd_create("canaryd-lws-pipe", MFD_CLOEXEC);
+  if (fd < 0) return;
+  int held = fd == pipe_fd_ ? fd : fcntl(fd, F_DUPFD_CLOEXEC, pipe_fd_);
+  if (held != fd) close(fd);
+  if (held != pipe_fd_) {
+    // Taken already: nothing to hold.
+    if (held >= 0) close(held);
+    return;
+  }
+  struct stat st {};
+  if (fstat(held, &st) != 0) return;  // kept for lws to close
+  hold_dev_ = static_cast<uint64_t>(st.st_dev);
+  hold_ino_ = static_cast<uint64_t>(st.st_ino);
+  holding_ = true;
+}
+
+void WsService::release_pipe_number() {
+  if (!holding_) return;
+  holding_ = false;
+  // Still the placeholder: lws's second close has not run. Once it has, the
+  // number may be anyone's.
+  struct stat st {};
+  if (fstat(pipe_fd_, &st) == 0 && static_cast<uint64_t>(st.st_dev) == hold_dev_ &&
+      static_cast<uint64_t>(st.st_ino) == hold_ino_)
+    close(pipe_fd_);
 }
 
 WsService::ClientVhost* WsService::vhost_for(const std::string& ca_file) {
@@ -167,9 +238,7 @@ WsService::ClientVhost* WsService::vhost_for(const std::string& ca_file) {
   auto it = vhosts_.find(key);
   if (it != vhosts_.end()) return &it->second;
   // Made at first use; one lws could not make is tried again at the next.
-  std::string name =
-      ca_file.empty() ? std::string("canaryd") : fmt::format("canaryd-ca-{}", ++vhosts_made_);
-  lws_vhost* vh = create_client_vhost(context_, name, ca_file);
+  lws_vhost* vh = create_client_vhost(context_, ca_file);
   if (vh == nullptr) return nullptr;
   ClientVhost& made = vhosts_[key];
   made.vhost = vh;
