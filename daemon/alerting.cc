@@ -334,15 +334,16 @@ class RuleWriter {
                                                   globals_);
       expr = fmt::format(
           "((sum by (job, instance) (rate(canary_scheduler_skipped_runs_total{{cause=~\"late|"
-          "missed|starved\"}}[{0}])) > 0) or (max by (job, instance) "
+          "missed|starved|limit\"}}[{0}])) > 0) or (max by (job, instance) "
           "(avg_over_time(canary_loop_saturation_ratio[{0}])) > {1})){2}",
           w, thr, labels);
       summary = "canaryd {{ $labels.instance }} is overloaded";
       description = fmt::format(
-          "Over the last {} it skipped runs it was too late to start or too busy to judge, or "
-          "its probe loop was "
+          "Over the last {} it skipped runs it was too late to start, too busy to judge or "
+          "short of descriptors for, or its probe loop was "
           "busy more than {} of the time: its results are incomplete, so the probe alerts of "
-          "its location are muted. Add workers or shards (docs/sharding.md).",
+          "its location are muted. Add workers or shards, or raise LimitNOFILE "
+          "(docs/sharding.md).",
           w, percent(r.threshold));
     } else if (key == "shard_missing") {
       // Each shard counted once, however many replicas run it.

@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
 #include <set>
 
+#include "base/usable_cpus.h"
 #include "daemon/defaults.h"
 #include "probes/common/resolve.h"
 
@@ -69,6 +71,9 @@ GlobalConfig read_global(std::optional<YamlSection> g) {
   out.default_interval = defaults::kInterval;
   out.default_timeout = defaults::kTimeout;
   out.state_history = defaults::kStateHistory;
+  // One loop per CPU the process may use: a container limited to 2 CPUs on
+  // a 64-core node gets 2, not 64 threads fighting for 2.
+  out.workers = std::min(usable_cpus(), defaults::kMaxWorkers);
   if (!g) return out;
   if (auto listen = g->get_string("listen")) {
     if (auto addr = parse_listen_address(*listen)) {

@@ -28,7 +28,7 @@ struct GlobalConfig {
   Duration default_interval;
   Duration default_timeout;
   int state_history;  // results kept per probe for the state API
-  int workers = 1;    // probe loops (daemon/worker.h)
+  int workers = 1;    // probe loops (daemon/worker.h); by default usable_cpus()
 };
 
 struct ConfiguredProbe {

@@ -32,7 +32,9 @@ DaemonMetrics::DaemonMetrics()
                   "Scheduled slots not run, by cause: overlap (the previous run was still "
                   "going), late (the loop came too late to start it), missed (the loop was "
                   "stalled past it), starved (the run started, but the loop was too busy to judge "
-                  "its timeout).")
+                  "its timeout), limit (canaryd could not make the run at a limit of its own, such "
+                  "as its "
+                  "share of descriptors).")
               .Register(*registry_)),
       loop_saturation_(BuildGauge()
                            .Name("canary_loop_saturation_ratio")

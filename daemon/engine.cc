@@ -387,6 +387,21 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
                                   std::move(result.phases));
     inst.fault.reset();
   }
+  if (result.canaryd_limit && inst.scheduled && !inst.once) {
+    // canaryd's own limit says nothing of the target: no verdict, and the
+    // slot counts as skipped, which the overload alert sees. The log says
+    // so at most once a minute, however many runs it skips.
+    scheduler_.count_skip(SkipCause::kLimit);
+    ++limit_skips_unlogged_;
+    const uint64_t now = uv_hrtime();
+    if (limit_logged_hr_ == 0 || now - limit_logged_hr_ >= 60'000'000'000ULL) {
+      spdlog::warn("{} run(s) not made, the last of probe {}: {}", limit_skips_unlogged_,
+                   inst.cfg.spec.name, target_text(result.message, kResultMessageBytes));
+      limit_skips_unlogged_ = 0;
+      limit_logged_hr_ = now;
+    }
+    return;
+  }
   double duration = static_cast<double>(now_ns() - inst.started_ns) / 1e9;
   // The backstop for every probe: a message may quote a target or a library
   // (a URL, a header, a server's error), so it is redacted, clipped and made

@@ -142,6 +142,9 @@ class Engine {
   uv_prepare_t* prepare_ = nullptr;  // heap
   std::deque<std::pair<uint64_t, uint64_t>> stretches_;
   uint64_t last_prepare_hr_ = 0;
+  // Runs skipped at a limit of canaryd's own since it last said so in the log.
+  uint64_t limit_skips_unlogged_ = 0;
+  uint64_t limit_logged_hr_ = 0;
   uint64_t last_prepare_idle_ = 0;
   ResultCallback on_result_;
   LagCallback on_lag_;

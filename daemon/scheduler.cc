@@ -14,6 +14,8 @@ std::string_view skip_cause_name(SkipCause cause) {
       return "missed";
     case SkipCause::kStarved:
       return "starved";
+    case SkipCause::kLimit:
+      return "limit";
   }
   return "unknown";
 }

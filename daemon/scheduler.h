@@ -37,9 +37,11 @@ enum class SkipCause {
   kLate,     // the loop came to the slot too late to start it (start_bound)
   kMissed,   // the loop was stalled past the whole slot
   kStarved,  // the run started, but its loop was too busy to judge its timeout (engine)
+  kLimit,    // canaryd could not make the run, at a limit of its own (ProbeResult::canaryd_limit)
 };
 inline constexpr SkipCause kSkipCauses[] = {SkipCause::kOverlap, SkipCause::kLate,
-                                            SkipCause::kMissed, SkipCause::kStarved};
+                                            SkipCause::kMissed, SkipCause::kStarved,
+                                            SkipCause::kLimit};
 inline constexpr size_t kSkipCauseCount = std::size(kSkipCauses);
 std::string_view skip_cause_name(SkipCause cause);
 

@@ -487,7 +487,7 @@ int Service::run() {
       watchdog_usec ? std::clamp<uint64_t>(watchdog_usec / 8000, 10, 1000) : 1000);
   for (int i = 0; i < workers; ++i) {
     workers_.push_back(std::make_unique<ProbeWorker>(
-        i, daemon_metrics_.lag(i),
+        i, workers, daemon_metrics_.lag(i),
         [this](const RunRecord& rec, ProbeBook::Transition t) { on_run_result(rec, t); }, beat));
     books_.push_back(&workers_.back()->book());
   }

@@ -18,13 +18,13 @@ int worker_of(std::string_view probe_name, int workers) {
   return jump_consistent_hash(key * 0xff51afd7ed558ccdULL, workers);
 }
 
-ProbeWorker::ProbeWorker(int index, prometheus::Histogram& lag, ResultHook on_result,
+ProbeWorker::ProbeWorker(int index, int workers, prometheus::Histogram& lag, ResultHook on_result,
                          std::chrono::milliseconds beat)
     : index_(index), lag_(lag), on_result_(std::move(on_result)) {
   uv_loop_init(&loop_);
   // Idle time (time blocked in the poll) gives the loop's saturation.
   uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);
-  services_ = std::make_unique<LoopServices>(&loop_);
+  services_ = std::make_unique<LoopServices>(&loop_, workers);
   engine_ = std::make_unique<Engine>(&loop_, *services_, clock_);
   engine_->on_result([this](const RunRecord& rec) {
     auto transition = book_.record(rec);

@@ -59,9 +59,9 @@ class ProbeWorker {
  public:
   // Called on the worker's thread for every result, after the book has it.
   using ResultHook = std::function<void(const RunRecord&, ProbeBook::Transition)>;
-  // The loop refreshes its stats and heartbeat every `beat` (the watchdog
-  // needs several beats per ping period).
-  ProbeWorker(int index, prometheus::Histogram& lag, ResultHook on_result,
+  // Worker `index` of `workers`. The loop refreshes its stats and heartbeat
+  // every `beat` (the watchdog needs several beats per ping period).
+  ProbeWorker(int index, int workers, prometheus::Histogram& lag, ResultHook on_result,
               std::chrono::milliseconds beat = std::chrono::seconds(1));
   ~ProbeWorker();
   ProbeWorker(const ProbeWorker&) = delete;

@@ -65,7 +65,13 @@ ProbeResult ProbeResult::failure(Reason reason, std::string message, Phases phas
   return r;
 }
 
-LoopServices::LoopServices(uv_loop_t* loop) : loop_(loop) {}
+ProbeResult ProbeResult::limit(std::string message) {
+  ProbeResult r = failure(Reason::kInternal, std::move(message));
+  r.canaryd_limit = true;
+  return r;
+}
+
+LoopServices::LoopServices(uv_loop_t* loop, int loops) : loop_(loop), loops_(loops) {}
 
 LoopServices::~LoopServices() = default;
 
@@ -76,7 +82,7 @@ CurlMulti& LoopServices::curl(size_t shard) {
 }
 
 WsService& LoopServices::ws() {
-  if (!ws_) ws_ = std::make_unique<WsService>(loop_);
+  if (!ws_) ws_ = std::make_unique<WsService>(loop_, loops_);
   return *ws_;
 }
 

@@ -145,9 +145,14 @@ struct ProbeResult {
   std::string message;
   Phases phases;
   ProbeDetails details;
+  // canaryd could not make the run at all, at a limit of its own (its share
+  // of descriptors): there is no verdict on the target. A scheduled run's
+  // slot counts as skipped (cause "limit"); a one-shot run fails as internal.
+  bool canaryd_limit = false;
 
   static ProbeResult ok(Phases phases = {});
   static ProbeResult failure(Reason reason, std::string message, Phases phases = {});
+  static ProbeResult limit(std::string message);
 };
 
 // What a probe gives back when the scheduler cancels it at the deadline: the
@@ -163,7 +168,9 @@ struct CancelInfo {
 // handle), so probes don't each build their own.
 class LoopServices {
  public:
-  explicit LoopServices(uv_loop_t* loop);
+  // `loops`: how many loops of this process each have their services; they
+  // share its descriptors.
+  explicit LoopServices(uv_loop_t* loop, int loops = 1);
   ~LoopServices();
   LoopServices(const LoopServices&) = delete;
   LoopServices& operator=(const LoopServices&) = delete;
@@ -189,6 +196,7 @@ class LoopServices {
   // the top user-space cost. 256 multis keep each list a few dozen long.
   static constexpr size_t kCurlShards = 256;
   uv_loop_t* loop_;
+  int loops_;
   std::unique_ptr<CurlMulti> curl_[kCurlShards];
   std::unique_ptr<WsService> ws_;
   std::map<std::string, std::unique_ptr<WorkPool>> pools_;

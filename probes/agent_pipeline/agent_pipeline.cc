@@ -378,6 +378,7 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
   s.timer.stop();
   if (s.phases.empty()) s.phases = c->phases();
   negotiated_.note(*c);
+  if (end.canaryd_limit) return fail(s, ProbeResult::limit(end.message));
   if (s.state == State::kClosing && end.clean) {
     s.phases.emplace_back("close", seconds_between(s.close_start_ns, uv_hrtime()));
     s.state = State::kOk;

@@ -103,12 +103,13 @@ WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEnd
     c->pending_end_ =
         room ? WsEnd{false, Reason::kConnect, "cannot start the connection", {}, {}}
              : WsEnd{false,
-                     Reason::kConnect,
+                     Reason::kInternal,
                      fmt::format("canaryd holds its limit of {} WebSocket connections (3/4 of the "
-                                 "open-files limit); raise LimitNOFILE",
+                                 "open-files limit, shared by its probe loops); raise LimitNOFILE",
                                  service.max_live_),
                      {},
-                     {}};
+                     {},
+                     true};
   }
   if (c->ended_) {
     // Whatever ended inside connect_via_info is reported on the next loop

@@ -70,6 +70,7 @@ struct WsEnd {
   std::string message;
   std::optional<int> status_code;  // the HTTP status of a rejected upgrade
   std::optional<int> close_code;   // the peer's close code; 1006 for a drop without one
+  bool canaryd_limit = false;      // never started: canaryd holds its connection cap
 };
 
 class WsService;
@@ -192,7 +193,9 @@ class WsConnection {
 // descriptors (hold_pipe_number in ws_service.cc).
 class WsService {
  public:
-  explicit WsService(uv_loop_t* loop);
+  // `loops`: how many loops of this process each have a service; they share
+  // the connection cap (three quarters of the descriptor limit) evenly.
+  explicit WsService(uv_loop_t* loop, int loops = 1);
   ~WsService();
   WsService(const WsService&) = delete;
   WsService& operator=(const WsService&) = delete;

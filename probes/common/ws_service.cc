@@ -122,7 +122,7 @@ std::vector<uv_handle_t*> poll_handles(uv_loop_t* loop) {
 
 }  // namespace
 
-WsService::WsService(uv_loop_t* loop) : loop_(loop) {
+WsService::WsService(uv_loop_t* loop, int loops_sharing) : loop_(loop) {
   void* loops[1] = {loop_};
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
@@ -140,11 +140,11 @@ WsService::WsService(uv_loop_t* loop) : loop_(loop) {
   // handshakes behind hung ones.
   info.max_http_header_pool = 65535;
   info.pt_serv_buf_size = kServiceBufferBytes;
-  // Three quarters of the descriptor limit: the rest stays for the HTTP
-  // server, the other probe types and lws itself.
+  // Three quarters of the descriptor limit, split evenly between the loops:
+  // the rest stays for the HTTP server, the other probe types and lws itself.
   rlimit lim{};
   size_t fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? static_cast<size_t>(lim.rlim_cur) : 1024;
-  max_live_ = std::max<size_t>(16, fds / 4 * 3);
+  max_live_ = std::max<size_t>(16, fds / 4 * 3 / static_cast<size_t>(std::max(1, loops_sharing)));
   std::vector<uv_handle_t*> before = poll_handles(loop_);
   context_ = create_context(info);
   // A new context's only descriptor is its event pipe (see hold_pipe_number).

@@ -218,6 +218,11 @@ void WebSocketProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
     }
     return;
   }
+  if (end.canaryd_limit) {
+    conn->state = State::kFailed;
+    if (!first_failure_) first_failure_ = ProbeResult::limit(end.message);
+    return maybe_finish();
+  }
   if (conn->phases.empty()) conn->phases = c->phases();
   fail(*conn, end.reason, end.message, end.status_code, end.close_code);
 }

@@ -629,3 +629,33 @@ TEST_CASE(
   CHECK(engine.in_flight() == 0);
   engine.stop();
 }
+
+TEST_CASE(
+    "a run canaryd could not make at a limit of its own is a skipped slot with no verdict, and "
+    "a one-shot run at that limit fails as internal") {
+  FakeTimeEngine t(1s, 500ms);
+  t.at(t.first_slot);
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 1; }));
+  t.probe->finish(ProbeResult::limit("canaryd holds its limit of 16 WebSocket connections"));
+  t.turn();
+  CHECK(t.results.empty());
+  CHECK(t.engine.skipped(SkipCause::kLimit) == 1);
+  CHECK(t.engine.in_flight() == 0);
+  // The next slot runs as usual.
+  t.at(t.first_slot + 1s);
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 2; }));
+  t.probe->finish(ProbeResult::ok());
+  t.turn();
+  REQUIRE(t.results.size() == 1);
+  CHECK(t.results[0].success);
+  // A deploy gate must not pass what was never checked.
+  bool done = false;
+  t.engine.run_now({"manual"}, [&] { done = true; });
+  REQUIRE(t.turn_until([&] { return t.probe->starts == 3; }));
+  t.probe->finish(ProbeResult::limit("canaryd holds its limit of 16 WebSocket connections"));
+  REQUIRE(t.turn_until([&] { return done; }));
+  REQUIRE(t.results.size() == 2);
+  CHECK(t.results[1].reason == Reason::kInternal);
+  CHECK(t.engine.skipped(SkipCause::kLimit) == 1);
+  t.engine.stop();
+}

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/utf8_check.h"
 #include "tests/support/harness.h"
@@ -160,6 +161,41 @@ TEST_CASE("rotating a CA file many times leaves a bounded number of client vhost
   connect_once();
   CHECK(service->vhost_count() <= 2);
 
+  service->shutdown();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  service.reset();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE(
+    "past its share of the connection cap a connection never starts and says canaryd's limit, "
+    "not the target, stopped it",
+    "[websocket][unit]") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  // So many loops share the descriptors that this one's share is the floor, 16.
+  auto service = std::make_unique<WsService>(&loop, 1'000'000);
+  RawListener hole(RawListener::Mode::kSilent);
+  auto ep = std::make_shared<WsEndpoint>();
+  ep->host = "127.0.0.1";
+  ep->port = hole.port();
+  ep->path = "/ws";
+  ep->host_header = "127.0.0.1";
+  ep->display_url = "ws://127.0.0.1/ws";
+  std::shared_ptr<const WsEndpoint> endpoint = ep;
+  ResolvedAddress addr = *numeric_address("127.0.0.1", hole.port());
+  EndRecorder held;
+  std::vector<WsConnection*> open;
+  for (int i = 0; i < 16; ++i) open.push_back(WsConnection::open(*service, endpoint, addr, &held));
+  EndRecorder over;
+  WsConnection::open(*service, endpoint, addr, &over);
+  REQUIRE(run_until(&loop, [&] { return over.ended == 1; }));
+  CHECK(over.last.canaryd_limit);
+  CHECK(over.last.reason == Reason::kInternal);
+  CHECK(over.last.message.find("limit of 16 WebSocket connections") != std::string::npos);
+  CHECK(held.ended == 0);  // the 16 within the cap are still in their handshakes
+  for (auto* c : open) c->abort();
   service->shutdown();
   uv_run(&loop, UV_RUN_DEFAULT);
   service.reset();
