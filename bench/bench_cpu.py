@@ -21,6 +21,9 @@ probe, one after the other (never concurrently, so they don't compete for the
             close. Its own utime+stime (getrusage) over the window, divided by
             the requests that ended in it. On loopback this thread also runs
             nginx's half of the TCP work in its system calls, as canaryd does.
+  libcurl:  bench/curl_floor, one libcurl multi handle and nothing else, does
+            the same GETs at the same rate: what canaryd's HTTP library costs
+            alone, so the part of canaryd's figure that is its own shows.
 
 Targets (issue 12): canaryd's CPU per probe (probing only) <= 2x the floor's
 and <= 0.12x blackbox's.
@@ -42,7 +45,7 @@ import shlex
 import shutil
 import subprocess
 
-from common import (BLACKBOX, BUILD, CLK_TCK, GET_FLOOR, Canaryd, canaryd_config, cpu_ticks,
+from common import (BLACKBOX, BUILD, CLK_TCK, CURL_FLOOR, GET_FLOOR, Canaryd, canaryd_config, cpu_ticks,
                     env_seconds, free_port, log, proc_status, raise_fd_limit, run_loadgen,
                     save_result, scrape, start, start_nginx, stop, forget, sum_samples, tmpdir,
                     wait_http)
@@ -172,9 +175,9 @@ def measure_blackbox(nginx_pid, health_url):
     return res
 
 
-def measure_floor(nginx_pid, port):
-    log(f"floor: get_floor {RATE}/s fresh-connection GET /health -> 127.0.0.1:{port}")
-    p = start("get_floor", [GET_FLOOR, "--port", str(port), "--path", "/health",
+def measure_floor(nginx_pid, port, tool="get_floor", binary=GET_FLOOR):
+    log(f"floor: {tool} {RATE}/s fresh-connection GET /health -> 127.0.0.1:{port}")
+    p = start(tool, [binary, "--port", str(port), "--path", "/health",
                             "--rate", str(RATE), "--warmup", f"{FLOOR_WARMUP:g}",
                             "--duration", f"{WINDOW:g}", "--timeout-ms", "1000",
                             "--cpu-pid", str(nginx_pid)],
@@ -186,7 +189,7 @@ def measure_floor(nginx_pid, port):
             stop(p)
         forget(p)
     if p.returncode != 0:
-        raise RuntimeError(f"get_floor failed ({p.returncode}): {err.decode(errors='replace')}")
+        raise RuntimeError(f"{tool} failed ({p.returncode}): {err.decode(errors='replace')}")
     r = json.loads(out)
     log(f"  achieved {r['achieved_rate']:.1f} requests/s ({r['requests']} in "
         f"{r['wall_seconds']:.1f} s, {r['failures']} failures, {r['skipped']} skipped); CPU "
@@ -205,6 +208,7 @@ def main():
     c = measure_canaryd(nginx.pid, health)
     b = measure_blackbox(nginx.pid, health)
     f = measure_floor(nginx.pid, port)
+    lc = measure_floor(nginx.pid, port, "curl_floor", CURL_FLOOR)
     ratio = c["us_per_probe_with_scrapes"] / b["us_per_probe"]
     ratio_probing = c["us_per_probe"] / b["us_per_probe"]
     floor_us = f["cpu_us_per_request"]
@@ -221,7 +225,12 @@ def main():
         f"{ok(met_floor)}")
     log(f"  canaryd / blackbox  {ratio_probing:5.2f}x  target <= {TARGET_RATIO:g}x: "
         f"{ok(met_ratio)}  ({ratio:.2f}x with scrapes)")
-    save_result("a_cpu", {"canaryd": c, "blackbox": b, "floor": f, "ratio": ratio,
+    curl_us = lc["cpu_us_per_request"]
+    log(f"  libcurl alone {curl_us:7.1f} us/request (curl_floor, libcurl "
+        f"{lc.get('curl_version', '?')}): {curl_us / b['us_per_probe']:.2f}x blackbox, "
+        f"{curl_us / floor_us:.2f}x the floor; canaryd / libcurl alone "
+        f"{c['us_per_probe'] / curl_us:.2f}x")
+    save_result("a_cpu", {"canaryd": c, "blackbox": b, "floor": f, "libcurl": lc, "ratio": ratio,
                           "ratio_probing_only": ratio_probing, "target_ratio": TARGET_RATIO,
                           "floor_multiple": floor_multiple, "target_floor": TARGET_FLOOR,
                           "met_ratio": met_ratio, "met_floor": met_floor,

@@ -34,6 +34,7 @@ AGENT_SERVER = os.path.join(BUILD, "bench", "agent_server")
 HICCUP = os.path.join(BUILD, "bench", "hiccup")
 CONNECT_FLOOR = os.path.join(BUILD, "bench", "connect_floor")
 GET_FLOOR = os.path.join(BUILD, "bench", "get_floor")
+CURL_FLOOR = os.path.join(BUILD, "bench", "curl_floor")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"

@@ -39,17 +39,16 @@
 #include <string_view>
 #include <vector>
 
+#include "cpu_time.h"
+
 namespace {
+
+using bench::now_ns;
+using bench::proc_cpu_ticks;
 
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "get_floor: %s: %s\n", what, std::strerror(errno));
   std::exit(1);
-}
-
-int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 struct Cpu {
@@ -61,30 +60,6 @@ Cpu cpu_now() {
   getrusage(RUSAGE_SELF, &r);
   return {static_cast<double>(r.ru_utime.tv_sec) + static_cast<double>(r.ru_utime.tv_usec) / 1e6,
           static_cast<double>(r.ru_stime.tv_sec) + static_cast<double>(r.ru_stime.tv_usec) / 1e6};
-}
-
-// utime + stime of a process in clock ticks from /proc/PID/stat; -1 if unreadable.
-long long proc_cpu_ticks(int pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE* f = std::fopen(path, "r");
-  if (f == nullptr) return -1;
-  char line[1024];
-  size_t n = std::fread(line, 1, sizeof line - 1, f);
-  std::fclose(f);
-  line[n] = '\0';
-  // The command name (field 2) may hold spaces: count fields after its last ')'.
-  const char* p = std::strrchr(line, ')');
-  if (p == nullptr) return -1;
-  long long utime = -1, stime = -1;
-  int field = 2;
-  for (const char* q = p + 1; *q != '\0' && field < 15; ++q) {
-    if (*q != ' ') continue;
-    ++field;  // q + 1 starts field `field`
-    if (field == 14) utime = std::atoll(q + 1);
-    if (field == 15) stime = std::atoll(q + 1);
-  }
-  return utime < 0 || stime < 0 ? -1 : utime + stime;
 }
 
 // Big enough for nginx's /health answer (~170 bytes) with room to spare; a

@@ -81,9 +81,10 @@ CurlMulti& LoopServices::curl(size_t shard) {
   return *multi;
 }
 
-WsService& LoopServices::ws() {
-  if (!ws_) ws_ = std::make_unique<WsService>(loop_, loops_);
-  return *ws_;
+WsService& LoopServices::ws(size_t shard) {
+  auto& service = ws_[shard % kWsContexts];
+  if (!service) service = std::make_unique<WsService>(loop_, loops_, ws_live_);
+  return *service;
 }
 
 WorkPool& LoopServices::pool(const WorkPool::Spec& spec) {
@@ -96,7 +97,8 @@ void LoopServices::shutdown() {
   for (auto& [name, pool] : pools_) pool->shutdown();
   for (auto& multi : curl_)
     if (multi) multi->shutdown();
-  if (ws_) ws_->shutdown();
+  for (auto& service : ws_)
+    if (service) service->shutdown();
 }
 
 }  // namespace canaryd

@@ -181,8 +181,13 @@ class LoopServices {
   // target would make each run cost O(n). Probes are spread over a few
   // multi handles instead, by `shard` (any stable number per probe).
   CurlMulti& curl(size_t shard = 0);
-  // The libwebsockets context, made on first use.
-  WsService& ws();
+  // A libwebsockets context, made on first use. lws 4.1.6 keeps a context's
+  // timeouts in one sorted list and inserts by walking it: with thousands of
+  // handshakes in flight on one context that walk was most of the loop's
+  // time. Probes are spread over a few contexts by `shard`, as over curl
+  // multis, so each list stays a fraction as long; they share the loop's
+  // connection cap.
+  WsService& ws(size_t shard = 0);
   // The thread pool of one kind of blocking work, made on first use with
   // `spec` (looked up by its name). Each kind has its own bounded pool, so
   // one kind that hangs cannot starve another (see work_pool.h).
@@ -198,7 +203,9 @@ class LoopServices {
   uv_loop_t* loop_;
   int loops_;
   std::unique_ptr<CurlMulti> curl_[kCurlShards];
-  std::unique_ptr<WsService> ws_;
+  static constexpr size_t kWsContexts = 8;
+  std::unique_ptr<WsService> ws_[kWsContexts];
+  std::shared_ptr<size_t> ws_live_ = std::make_shared<size_t>(0);  // across ws_
   std::map<std::string, std::unique_ptr<WorkPool>> pools_;
 };
 

@@ -159,7 +159,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
   release();
   done_ = std::move(done);
   ctx_ = &ctx;
-  ctx.services->ws();  // made on first use: not this run's time
+  ctx.services->ws(shard_);  // made on first use: not this run's time
   run_id_ = ctx.run_id;
   run_start_ns_ = uv_hrtime();
   token_seconds_.reset();
@@ -247,7 +247,7 @@ void AgentPipelineProbe::open_sessions(const ResolvedAddress& addr) {
     s.match = EventMatcher(&opts_, s.id);
   }
   for (auto& s : sessions_)
-    s.ws = WsConnection::open(ctx_->services->ws(), run_endpoint_, addr, this);
+    s.ws = WsConnection::open(ctx_->services->ws(shard_), run_endpoint_, addr, this);
 }
 
 AgentPipelineProbe::Session* AgentPipelineProbe::find(WsConnection* c) {

@@ -193,9 +193,12 @@ class WsConnection {
 // descriptors (hold_pipe_number in ws_service.cc).
 class WsService {
  public:
-  // `loops`: how many loops of this process each have a service; they share
-  // the connection cap (three quarters of the descriptor limit) evenly.
-  explicit WsService(uv_loop_t* loop, int loops = 1);
+  // `loops`: how many loops of this process have services; they share the
+  // connection cap (three quarters of the descriptor limit) evenly. The
+  // services of one loop share its part through `live` (their connections
+  // alive); a service alone counts its own.
+  explicit WsService(uv_loop_t* loop, int loops = 1,
+                     std::shared_ptr<size_t> live = std::make_shared<size_t>(0));
   ~WsService();
   WsService(const WsService&) = delete;
   WsService& operator=(const WsService&) = delete;
@@ -227,7 +230,7 @@ class WsService {
   // Connections alive (open, or closing until lws lets go of the socket), and
   // the most allowed: beyond it a run fails at once instead of taking the
   // descriptors that /metrics and the other probes need.
-  std::shared_ptr<size_t> live_ = std::make_shared<size_t>(0);
+  std::shared_ptr<size_t> live_;
   size_t max_live_ = 0;
   bool shut_down_ = false;
   int pipe_fd_ = -1;  // lws's event pipe descriptor; -1 if not found

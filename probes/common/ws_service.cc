@@ -122,7 +122,8 @@ std::vector<uv_handle_t*> poll_handles(uv_loop_t* loop) {
 
 }  // namespace
 
-WsService::WsService(uv_loop_t* loop, int loops_sharing) : loop_(loop) {
+WsService::WsService(uv_loop_t* loop, int loops_sharing, std::shared_ptr<size_t> live)
+    : loop_(loop), live_(std::move(live)) {
   void* loops[1] = {loop_};
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;

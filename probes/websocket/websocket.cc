@@ -4,6 +4,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,7 +34,10 @@ struct WebSocketOptions {
 
 class WebSocketProbe : public Probe, private WsConnection::Handler {
  public:
-  explicit WebSocketProbe(WebSocketOptions opts) : opts_(std::move(opts)) {}
+  explicit WebSocketProbe(WebSocketOptions opts) : opts_(std::move(opts)) {
+    static std::atomic<size_t> next_shard{0};
+    shard_ = next_shard++;
+  }
   ~WebSocketProbe() override { release(); }
 
   // Probe
@@ -71,6 +75,7 @@ class WebSocketProbe : public Probe, private WsConnection::Handler {
   void release();
 
   WebSocketOptions opts_;
+  size_t shard_ = 0;  // which of the loop's lws contexts (LoopServices::ws)
   Done done_;
   RunContext* ctx_ = nullptr;
   AsyncResolve resolve_;
@@ -94,7 +99,7 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
   release();
   done_ = std::move(done);
   ctx_ = &ctx;
-  ctx.services->ws();  // made on first use: not this run's time
+  ctx.services->ws(shard_);  // made on first use: not this run's time
   run_start_ns_ = uv_hrtime();
   dns_seconds_.reset();
   first_failure_.reset();
@@ -125,7 +130,7 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
 void WebSocketProbe::open_all(const ResolvedAddress& addr) {
   conns_.resize(static_cast<size_t>(opts_.connections));
   for (auto& c : conns_)
-    c.ws = WsConnection::open(ctx_->services->ws(), opts_.endpoint, addr, this);
+    c.ws = WsConnection::open(ctx_->services->ws(shard_), opts_.endpoint, addr, this);
 }
 
 WebSocketProbe::Conn* WebSocketProbe::find(WsConnection* c) {

@@ -169,13 +169,17 @@ TEST_CASE("rotating a CA file many times leaves a bounded number of client vhost
 }
 
 TEST_CASE(
-    "past its share of the connection cap a connection never starts and says canaryd's limit, "
+    "past its loop's share of the connection cap, counted across the loop's contexts, a connection "
+    "never starts and says canaryd's limit, "
     "not the target, stopped it",
     "[websocket][unit]") {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  // So many loops share the descriptors that this one's share is the floor, 16.
-  auto service = std::make_unique<WsService>(&loop, 1'000'000);
+  // So many loops share the descriptors that this one's share is the floor,
+  // 16; its two contexts (LoopServices spreads probes over several) share it.
+  auto live = std::make_shared<size_t>(0);
+  auto service = std::make_unique<WsService>(&loop, 1'000'000, live);
+  auto other = std::make_unique<WsService>(&loop, 1'000'000, live);
   RawListener hole(RawListener::Mode::kSilent);
   auto ep = std::make_shared<WsEndpoint>();
   ep->host = "127.0.0.1";
@@ -187,7 +191,8 @@ TEST_CASE(
   ResolvedAddress addr = *numeric_address("127.0.0.1", hole.port());
   EndRecorder held;
   std::vector<WsConnection*> open;
-  for (int i = 0; i < 16; ++i) open.push_back(WsConnection::open(*service, endpoint, addr, &held));
+  for (int i = 0; i < 16; ++i)
+    open.push_back(WsConnection::open(i % 2 ? *other : *service, endpoint, addr, &held));
   EndRecorder over;
   WsConnection::open(*service, endpoint, addr, &over);
   REQUIRE(run_until(&loop, [&] { return over.ended == 1; }));
@@ -197,8 +202,10 @@ TEST_CASE(
   CHECK(held.ended == 0);  // the 16 within the cap are still in their handshakes
   for (auto* c : open) c->abort();
   service->shutdown();
+  other->shutdown();
   uv_run(&loop, UV_RUN_DEFAULT);
   service.reset();
+  other.reset();
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
 }
