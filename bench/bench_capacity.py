@@ -40,10 +40,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BLACKHOLE, CLK_TCK, Canaryd, canaryd_config, cpu_ticks, delta_by_label,
-                    env_seconds, free_port, histogram, histogram_delta, histogram_quantile,
-                    http_get, log, mib, proc_status, raise_fd_limit, save_result, scrape,
-                    start, start_nginx, tmpdir)
+from common import (CLK_TCK, Canaryd, canaryd_config, cpu_ticks, delta_by_label, env_seconds,
+                    free_port, histogram, histogram_delta, histogram_quantile, http_get, log, mib,
+                    proc_status, raise_fd_limit, save_result, scrape, start_blackhole, start_nginx)
 
 WINDOW = env_seconds("BENCH_CAP_WINDOW", 15)
 WARMUP = env_seconds("BENCH_CAP_WARMUP", 8)
@@ -55,21 +54,6 @@ LAG_P99 = 0.050
 MAX_HUNG = 16000  # 1 s hung runs hold a descriptor each; the limit is 20,000
 NAMES = ["canary_scheduler_lag_seconds", "canary_scheduler_skipped_runs_total",
          "canary_probe_runs_total", "canary_probe_failures_total", "canary_loop_saturation_ratio"]
-
-
-def start_blackhole():
-    d = tmpdir("blackhole")
-    ready = os.path.join(d, "ready")
-    p = start("blackhole", ["nice", "-n", "19", BLACKHOLE, "--ports", "4", "--max-conns", "30000",
-                            "--max-seconds", "1800", "--ready-file", ready],
-              log_path=os.path.join(d, "blackhole.log"))
-    deadline = time.monotonic() + 10
-    while not os.path.exists(ready):
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("blackhole did not start")
-        time.sleep(0.02)
-    with open(ready) as f:
-        return p, [int(x) for x in f.read().split()[1:]]
 
 
 def trial(tag, workers, hung, targets, hung_timing="1s", warmup=WARMUP, window=WINDOW):
@@ -173,7 +157,7 @@ def capacity(workers, targets):
 def main():
     raise_fd_limit()
     nginx, health_port = start_nginx("capacity")
-    bh, bh_ports = start_blackhole()
+    bh, bh_ports = start_blackhole(max_seconds=1800, nice=19)
     targets = (health_port, bh_ports)
     res = {"cpus": os.cpu_count()}
     if "capacity" in PARTS or "overload" in PARTS:

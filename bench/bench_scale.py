@@ -47,10 +47,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BLACKHOLE, CLK_TCK, CONNECT_FLOOR, Canaryd, canaryd_config, cpu_ticks,
-                    env_seconds, free_port, histogram, histogram_delta, histogram_quantile,
-                    http_get, log, mib, open_fds, percentile, proc_status, raise_fd_limit,
-                    save_result, scrape, start, start_nginx, sum_samples, tmpdir)
+from common import (CLK_TCK, CONNECT_FLOOR, Canaryd, canaryd_config, cpu_ticks, env_seconds,
+                    free_port, histogram, histogram_delta, histogram_quantile, http_get, log, mib,
+                    open_fds, percentile, proc_status, raise_fd_limit, save_result, scrape,
+                    start_blackhole, start_nginx)
 
 HUNG = int(env_seconds("BENCH_HUNG", 10000))
 HEALTHY = 100
@@ -64,22 +64,6 @@ TARGET_RSS = 300 * 1000 * 1000  # "300 MB"
 
 NAMES = ["canary_scheduler_lag_seconds", "canary_scheduler_skipped_runs_total",
          "canary_probe_runs_total", "canary_probe_failures_total"]
-
-
-def start_blackhole():
-    d = tmpdir("blackhole")
-    ready = os.path.join(d, "ready")
-    p = start("blackhole", [BLACKHOLE, "--ports", str(BLACKHOLE_PORTS), "--max-conns", "30000",
-                            "--max-seconds", "900", "--ready-file", ready],
-              log_path=os.path.join(d, "blackhole.log"))
-    deadline = time.monotonic() + 10
-    while not os.path.exists(ready):
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("blackhole did not start")
-        time.sleep(0.02)
-    with open(ready) as f:
-        ports = [int(x) for x in f.read().split()[1:]]
-    return p, ports
 
 
 def connect_floor(port):
@@ -250,7 +234,7 @@ def main():
     lim = raise_fd_limit()
     log(f"== (c) scale: {HUNG} hung + {HEALTHY} healthy HTTP probes (fd limit {lim[0]}) ==")
     nginx, port = start_nginx("scale")
-    bh, bh_ports = start_blackhole()
+    bh, bh_ports = start_blackhole(BLACKHOLE_PORTS)
     base = run("baseline", port, bh_ports, 0)
     full = run("full", port, bh_ports, HUNG, base.get("metrics_bytes_per_probe"))
     floor = connect_floor(bh_ports[0])

@@ -141,6 +141,24 @@ def tmpdir(tag):
     return d
 
 
+def start_blackhole(ports=4, max_seconds=900, nice=0):
+    """bench/blackhole on `ports` listeners: (process, ports). `nice` lowers its
+    priority, so that a target's own accept work competes less with canaryd."""
+    d = tmpdir("blackhole")
+    ready = os.path.join(d, "ready")
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    p = start("blackhole", [*prefix, BLACKHOLE, "--ports", str(ports), "--max-conns", "30000",
+                            "--max-seconds", str(max_seconds), "--ready-file", ready],
+              log_path=os.path.join(d, "blackhole.log"))
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ready):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("blackhole did not start")
+        time.sleep(0.02)
+    with open(ready) as f:
+        return p, [int(x) for x in f.read().split()[1:]]
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

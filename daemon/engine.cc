@@ -78,16 +78,18 @@ std::vector<const ConfiguredProbe*> Engine::probes() const {
   return out;
 }
 
-void Engine::discard(Instance& inst) {
-  if (inst.running) {
-    try {
-      inst.cfg.probe->cancel();
-    } catch (const std::exception& e) {
-      spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
-    }
-    inst.running = false;
-    --in_flight_;
+void Engine::drop_run(Instance& inst) {
+  try {
+    inst.cfg.probe->cancel();
+  } catch (const std::exception& e) {
+    spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
   }
+  inst.running = false;
+  --in_flight_;
+}
+
+void Engine::discard(Instance& inst) {
+  if (inst.running) drop_run(inst);
   if (inst.scheduled) scheduler_.remove(inst.id);
   uv_timer_stop(inst.deadline);
   inst.deadline->data = inst.deadline;
@@ -329,13 +331,7 @@ bool Engine::starved(const Instance& inst) const {
 }
 
 void Engine::abandon(Instance& inst) {
-  try {
-    inst.cfg.probe->cancel();
-  } catch (const std::exception& e) {
-    spdlog::error("probe {}: cancel failed: {}", inst.cfg.spec.name, e.what());
-  }
-  inst.running = false;
-  --in_flight_;
+  drop_run(inst);
   uv_timer_stop(inst.deadline);
   scheduler_.finished(inst.id);
   scheduler_.count_skip(SkipCause::kStarved);

@@ -107,6 +107,8 @@ class Engine {
   static void on_prepare(uv_prepare_t* prepare);
   uint64_t longest_stretch_since(uint64_t since_hr) const;
   void abandon(Instance& inst);
+  // Cancels a running run that gets no result: it is no longer in flight.
+  void drop_run(Instance& inst);
   void fail_run(ProbeId id, uint64_t generation, std::string_view what);
   void complete(ProbeId id, uint64_t generation, ProbeResult result);
   void discard(Instance& inst);
