@@ -40,15 +40,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import json
 import shlex
 import shutil
 import subprocess
 
-from common import (BLACKBOX, BUILD, CLK_TCK, CURL_FLOOR, GET_FLOOR, Canaryd, canaryd_config, cpu_ticks,
-                    env_seconds, free_port, log, proc_status, raise_fd_limit, run_loadgen,
-                    save_result, scrape, start, start_nginx, stop, forget, sum_samples, tmpdir,
-                    wait_http)
+from common import (BLACKBOX, BUILD, CLK_TCK, CURL_FLOOR, GET_FLOOR, Canaryd, canaryd_config,
+                    cpu_ticks, env_seconds, free_port, log, proc_status, raise_fd_limit,
+                    run_json_tool, run_loadgen, save_result, scrape, start, start_nginx, stop,
+                    forget, sum_samples, tmpdir, wait_http)
 
 WARMUP = env_seconds("BENCH_WARMUP", 10)
 WINDOW = env_seconds("BENCH_WINDOW", 30)
@@ -177,20 +176,10 @@ def measure_blackbox(nginx_pid, health_url):
 
 def measure_floor(nginx_pid, port, tool="get_floor", binary=GET_FLOOR):
     log(f"floor: {tool} {RATE}/s fresh-connection GET /health -> 127.0.0.1:{port}")
-    p = start(tool, [binary, "--port", str(port), "--path", "/health",
-                            "--rate", str(RATE), "--warmup", f"{FLOOR_WARMUP:g}",
-                            "--duration", f"{WINDOW:g}", "--timeout-ms", "1000",
-                            "--cpu-pid", str(nginx_pid)],
-              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = p.communicate(timeout=FLOOR_WARMUP + WINDOW + 60)
-    finally:
-        if p.poll() is None:
-            stop(p)
-        forget(p)
-    if p.returncode != 0:
-        raise RuntimeError(f"{tool} failed ({p.returncode}): {err.decode(errors='replace')}")
-    r = json.loads(out)
+    r = run_json_tool(tool, [binary, "--port", str(port), "--path", "/health", "--rate", str(RATE),
+                             "--warmup", f"{FLOOR_WARMUP:g}", "--duration", f"{WINDOW:g}",
+                             "--timeout-ms", "1000", "--cpu-pid", str(nginx_pid)],
+                      FLOOR_WARMUP + WINDOW + 60)
     log(f"  achieved {r['achieved_rate']:.1f} requests/s ({r['requests']} in "
         f"{r['wall_seconds']:.1f} s, {r['failures']} failures, {r['skipped']} skipped); CPU "
         f"{r['cpu_seconds']:.2f} s = {r['cpu_us_per_request']:.0f} us/request (user "

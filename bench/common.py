@@ -714,9 +714,10 @@ def save_result(name, data):
         json.dump(data, f, indent=2, default=lambda o: None)
 
 
-def run_loadgen(args, timeout):
-    """Runs bench/loadgen to completion and returns its JSON result."""
-    p = start("loadgen", [LOADGEN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def run_json_tool(tool, argv, timeout):
+    """Runs a bench tool that prints one JSON object to completion (stopped by
+    PID if it outlives `timeout`) and returns that object."""
+    p = start(tool, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = p.communicate(timeout=timeout)
     finally:
@@ -724,5 +725,10 @@ def run_loadgen(args, timeout):
             stop(p)
         forget(p)
     if p.returncode != 0:
-        raise RuntimeError(f"loadgen failed ({p.returncode}): {err.decode(errors='replace')}")
+        raise RuntimeError(f"{tool} failed ({p.returncode}): {err.decode(errors='replace')}")
     return json.loads(out)
+
+
+def run_loadgen(args, timeout):
+    """Runs bench/loadgen to completion and returns its JSON result."""
+    return run_json_tool("loadgen", [LOADGEN] + args, timeout)
