@@ -17,6 +17,7 @@
 
 #include "base/guard.h"
 #include "daemon/http_response.h"
+#include "daemon/tls_channel.h"
 
 namespace canaryd {
 
@@ -62,6 +63,7 @@ struct Connection {
   std::string in;  // Unprocessed input; in[0, in_pos) is already consumed.
   size_t in_pos = 0;
   HttpRequestParser parser;
+  std::unique_ptr<TlsChannel> tls;  // TLS only
 
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
 };
@@ -83,7 +85,8 @@ struct WriteRequest {
 
 class Server {
  public:
-  Server(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits);
+  Server(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits,
+         TlsSessionFactory tls);
   ~Server() { stop(); }
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -120,11 +123,15 @@ class Server {
                      bool http10);
   void send_error(Connection* c, int status);
   bool queue_write(Connection* c, std::string head, std::string body);
+  bool write_raw(Connection* c, std::string head, std::string body);
+  bool tls_receive(Connection* c, const char* data, size_t size);
+  bool tls_flush(Connection* c);
   void finish(Connection* c);
   void release_loop();
 
   HttpHandler handler_;
   HttpServerLimits limits_;
+  TlsSessionFactory tls_;
   int port_ = 0;
   RunState run_state_ = RunState::kIdle;
   std::thread thread_;
@@ -147,8 +154,9 @@ class Server {
   throw std::runtime_error("cannot listen on " + listen_address_to_string(host, port) + ": " + why);
 }
 
-Server::Server(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits)
-    : handler_(std::move(handler)), limits_(limits) {
+Server::Server(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits,
+               TlsSessionFactory tls)
+    : handler_(std::move(handler)), limits_(limits), tls_(std::move(tls)) {
   if (!handler_) throw std::invalid_argument("HttpServer: handler must not be empty");
   if (limits_.idle_timeout < std::chrono::milliseconds(1)) {
     limits_.idle_timeout = std::chrono::milliseconds(1);
@@ -305,6 +313,13 @@ void Server::accept_one() {
     return;
   }
   connections_.insert(c);
+  if (tls_) {
+    c->tls = std::make_unique<TlsChannel>(tls_());
+    if (!c->tls->ok()) {
+      close_connection(c);
+      return;
+    }
+  }
   uv_tcp_nodelay(&c->tcp, 1);
   restart_timer(c, limits_.idle_timeout);
   set_reading(c, true);
@@ -386,7 +401,11 @@ void Server::handle_read(Connection* c, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (c->state == Connection::State::kDraining) return;  // Discard.
-  c->in.append(buf->base, static_cast<size_t>(nread));
+  if (c->tls) {
+    if (!tls_receive(c, buf->base, static_cast<size_t>(nread))) return;
+  } else {
+    c->in.append(buf->base, static_cast<size_t>(nread));
+  }
   s->process(c);
 }
 
@@ -522,6 +541,42 @@ void Server::send_response(Connection* c, HttpResponse response, bool head_only,
 
 bool Server::queue_write(Connection* c, std::string head, std::string body) {
   if (c->closing) return false;
+  if (!c->tls) return write_raw(c, std::move(head), std::move(body));
+  if (!c->tls->send(head) || !c->tls->send(body)) {
+    close_connection(c);
+    return false;
+  }
+  return tls_flush(c);
+}
+
+// False when the connection is closing.
+bool Server::tls_receive(Connection* c, const char* data, size_t size) {
+  switch (c->tls->receive(data, size, c->in)) {
+    case TlsChannel::Received::kMore:
+      return tls_flush(c);
+    case TlsChannel::Received::kPeerClosed:
+      // As a FIN: answer the complete requests, then close.
+      if (!tls_flush(c)) return false;
+      c->peer_eof = true;
+      set_reading(c, false);
+      process(c);
+      finish(c);
+      return false;
+    case TlsChannel::Received::kFailed:
+      c->in.clear();
+      if (tls_flush(c)) finish(c);  // the alert goes out before the FIN
+      return false;
+  }
+  return false;
+}
+
+bool Server::tls_flush(Connection* c) {
+  std::string bytes = c->tls->output();
+  return bytes.empty() || write_raw(c, std::move(bytes), {});
+}
+
+bool Server::write_raw(Connection* c, std::string head, std::string body) {
+  if (c->closing) return false;
   const size_t total = head.size() + body.size();
   if (uv_stream_get_write_queue_size(c->stream()) + total > limits_.max_pending_write_bytes) {
     close_connection(c);
@@ -569,6 +624,11 @@ void Server::finish(Connection* c) {
   if (c->closing || c->state == Connection::State::kDraining) return;
   c->state = Connection::State::kDraining;
   c->paused = false;
+  if (c->tls) {
+    // close_notify before the FIN, so the client knows the response was not cut short.
+    c->tls->close_notify();
+    if (!tls_flush(c)) return;
+  }
   // Keep reading (and discarding) so a client still sending cannot deadlock against a
   // response it is not reading, and so close() does not turn into RST.
   if (!c->peer_eof) set_reading(c, true);
@@ -598,14 +658,15 @@ std::string listen_address_to_string(const std::string& host, int port) {
 }
 
 struct HttpServer::Impl {
-  Impl(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits)
-      : server(host, port, std::move(handler), limits) {}
+  Impl(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits,
+       TlsSessionFactory tls)
+      : server(host, port, std::move(handler), limits, std::move(tls)) {}
   Server server;
 };
 
 HttpServer::HttpServer(const std::string& host, int port, HttpHandler handler,
-                       HttpServerLimits limits)
-    : impl_(std::make_unique<Impl>(host, port, std::move(handler), limits)) {}
+                       HttpServerLimits limits, TlsSessionFactory tls)
+    : impl_(std::make_unique<Impl>(host, port, std::move(handler), limits, std::move(tls))) {}
 
 HttpServer::~HttpServer() { stop(); }
 

@@ -1,5 +1,5 @@
 // Embedded HTTP/1.x server for canaryd's own endpoints (/metrics, /api/v1/state,
-// /-/healthy, /-/ready, /-/reload).
+// /-/healthy, /-/ready, /-/reload), in plain HTTP or over TLS.
 //
 // Why a separate loop and thread: every probe runs on the daemon's main libuv loop, and a
 // scrape, a dashboard poll or a hostile client must never delay a probe. The server
@@ -37,6 +37,8 @@
 
 #include "daemon/http_request_parser.h"
 
+struct ssl_st;  // OpenSSL's SSL
+
 namespace canaryd {
 
 struct HttpResponse;
@@ -62,6 +64,13 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// Makes the server speak TLS. Called on the server thread for each accepted
+// connection, it returns a fresh server-side OpenSSL session (the server owns
+// it from then on), or null to drop the connection. OpenSSL does all of TLS:
+// the server only carries bytes between the socket and the session's memory
+// BIOs, so TLS needs no thread and no blocking call of its own.
+using TlsSessionFactory = std::function<ssl_st*()>;
+
 struct HttpServerLimits {
   size_t max_header_bytes = 16 * 1024;  // Request line + headers; beyond -> 431 and close.
   size_t max_body_bytes = 1024 * 1024;  // Content-Length beyond -> 413 and close.
@@ -81,7 +90,8 @@ class HttpServer {
   // port() is valid before start(). `host` is a numeric IPv4 or IPv6 literal (IPv6 may be
   // bracketed); `port` 0 picks a free port. Throws std::runtime_error with a message such
   // as "cannot listen on 127.0.0.1:9464: address already in use".
-  HttpServer(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits = {});
+  HttpServer(const std::string& host, int port, HttpHandler handler, HttpServerLimits limits = {},
+             TlsSessionFactory tls = nullptr);
   ~HttpServer();  // Calls stop().
 
   HttpServer(const HttpServer&) = delete;

@@ -18,6 +18,7 @@
 #include "daemon/once.h"
 #include "daemon/service.h"
 #include "daemon/status_client.h"
+#include "daemon/web_security.h"
 
 #ifndef CANARYD_VERSION
 #define CANARYD_VERSION "dev"
@@ -49,6 +50,25 @@ int print_rules(const std::string& path) {
       "# Do not edit: change the config's alerting: section and generate again.\n",
       base);
   std::cout << canaryd::generate_rules(load.config->alerting, globals);
+  return 0;
+}
+
+// Reads the password from stdin, never from the command line, where `ps` and
+// the shell's history would show it.
+int hash_password() {
+  std::string password;
+  std::getline(std::cin, password);
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  if (password.empty()) {
+    std::cerr << "canaryd: hash-password reads the password from stdin; got nothing\n";
+    return 2;
+  }
+  try {
+    std::cout << canaryd::bcrypt_hash(password) << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "canaryd: " << e.what() << "\n";
+    return 1;
+  }
   return 0;
 }
 
@@ -123,6 +143,8 @@ int main(int argc, char** argv) {
                   "allow POST /-/reload (SIGHUP reloads either way)");
     cmd->add_option("--web.listen-address", listen_flag,
                     "host:port of the endpoints, in place of global.listen");
+    cmd->add_option("--web.config.file", service_options.web_config_file,
+                    "TLS and basic auth for the endpoints (the Prometheus exporters' format)");
     cmd->add_option("--shard", shard, "this process's shard, from 0 (with --total-shards)");
     cmd->add_option("--total-shards", total_shards, "how many shards split the config's probes");
     cmd->add_flag("--shard-from-pod-name", shard_from_pod_name,
@@ -163,6 +185,9 @@ int main(int argc, char** argv) {
   status->add_option("--url", status_url, "daemon base URL")->capture_default_str();
   status->add_flag("--json", status_json, "print the raw state JSON");
 
+  auto* hash = app.add_subcommand(
+      "hash-password", "print a bcrypt hash of the password on stdin, for basic_auth_users");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -173,6 +198,7 @@ int main(int argc, char** argv) {
   if (*check) return check_config(check_path);
   if (*rules) return print_rules(rules_path);
   if (*status) return canaryd::run_status(status_url, status_json);
+  if (*hash) return hash_password();
 
   if (auto err = canaryd::setup_logging(log_level, log_format); !err.empty()) {
     std::cerr << "canaryd: " << err << "\n";

@@ -25,6 +25,7 @@
 #include "daemon/probe_book.h"
 #include "daemon/probe_metrics.h"
 #include "daemon/state_store.h"
+#include "daemon/web_security.h"
 #include "daemon/worker.h"
 
 #ifndef CANARYD_VERSION
@@ -132,6 +133,7 @@ class Service {
   // config; a reload keeps their number, so it never moves a probe between
   // loops.
   std::vector<std::unique_ptr<ProbeWorker>> workers_;
+  std::unique_ptr<WebSecurity> web_;  // --web.config.file; outlives the server that uses it
   std::unique_ptr<HttpServer> server_;
   GlobalConfig global_;
 
@@ -473,10 +475,17 @@ int Service::run() {
                load.errors.size());
     return 1;
   }
+  if (!options_.web_config_file.empty()) {
+    std::string error;
+    web_ = WebSecurity::open(options_.web_config_file, error);
+    if (!web_) {
+      fmt::print(stderr, "{}\ncanaryd: the web config {} cannot be used; not starting\n", error,
+                 options_.web_config_file);
+      return 1;
+    }
+  }
   uv_loop_init(&loop_);
-  // One loop unless the config asks for more: with two libwebsockets
-  // contexts in one process (one per loop) lws 4.1 leaks a client SSL_CTX at
-  // exit, so one per CPU is not yet the default (docs/architecture.md).
+  // global.workers: by default one loop per CPU the process may use.
   const int workers = std::max(1, load.config->global.workers);
   uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) watchdog_usec = 0;
@@ -499,8 +508,16 @@ int Service::run() {
     HttpServerLimits limits;
     // /metrics of ten thousand probes is well over 100 MB; it must still go out.
     limits.max_pending_write_bytes = size_t{1} << 30;
-    server_ = std::make_unique<HttpServer>(
-        listen.host, listen.port, [this](const HttpRequest& r) { return handle(r); }, limits);
+    // Every endpoint sits behind the web config's users, as in Prometheus.
+    auto handler = [this](const HttpRequest& r) {
+      if (web_) {
+        if (auto refusal = web_->refuse(r)) return std::move(*refusal);
+      }
+      return handle(r);
+    };
+    TlsSessionFactory tls;
+    if (web_ && web_->tls()) tls = [this] { return web_->new_session(); };
+    server_ = std::make_unique<HttpServer>(listen.host, listen.port, handler, limits, tls);
   } catch (const std::exception& e) {
     fmt::print(stderr, "canaryd: {}\n", e.what());
     for (auto& w : workers_) w->stop();
@@ -578,7 +595,8 @@ int Service::run() {
   server_->start();
   ready_ = true;
   sd_notify(0, "READY=1");
-  spdlog::info("canaryd {} listening on http://{}", CANARYD_VERSION,
+  spdlog::info("canaryd {} listening on {}://{}", CANARYD_VERSION,
+               web_ && web_->tls() ? "https" : "http",
                listen_address_to_string(listen.host, server_->port()));
 
   uv_run(&loop_, UV_RUN_DEFAULT);

@@ -21,6 +21,8 @@ struct ServiceOptions {
   // --web.listen-address: in place of global.listen, so that shards of one
   // config can run side by side.
   std::optional<ListenAddress> listen;
+  // --web.config.file: TLS and basic auth for the endpoints (web_config.h).
+  std::string web_config_file;
 };
 
 // Returns the process exit code.
