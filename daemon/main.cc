@@ -184,6 +184,12 @@ int main(int argc, char** argv) {
       "status", "show a running daemon's state (exit 0 all passing, 1 any failing, 2 unreachable)");
   status->add_option("--url", status_url, "daemon base URL")->capture_default_str();
   status->add_flag("--json", status_json, "print the raw state JSON");
+  canaryd::StatusClientOptions status_options;
+  status->add_option("--ca-file", status_options.ca_file, "CA of the daemon's TLS certificate");
+  status->add_option("--cert-file", status_options.cert_file, "client certificate (mutual TLS)");
+  status->add_option("--key-file", status_options.key_file, "client certificate's key");
+  status->add_option("--user", status_options.user,
+                     "basic auth user; the password is read from $CANARYD_PASSWORD");
 
   auto* hash = app.add_subcommand(
       "hash-password", "print a bcrypt hash of the password on stdin, for basic_auth_users");
@@ -197,7 +203,7 @@ int main(int argc, char** argv) {
 
   if (*check) return check_config(check_path);
   if (*rules) return print_rules(rules_path);
-  if (*status) return canaryd::run_status(status_url, status_json);
+  if (*status) return canaryd::run_status(status_url, status_json, status_options);
   if (*hash) return hash_password();
 
   if (auto err = canaryd::setup_logging(log_level, log_format); !err.empty()) {

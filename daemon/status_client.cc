@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -49,7 +50,7 @@ std::optional<double> number(const nlohmann::json& j, const char* key) {
 
 }  // namespace
 
-int run_status(const std::string& base_url, bool json) {
+int run_status(const std::string& base_url, bool json, const StatusClientOptions& options) {
   std::string url = base_url;
   while (!url.empty() && url.back() == '/') url.pop_back();
   url += "/api/v1/state";
@@ -63,6 +64,17 @@ int run_status(const std::string& base_url, bool json) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (!options.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options.ca_file.c_str());
+  if (!options.cert_file.empty()) curl_easy_setopt(c, CURLOPT_SSLCERT, options.cert_file.c_str());
+  if (!options.key_file.empty()) curl_easy_setopt(c, CURLOPT_SSLKEY, options.key_file.c_str());
+  std::string password;
+  if (!options.user.empty()) {
+    const char* env = std::getenv("CANARYD_PASSWORD");
+    password = env != nullptr ? env : "";
+    curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(c, CURLOPT_USERNAME, options.user.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, password.c_str());
+  }
   CURLcode rc = curl_easy_perform(c);
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);

@@ -7,6 +7,14 @@
 
 namespace canaryd {
 
-int run_status(const std::string& base_url, bool json);
+// How to reach a daemon whose endpoints sit behind --web.config.file.
+struct StatusClientOptions {
+  std::string ca_file;    // verifies the daemon's certificate; "": the system's trust store
+  std::string cert_file;  // a client certificate, for mutual TLS
+  std::string key_file;
+  std::string user;  // basic auth; the password comes from $CANARYD_PASSWORD, never argv
+};
+
+int run_status(const std::string& base_url, bool json, const StatusClientOptions& options = {});
 
 }  // namespace canaryd

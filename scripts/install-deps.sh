@@ -14,7 +14,7 @@ BUILD_PACKAGES=(
   # libraries (DESIGN.md)
   libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev libpq-dev libsystemd-dev
-  nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev libcrypt-dev
 )
 TEST_PACKAGES=(
   # unit and integration tests

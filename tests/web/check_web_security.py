@@ -323,6 +323,21 @@ def main():
         code, status, err = curl(murl, *ca, *client, "-u", f"prometheus:{PASSWORD}")
         check(status == 200, f"mutual TLS with a client certificate: {status} {err}")
         prometheus_scrape(tmp, pki, m.port)
+        env = dict(os.environ, CANARYD_PASSWORD=PASSWORD)
+        st = subprocess.run([canaryd, "status", "--url", f"https://127.0.0.1:{m.port}",
+                             "--ca-file", str(pki / "ca.pem"), "--cert-file", str(pki / "client.pem"),
+                             "--key-file", str(pki / "client.key"), "--user", "prometheus"],
+                            capture_output=True, text=True, timeout=60, env=env)
+        check(st.returncode in (0, 1) and "loopback-port" in st.stdout,
+              f"canaryd status reaches a daemon behind mutual TLS and basic auth: exit "
+              f"{st.returncode} {st.stderr.strip()}")
+        env["CANARYD_PASSWORD"] = "wrong"
+        st = subprocess.run([canaryd, "status", "--url", f"https://127.0.0.1:{m.port}",
+                             "--ca-file", str(pki / "ca.pem"), "--cert-file", str(pki / "client.pem"),
+                             "--key-file", str(pki / "client.key"), "--user", "prometheus"],
+                            capture_output=True, text=True, timeout=60, env=env)
+        check(st.returncode == 2 and "HTTP 401" in st.stderr and "wrong" not in st.stderr,
+              f"canaryd status with a wrong password: exit {st.returncode} {st.stderr.strip()}")
 
         # Hostile and slow clients cost only their own connections.
         socks = hostile_clients(m.port)
