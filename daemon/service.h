@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "daemon/config.h"
 #include "daemon/shard.h"
@@ -21,6 +22,12 @@ struct ServiceOptions {
   // --web.listen-address: in place of global.listen, so that shards of one
   // config can run side by side.
   std::optional<ListenAddress> listen;
+  // Test only, hidden from --help: `--debug.stall-probe-loop AFTER FOR`
+  // makes probe loop 0 block for FOR seconds, AFTER seconds after start,
+  // inside a loop callback, as a stuck library call would. Nothing else can
+  // stall a loop on purpose, and tests/integration/notify_test.cc needs one
+  // to check that the watchdog pings stop and /-/healthy fails meanwhile.
+  std::optional<std::pair<double, double>> debug_stall;
 };
 
 // Returns the process exit code.
