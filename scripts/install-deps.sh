@@ -25,6 +25,9 @@ TEST_PACKAGES=(
   catch2
   # fuzzing (fuzz/): clang++ and its libFuzzer/sanitizer runtimes (a Recommends, so named)
   clang libclang-rt-14-dev
+  # the package test (tests/package/): systemd-analyze, and systemd-sysusers for
+  # the package's postinst (a container image may have neither)
+  systemd
   # test and demo peers
   openssl curl procps python3 redis-server postgresql dnsmasq-base
   prometheus prometheus-alertmanager
