@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
   std::string listen_flag;
   int shard = 0, total_shards = 1;
   bool shard_from_pod_name = false;
+  std::vector<double> debug_stall;
   auto add_run_flags = [&](CLI::App* cmd) {
     cmd->add_flag("--web.enable-lifecycle", service_options.enable_lifecycle,
                   "allow POST /-/reload (SIGHUP reloads either way)");
@@ -149,6 +150,13 @@ int main(int argc, char** argv) {
     cmd->add_option("--total-shards", total_shards, "how many shards split the config's probes");
     cmd->add_flag("--shard-from-pod-name", shard_from_pod_name,
                   "take --shard from the ordinal ending $POD_NAME (a StatefulSet's pod)");
+    // Test only (ServiceOptions::debug_stall); the empty group keeps it out
+    // of --help.
+    cmd->add_option("--debug.stall-probe-loop", debug_stall,
+                    "test only: AFTER FOR (seconds): probe loop 0 blocks for FOR, AFTER start")
+        ->expected(2)
+        ->check(CLI::NonNegativeNumber)
+        ->group("");
     add_log_flags(cmd);
   };
   // A bare `canaryd --config FILE` runs the daemon.
@@ -220,6 +228,7 @@ int main(int argc, char** argv) {
       std::cerr << "canaryd: " << *err << "\n";
       return 2;
     }
+    if (debug_stall.size() == 2) service_options.debug_stall = {debug_stall[0], debug_stall[1]};
     return canaryd::run_service(config_path, service_options);
   }
   std::cout << app.help();

@@ -494,10 +494,16 @@ int Service::run() {
   // (a 1 s beat would stop the pings of a WatchdogSec= under about 3 s).
   const auto beat = std::chrono::milliseconds(
       watchdog_usec ? std::clamp<uint64_t>(watchdog_usec / 8000, 10, 1000) : 1000);
+  std::optional<DebugStall> stall;
+  if (options_.debug_stall) {
+    auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+    stall = DebugStall{ms(options_.debug_stall->first), ms(options_.debug_stall->second)};
+  }
   for (int i = 0; i < workers; ++i) {
     workers_.push_back(std::make_unique<ProbeWorker>(
         i, workers, daemon_metrics_.lag(i),
-        [this](const RunRecord& rec, ProbeBook::Transition t) { on_run_result(rec, t); }, beat));
+        [this](const RunRecord& rec, ProbeBook::Transition t) { on_run_result(rec, t); }, beat,
+        i == 0 ? stall : std::nullopt));
     books_.push_back(&workers_.back()->book());
   }
   state_.set_books(books_);

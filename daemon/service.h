@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "daemon/config.h"
 #include "daemon/shard.h"
@@ -23,6 +24,12 @@ struct ServiceOptions {
   std::optional<ListenAddress> listen;
   // --web.config.file: TLS and basic auth for the endpoints (web_config.h).
   std::string web_config_file;
+  // Test only, hidden from --help: `--debug.stall-probe-loop AFTER FOR`
+  // makes probe loop 0 block for FOR seconds, AFTER seconds after start,
+  // inside a loop callback, as a stuck library call would. Nothing else can
+  // stall a loop on purpose, and tests/integration/notify_test.cc needs one
+  // to check that the watchdog pings stop and /-/healthy fails meanwhile.
+  std::optional<std::pair<double, double>> debug_stall;
 };
 
 // Returns the process exit code.

@@ -19,7 +19,7 @@ int worker_of(std::string_view probe_name, int workers) {
 }
 
 ProbeWorker::ProbeWorker(int index, int workers, prometheus::Histogram& lag, ResultHook on_result,
-                         std::chrono::milliseconds beat)
+                         std::chrono::milliseconds beat, std::optional<DebugStall> stall)
     : index_(index), lag_(lag), on_result_(std::move(on_result)) {
   uv_loop_init(&loop_);
   // Idle time (time blocked in the poll) gives the loop's saturation.
@@ -51,6 +51,24 @@ ProbeWorker::ProbeWorker(int index, int workers, prometheus::Histogram& lag, Res
         guarded("worker stats", [h] { static_cast<ProbeWorker*>(h->data)->refresh_stats(); });
       },
       0, static_cast<uint64_t>(std::max<int64_t>(1, beat.count())));
+  uv_timer_init(&loop_, &debug_stall_timer_);
+  debug_stall_timer_.data = this;
+  if (stall) {
+    debug_stall_for_ = stall->duration;
+    uv_timer_start(
+        &debug_stall_timer_,
+        [](uv_timer_t* h) {
+          guarded("a debug stall", [h] {
+            auto* self = static_cast<ProbeWorker*>(h->data);
+            spdlog::warn("probe loop {} stalls for {} ms on purpose (--debug.stall-probe-loop)",
+                         self->index_, self->debug_stall_for_.count());
+            // Blocks the loop, as a hung library call would: no timer, probe
+            // or heartbeat of this loop runs meanwhile.
+            std::this_thread::sleep_for(self->debug_stall_for_);
+          });
+        },
+        static_cast<uint64_t>(std::max<int64_t>(0, stall->after.count())), 0);
+  }
   thread_ = std::thread([this] { run_loop(); });
 }
 
@@ -95,7 +113,8 @@ void ProbeWorker::take_pending() {
     if (gate) gate->arrive_and_wait();
     services_->shutdown();
     for (auto* h :
-         {reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&stats_timer_)}) {
+         {reinterpret_cast<uv_handle_t*>(&wake_), reinterpret_cast<uv_handle_t*>(&stats_timer_),
+          reinterpret_cast<uv_handle_t*>(&debug_stall_timer_)}) {
       if (!uv_is_closing(h)) uv_close(h, nullptr);
     }
     return;

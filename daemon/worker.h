@@ -55,14 +55,24 @@ class StopGate {
   std::chrono::milliseconds wait_;
 };
 
+// Test only: the loop blocks for `duration`, `after` its start, inside a timer
+// callback, as a library call that hangs would (`canaryd run
+// --debug.stall-probe-loop`, see ServiceOptions::debug_stall).
+struct DebugStall {
+  std::chrono::milliseconds after{0};
+  std::chrono::milliseconds duration{0};
+};
+
 class ProbeWorker {
  public:
   // Called on the worker's thread for every result, after the book has it.
   using ResultHook = std::function<void(const RunRecord&, ProbeBook::Transition)>;
   // Worker `index` of `workers`. The loop refreshes its stats and heartbeat
   // every `beat` (the watchdog needs several beats per ping period).
+  // With `stall`, the loop stalls once on purpose (a test's; DebugStall).
   ProbeWorker(int index, int workers, prometheus::Histogram& lag, ResultHook on_result,
-              std::chrono::milliseconds beat = std::chrono::seconds(1));
+              std::chrono::milliseconds beat = std::chrono::seconds(1),
+              std::optional<DebugStall> stall = std::nullopt);
   ~ProbeWorker();
   ProbeWorker(const ProbeWorker&) = delete;
   ProbeWorker& operator=(const ProbeWorker&) = delete;
@@ -115,6 +125,8 @@ class ProbeWorker {
   Stats stats_;
   uv_async_t wake_{};
   uv_timer_t stats_timer_{};
+  uv_timer_t debug_stall_timer_{};  // started only with a DebugStall
+  std::chrono::milliseconds debug_stall_for_{0};
   uint64_t last_stats_ns_ = 0;
   uint64_t last_idle_ns_ = 0;
 

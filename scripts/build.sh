@@ -9,7 +9,18 @@ kind=${1:-release}
 jobs=$(nproc)
 case "$kind" in
   release)
-    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCANARYD_TESTS=OFF >/dev/null
+    # The release build is also the Debian package's build: debian/rules runs
+    # this same command, so `scripts/package.sh` after `scripts/build.sh
+    # release` compiles nothing. Hence Debian's hardening flags (from
+    # dpkg-buildflags, in the CMake cache so the environment cannot change
+    # them between the two) and /usr as the install prefix. -g is left out as
+    # before: debug info would slow the build that CI waits for, and there is
+    # no -dbgsym package to carry it.
+    buildflags() { DEB_BUILD_MAINT_OPTIONS=hardening=+all DEB_CXXFLAGS_MAINT_STRIP=-g dpkg-buildflags --get "$1"; }
+    cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCANARYD_TESTS=OFF \
+      -DCMAKE_INSTALL_PREFIX=/usr \
+      "-DCMAKE_CXX_FLAGS=$(buildflags CPPFLAGS) $(buildflags CXXFLAGS)" \
+      "-DCMAKE_EXE_LINKER_FLAGS=$(buildflags LDFLAGS)" >/dev/null
     cmake --build build-release -j"$jobs"
     ;;
   asan)

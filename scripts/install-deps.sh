@@ -4,6 +4,8 @@
 #   scripts/install-deps.sh          everything (what scripts/test.sh and CI need)
 #   scripts/install-deps.sh build    only what `scripts/build.sh release` needs
 #                                    (the image build, deploy/kubernetes/Dockerfile)
+#   scripts/install-deps.sh package  the build plus the Debian packaging tools
+#                                    (what `scripts/package.sh` needs)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 what=${1:-all}
@@ -16,11 +18,16 @@ BUILD_PACKAGES=(
   libyaml-cpp-dev libfmt-dev libpq-dev libsystemd-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev libcrypt-dev
 )
+# scripts/package.sh: debhelper (dh, dpkg-buildpackage's helpers) and lintian.
+PACKAGE_PACKAGES=(debhelper lintian)
 TEST_PACKAGES=(
   # unit and integration tests
   catch2
   # fuzzing (fuzz/): clang++ and its libFuzzer/sanitizer runtimes (a Recommends, so named)
   clang libclang-rt-14-dev
+  # the package test (tests/package/): systemd-analyze, and systemd-sysusers for
+  # the package's postinst (a container image may have neither)
+  systemd
   # test and demo peers
   openssl curl procps python3 redis-server postgresql dnsmasq-base
   prometheus prometheus-alertmanager
@@ -30,8 +37,10 @@ TEST_PACKAGES=(
 
 case "$what" in
   build) PACKAGES=("${BUILD_PACKAGES[@]}") ;;
+  package) PACKAGES=("${BUILD_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}") ;;
   all)
-    PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+    # The suite builds and installs the package (tests/package/).
+    PACKAGES=("${BUILD_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
     # The Kubernetes manifest check (deploy/kubernetes/tests/validate.sh) runs
     # the schema models from the npm registry under Node.js. A machine that
     # already has node and npm (e.g. from another Debian-format repository,
@@ -41,7 +50,7 @@ case "$what" in
     fi
     ;;
   *)
-    echo "usage: scripts/install-deps.sh [all|build]" >&2
+    echo "usage: scripts/install-deps.sh [all|build|package]" >&2
     exit 2
     ;;
 esac
