@@ -59,8 +59,12 @@ std::vector<std::string> cgroup_dirs(bool v2) {
     while (true) {
       dirs.push_back(root + (path == "/" ? "" : path));
       if (path.empty() || path == "/") break;
-      path = path.substr(0, path.rfind('/'));
-      if (path.empty()) path = "/";
+      // Cut at the last '/', keeping the root's: "/a/b" -> "/a" -> "/". (A
+      // resize, not `path = "/"`, which g++ 12 at -O3 with _FORTIFY_SOURCE
+      // misreads as an overlapping copy, GCC bug 105651.)
+      const size_t slash = path.rfind('/');
+      path.resize(slash == 0 || slash == std::string::npos ? 1 : slash);
+      path[0] = '/';
     }
   }
   return dirs;
