@@ -97,37 +97,47 @@ std::string value_text(const nlohmann::ordered_json& v) {
   return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string history_strip(const nlohmann::ordered_json& history) {
-  if (!history.is_array() || history.empty())
+namespace {
+// The newest `most` entries of a newest-first history, oldest first.
+template <class F>
+void oldest_to_newest(const nlohmann::ordered_json& history, size_t most, F&& f) {
+  const size_t n = std::min(history.size(), most);
+  for (size_t i = n; i-- > 0;) f(history[i]);
+}
+}  // namespace
+
+std::string history_strip(const nlohmann::ordered_json& history, size_t most) {
+  if (!history.is_array() || history.empty() || most == 0)
     return "<span class=\"strip empty\">no results yet</span>";
   size_t passed = 0, failed = 0;
   std::string cells;
-  for (auto it = history.rbegin(); it != history.rend(); ++it) {
-    const bool ok = member(*it, "success") == true;
+  oldest_to_newest(history, most, [&](const nlohmann::ordered_json& h) {
+    const bool ok = member(h, "success") == true;
     ++(ok ? passed : failed);
-    std::string title = fmt::format("{} {} {}", string_member(*it, "time"), ok ? "PASS" : "FAIL",
-                                    format_seconds(number_member(*it, "duration_seconds")));
+    std::string title = fmt::format("{} {} {}", string_member(h, "time"), ok ? "PASS" : "FAIL",
+                                    format_seconds(number_member(h, "duration_seconds")));
     if (!ok) {
-      title += " " + string_member(*it, "reason");
-      const std::string message = string_member(*it, "message");
+      title += " " + string_member(h, "reason");
+      const std::string message = string_member(h, "message");
       if (!message.empty()) title += ": " + message;
     }
     cells += fmt::format("<span class=\"cell {}\" title=\"{}\"></span>", ok ? "ok" : "bad",
                          html_escape(title));
-  }
+  });
   return fmt::format(
       "<span class=\"strip\" role=\"img\" aria-label=\"last {} results: {} passed, {} "
       "failed\">{}</span>",
       passed + failed, passed, failed, cells);
 }
 
-std::string latency_sparkline(const nlohmann::ordered_json& history, int width, int height) {
+std::string latency_sparkline(const nlohmann::ordered_json& history, size_t most, int width,
+                              int height) {
   if (!history.is_array()) return "";
   std::vector<double> latencies;
-  for (auto it = history.rbegin(); it != history.rend(); ++it) {
-    const double d = number_member(*it, "duration_seconds");
+  oldest_to_newest(history, most, [&](const nlohmann::ordered_json& h) {
+    const double d = number_member(h, "duration_seconds");
     if (std::isfinite(d)) latencies.push_back(d);
-  }
+  });
   const std::string points = sparkline_points(latencies, width, height, 3);
   if (points.empty()) return "";
   const auto [lo, hi] = std::minmax_element(latencies.begin(), latencies.end());

@@ -31,15 +31,18 @@ std::string probe_href(std::string_view name);
 std::string sparkline_points(const std::vector<double>& values, double width, double height,
                              double pad);
 
-// The strip of recent results: one coloured cell per entry of a state API
-// "history" array (newest first), drawn oldest to newest, each with a title
-// saying its time, result, reason, latency and message. Its label counts
-// them in words, so the colours are not the only way to read it.
-std::string history_strip(const nlohmann::ordered_json& history);
+// The strip of recent results: one coloured cell for each of the newest
+// `most` entries of a state API "history" array (newest first), drawn oldest
+// to newest, each with a title saying its time, result, reason, latency and
+// message. Its label counts them in words, so the colours are not the only
+// way to read it.
+std::string history_strip(const nlohmann::ordered_json& history, size_t most);
 
-// An inline SVG sparkline of the latencies in a "history" array, oldest to
-// newest, with a dot on the newest; "" when there is none.
-std::string latency_sparkline(const nlohmann::ordered_json& history, int width, int height);
+// An inline SVG sparkline of the latencies of the newest `most` entries of a
+// "history" array, oldest to newest, with a dot on the newest; "" when there
+// is none.
+std::string latency_sparkline(const nlohmann::ordered_json& history, size_t most, int width,
+                              int height);
 
 // Reads of the state API's objects that never throw: the page is rendered on
 // the endpoint server's thread, and a missing or odd member reads as absent.

@@ -23,9 +23,10 @@ namespace {
 // readers who do not see the colours.
 constexpr std::string_view kStyle = R"css(
 :root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;
---card:#f6f8fa;--ok:#1a7f37;--bad:#cf222e;--pend:#9a6700;--link:#0969da}
+--card:#f6f8fa;--ok:#1a7f37;--bad:#cf222e;--pend:#9a6700;--link:#0969da;--on-badge:#fff}
 @media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;
---line:#3d444d;--card:#151b23;--ok:#3fb950;--bad:#f85149;--pend:#d29922;--link:#4493f8}}
+--line:#3d444d;--card:#151b23;--ok:#3fb950;--bad:#f85149;--pend:#d29922;--link:#4493f8;
+--on-badge:#0d1117}}
 *{box-sizing:border-box}
 body{margin:0;padding:1rem 1.5rem 2rem;background:var(--bg);color:var(--fg);
 font:14px/1.45 system-ui,-apple-system,"Segoe UI","DejaVu Sans",sans-serif}
@@ -40,19 +41,25 @@ nav a{margin-right:.8rem}
 .banner{border:1px solid var(--bad);border-left-width:6px;padding:.5rem .8rem;margin:0 0 1rem;
 background:var(--card);white-space:pre-wrap;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%}
+table.probes{table-layout:fixed}
+table.probes th:nth-child(1){width:20%}table.probes th:nth-child(2){width:5.5em}
+table.probes th:nth-child(4){width:5em}table.probes th:nth-child(5){width:16.5em}
+table.probes th:nth-child(6),table.probes th:nth-child(7){width:140px}
+#phases,#history{width:auto;min-width:32rem}
 th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-weight:600;color:var(--muted);font-size:.85em}
 tr.failing td:first-child{box-shadow:inset 4px 0 var(--bad)}
 tr.pending td:first-child{box-shadow:inset 4px 0 var(--pend)}
 tr.passing td:first-child{box-shadow:inset 4px 0 var(--ok)}
 .badge{display:inline-block;min-width:4.2em;text-align:center;padding:0 .4em;border-radius:3px;
-font-weight:700;font-size:.8em;color:#fff}
+font-weight:700;font-size:.8em;color:var(--on-badge)}
 .badge.failing{background:var(--bad)}.badge.passing{background:var(--ok)}
 .badge.pending{background:var(--pend)}
 .tag{font-size:.75em;border:1px solid var(--line);border-radius:3px;padding:0 .3em;
 margin-left:.3em;color:var(--muted)}.tag.crit{border-color:var(--bad);color:var(--bad)}
-.msg{overflow-wrap:anywhere;max-width:36rem}
-.strip{display:inline-flex;gap:2px}.cell{display:inline-block;width:8px;height:18px;border-radius:1px}
+.msg{overflow-wrap:anywhere;max-width:36rem}.nw{white-space:nowrap}
+.strip{display:inline-flex;flex-wrap:wrap;gap:1px;max-width:100%}
+.cell{display:inline-block;width:6px;height:18px;border-radius:1px}
 .cell.ok{background:var(--ok)}.cell.bad{background:var(--bad)}
 .spark{color:var(--link);vertical-align:middle}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}
@@ -61,6 +68,11 @@ dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 code{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.92em}
 footer{margin-top:2rem;color:var(--muted);font-size:.85em}
 )css";
+
+// global.state_history may keep up to 1,000 results: the overview's strip
+// shows as many as fit its column, a probe's page up to 200 (wrapped).
+constexpr size_t kOverviewResults = 20;
+constexpr size_t kProbePageResults = 200;
 
 // Scripts, frames, forms and every fetched asset are refused: the page is
 // its own HTML, inline CSS and inline SVG.
@@ -117,10 +129,11 @@ std::string since_text(const nlohmann::ordered_json& p) {
                        html_escape(format_seconds(number_member(p, "failing_for_seconds"))));
   }
   if (const auto& s = member(p, "passing_since"); s.is_string()) {
-    return fmt::format("<time datetime=\"{0}\" title=\"for {2}\">passing since {1}</time>",
-                       html_escape(s.get<std::string>()),
-                       html_escape(human_time(s.get<std::string>())),
-                       html_escape(format_seconds(number_member(p, "passing_for_seconds"))));
+    return fmt::format(
+        "<time datetime=\"{0}\" title=\"for {2}\">passing since <span "
+        "class=\"nw\">{1}</span></time>",
+        html_escape(s.get<std::string>()), html_escape(human_time(s.get<std::string>())),
+        html_escape(format_seconds(number_member(p, "passing_for_seconds"))));
   }
   return "not run yet";
 }
@@ -176,7 +189,8 @@ void StatusPageBuilder::add(const nlohmann::ordered_json& p) {
       "<td>{5}</td><td>{6}{7}</td><td>{8}</td><td>{9}</td><td>{10}</td><td>{11}</td></tr>\n",
       status, html_escape(name), html_escape(probe_href(name)), critical_tag(p), html_escape(sub),
       badge(status), reason, message, last.is_object() ? latency_text(last) : "&ndash;",
-      since_text(p), history_strip(history), latency_sparkline(history, 120, 24));
+      since_text(p), history_strip(history, kOverviewResults),
+      latency_sparkline(history, kOverviewResults, 120, 24));
   const int rank = status == "failing" ? 0 : status == "pending" ? 1 : 2;
   rows_.push_back({string_member(p, "category"), rank, rank, member(p, "critical") == true, name,
                    std::move(html)});
@@ -226,7 +240,8 @@ std::string StatusPageBuilder::finish(const nlohmann::ordered_json& config) {
     const std::string& category = rows_[i].category;
     out += fmt::format(
         "<section class=\"group\" data-category=\"{0}\"><h2>{1} <span class=\"muted\">{2} of {3} "
-        "failing</span></h2>\n<table><thead><tr><th>Probe</th><th>Status</th><th>Reason</th>"
+        "failing</span></h2>\n<table "
+        "class=\"probes\"><thead><tr><th>Probe</th><th>Status</th><th>Reason</th>"
         "<th>Latency</th><th>Since</th><th>Recent results</th><th>Latency trend</th></tr>"
         "</thead><tbody>\n",
         html_escape(category), category.empty() ? "(no category)" : html_escape(category),
@@ -321,8 +336,9 @@ std::string render_probe_page(const nlohmann::ordered_json& p, WallTime now) {
   }
 
   const auto& history = member(p, "history");
-  out += fmt::format("<h2>Recent results</h2>\n<p>{} {}</p>\n", history_strip(history),
-                     latency_sparkline(history, 360, 48));
+  out += fmt::format("<h2>Recent results</h2>\n<p>{} {}</p>\n",
+                     history_strip(history, kProbePageResults),
+                     latency_sparkline(history, kProbePageResults, 360, 48));
   if (history.is_array() && !history.empty()) {
     out +=
         "<table id=\"history\"><thead><tr><th>Time</th><th>Result</th><th>Reason</th>"

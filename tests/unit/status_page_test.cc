@@ -170,7 +170,8 @@ TEST_CASE("the status page lists failing groups and probes first, critical ones 
     CHECK(page.find("<span class=\"badge failing\">FAIL</span>") != std::string::npos);
     CHECK(page.find("<span class=\"badge pending\">PENDING</span>") != std::string::npos);
     CHECK(page.find(">failing for 3m12s</time>") != std::string::npos);
-    CHECK(page.find(">passing since 2027-01-15 08:00:01 UTC</time>") != std::string::npos);
+    CHECK(page.find(">passing since <span class=\"nw\">2027-01-15 08:00:01 UTC</span></time>") !=
+          std::string::npos);
     CHECK(page.find("<span class=\"tag crit\">critical</span>") != std::string::npos);
     CHECK(page.find("<a href=\"/status/probe/api-down\">api-down</a>") != std::string::npos);
     // The shortest interval (web-ok's 3s) within the bounds.
@@ -265,4 +266,28 @@ TEST_CASE("the status page of no probes says so") {
   REQUIRE(r);
   CHECK(r->body.find("No probes are configured.") != std::string::npos);
   CHECK(r->body.find("<meta http-equiv=\"refresh\" content=\"30\">") != std::string::npos);
+}
+
+TEST_CASE("the strip draws the newest results oldest first, as many as asked") {
+  nlohmann::ordered_json history = nlohmann::ordered_json::array();
+  for (int i = 24; i >= 0; --i)  // newest first, as the state API has it
+    history.push_back({{"time", "t" + std::to_string(i)},
+                       {"success", i % 5 != 0},
+                       {"reason", i % 5 != 0 ? "ok" : "timeout"},
+                       {"duration_seconds", 0.001 * i}});
+  const std::string strip = canaryd::history_strip(history, 20);
+  size_t cells = 0;
+  for (size_t at = strip.find("class=\"cell "); at != std::string::npos;
+       at = strip.find("class=\"cell ", at + 1))
+    ++cells;
+  CHECK(cells == 20);
+  // t5..t24: t0..t4 are the oldest and left out.
+  CHECK(strip.find("title=\"t4 ") == std::string::npos);
+  CHECK(strip.find("title=\"t5 FAIL 5ms timeout\"") < strip.find("title=\"t24 PASS 24ms\""));
+  CHECK(strip.find("aria-label=\"last 20 results: 16 passed, 4 failed\"") != std::string::npos);
+  CHECK(canaryd::history_strip(nlohmann::ordered_json::array(), 20).find("no results yet") !=
+        std::string::npos);
+  CHECK(canaryd::latency_sparkline(nlohmann::ordered_json::array(), 20, 120, 24).empty());
+  CHECK(canaryd::latency_sparkline(history, 20, 120, 24)
+            .find("latency of the last 20 runs: 5ms to 24ms, newest 24ms") != std::string::npos);
 }
