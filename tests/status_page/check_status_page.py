@@ -10,6 +10,8 @@ loads `/` and one probe's page, and the rendered DOM must show:
     in its group;
   - the hostile target's `<script>` and `<img onerror>` as text, and no
     script, img or event-handler attribute anywhere in the DOM;
+  - not the API key the hostile target echoes back (a ${env:} secret of
+    the config), but <redacted> in its place;
   - on the probe page: its phases, details and the recent message.
 The headers (Content-Security-Policy, nosniff) and the 404 of an unknown
 probe are checked over plain HTTP. A screenshot of `/` is saved as a test
@@ -19,6 +21,7 @@ Usage: check_status_page.py CANARYD_BINARY ARTIFACT_DIR
 """
 import ctypes
 import html.parser
+import secrets
 import http.server
 import json
 import os
@@ -37,6 +40,8 @@ import chromium  # noqa: E402
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+# Letters only: a hex token's pieces could turn up in run ids.
+API_KEY = "key" + "".join(secrets.choice("ghijklmnopqrstuvwxyz") for _ in range(24))
 
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -64,10 +69,12 @@ def get(url, timeout=10):
 
 
 class HostileHandler(http.server.BaseHTTPRequestHandler):
-    """A target whose health answer is markup: canaryd quotes the field."""
+    """A target whose health answer is markup and the caller's API key:
+    canaryd quotes the field, redacted."""
 
     def do_GET(self):  # noqa: N802 (the stdlib's name)
-        body = json.dumps({"status": HOSTILE}).encode()
+        key = self.headers.get("X-Api-Key", "")
+        body = json.dumps({"status": f"{HOSTILE} key={key}"}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -79,11 +86,11 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
 
 
 class Process:
-    def __init__(self, argv, log_path):
+    def __init__(self, argv, log_path, env=None):
         self.log = open(log_path, "w")
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_child_setup)
+                                     preexec_fn=_child_setup, env=env)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -114,7 +121,10 @@ probes:
     type: http
     category: partners
     critical: true
-    http: {{url: "http://127.0.0.1:{hostile_port}/health", expect: {{json: {{status: healthy}}}}}}
+    http:
+      url: "http://127.0.0.1:{hostile_port}/health"
+      headers: {{X-Api-Key: "${{env:CANARYD_STATUS_TEST_KEY}}"}}
+      expect: {{json: {{status: healthy}}}}
   - name: cache-refused
     type: tcp
     category: storage
@@ -224,7 +234,8 @@ def main():
             config = write_config(tmp, f"127.0.0.1:{port}", platform_port,
                                   hostile.server_address[1], free_port())
             log_path = os.path.join(artifacts, "status-page-canaryd.log")
-            daemon = Process([binary, "run", "--config", config], log_path)
+            daemon = Process([binary, "run", "--config", config], log_path,
+                             dict(os.environ, CANARYD_STATUS_TEST_KEY=API_KEY))
             procs.append(daemon)
             probes = wait_for_results(base, deadline)
             for name, status in EXPECTED.items():
@@ -236,6 +247,10 @@ def main():
             csp = headers.get("Content-Security-Policy", "")
             assert csp.startswith("default-src 'none'") and "script-src" not in csp, csp
             assert headers.get("X-Content-Type-Options") == "nosniff", headers
+            # Nowhere in either page, attributes (the strip's titles) included.
+            for path in ("/", "/status/probe/partner-hostile"):
+                _, _, raw = get(base + path)
+                assert API_KEY[:8] not in raw and API_KEY[-8:] not in raw, f"{path} shows the key"
             status, _, body = get(base + "/status/probe/no-such-probe")
             assert status == 404 and "no-such-probe" in body, (status, body[:500])
 
@@ -256,6 +271,9 @@ def main():
             assert first_passing > 0, names
             page_text = dom.all_text()
             assert HOSTILE in page_text, "the hostile text is not shown as text"
+            assert "key=<redacted>" in page_text, "the echoed API key is not redacted"
+            assert API_KEY[:8] not in page_text and API_KEY[-8:] not in page_text, \
+                "the API key is shown"
             assert "failing for" in page_text and "passing since" in page_text, page_text[:2000]
             check_no_active_content(dom, "/")
             links = [a.get("href") for t, a in dom.elements if t == "a"]
@@ -270,7 +288,8 @@ def main():
             ids = {a.get("id") for _, a in probe.elements}
             assert {"probe", "phases", "details", "history"} <= ids, ids
             assert "partner-hostile" in text and "FAIL" in text, text[:2000]
-            assert f"JSON field status is {json.dumps(HOSTILE)}" in text, text[:4000]
+            assert f"JSON field status is \"{HOSTILE} key=<redacted>\"" in text, text[:4000]
+            assert API_KEY[:8] not in text and API_KEY[-8:] not in text, "the API key is shown"
             assert "status_code" in text and "connect" in text, text[:4000]
             check_no_active_content(probe, "/status/probe/partner-hostile")
             print("probe page: phases, details and the hostile message as text")
