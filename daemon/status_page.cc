@@ -44,7 +44,7 @@ table{border-collapse:collapse;width:100%}
 table.probes{table-layout:fixed}
 table.probes th:nth-child(1){width:20%}table.probes th:nth-child(2){width:5.5em}
 table.probes th:nth-child(4){width:5em}table.probes th:nth-child(5){width:16.5em}
-table.probes th:nth-child(6),table.probes th:nth-child(7){width:140px}
+table.probes th:nth-child(6){width:160px}table.probes th:nth-child(7){width:140px}
 #phases,#history{width:auto;min-width:32rem}
 th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-weight:600;color:var(--muted);font-size:.85em}
@@ -71,6 +71,7 @@ footer{margin-top:2rem;color:var(--muted);font-size:.85em}
 
 // global.state_history may keep up to 1,000 results: the overview's strip
 // shows as many as fit its column, a probe's page up to 200 (wrapped).
+// 20 cells of 6px and 1px gaps fill the strip column (160px less padding).
 constexpr size_t kOverviewResults = 20;
 constexpr size_t kProbePageResults = 200;
 
