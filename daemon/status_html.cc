@@ -117,9 +117,15 @@ std::string history_strip(const nlohmann::ordered_json& history, size_t most) {
     std::string title = fmt::format("{} {} {}", string_member(h, "time"), ok ? "PASS" : "FAIL",
                                     format_seconds(number_member(h, "duration_seconds")));
     if (!ok) {
-      title += " " + string_member(h, "reason");
+      // Appended piecewise: g++ 12 -O2 warns (-Wrestrict, a false positive)
+      // on " " + std::string here.
+      title += ' ';
+      title += string_member(h, "reason");
       const std::string message = string_member(h, "message");
-      if (!message.empty()) title += ": " + message;
+      if (!message.empty()) {
+        title += ": ";
+        title += message;
+      }
     }
     cells += fmt::format("<span class=\"cell {}\" title=\"{}\"></span>", ok ? "ok" : "bad",
                          html_escape(title));
