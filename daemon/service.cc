@@ -25,6 +25,7 @@
 #include "daemon/probe_book.h"
 #include "daemon/probe_metrics.h"
 #include "daemon/state_store.h"
+#include "daemon/status_page.h"
 #include "daemon/web_security.h"
 #include "daemon/worker.h"
 
@@ -385,16 +386,9 @@ HttpResponse Service::handle(const HttpRequest& req) {
     if (ready_.load()) return text(200, "canaryd is ready\n");
     return text(503, "canaryd is starting\n");
   }
-  if (path == "/") {
-    HttpResponse r;
-    r.content_type = "text/html; charset=utf-8";
-    r.body = "<html><head><title>canaryd</title></head><body><h1>canaryd " CANARYD_VERSION
-             "</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
-             "<li><a href=\"/api/v1/state\">/api/v1/state</a></li>"
-             "<li><a href=\"/-/healthy\">/-/healthy</a></li>"
-             "<li><a href=\"/-/ready\">/-/ready</a></li></ul></body></html>\n";
-    return r;
-  }
+  // "/", "/status" and "/status/probe/<name>": the status page for people.
+  if (auto page = status_page_response(state_, path, std::chrono::system_clock::now()))
+    return std::move(*page);
   return text(404, "not found\n");
 }
 

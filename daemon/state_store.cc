@@ -131,31 +131,39 @@ void append_indented(std::string& out, const std::string& text, size_t by) {
 
 }  // namespace
 
-std::string StateStore::all_text(WallTime now) const {
+nlohmann::ordered_json StateStore::config_json() const {
   nlohmann::ordered_json config;
-  {
-    std::lock_guard lock(config_mu_);
-    config["file"] = config_file_;
-    config["last_reload_successful"] = last_reload_ok_;
-    if (!last_reload_error_.empty()) config["last_reload_error"] = last_reload_error_;
-  }
+  std::lock_guard lock(config_mu_);
+  config["file"] = config_file_;
+  config["last_reload_successful"] = last_reload_ok_;
+  if (!last_reload_error_.empty()) config["last_reload_error"] = last_reload_error_;
+  return config;
+}
+
+void StateStore::for_each_probe(WallTime now,
+                                const std::function<void(const nlohmann::ordered_json&)>& f) const {
+  for (const ProbeBook* book : books_)
+    book->for_each([&](const ProbeBook::Entry& p) { f(probe_json(p, now)); });
+}
+
+std::string StateStore::all_text(WallTime now) const {
+  const nlohmann::ordered_json config = config_json();
   size_t passing = 0, failing = 0, pending = 0, count = 0;
   std::string probes;
   {
     // Each loop's book is in name order; the document is too.
     std::vector<std::pair<std::string, std::string>> each;
-    for (const ProbeBook* book : books_) {
-      book->for_each([&](const ProbeBook::Entry& p) {
-        if (!p.last) {
-          ++pending;
-        } else if (p.last->success) {
-          ++passing;
-        } else {
-          ++failing;
-        }
-        each.emplace_back(p.spec.name, pretty(probe_json(p, now)));
-      });
-    }
+    for_each_probe(now, [&](const nlohmann::ordered_json& p) {
+      const auto& status = p["status"].get_ref<const std::string&>();
+      if (status == "pending") {
+        ++pending;
+      } else if (status == "passing") {
+        ++passing;
+      } else {
+        ++failing;
+      }
+      each.emplace_back(p["name"].get<std::string>(), pretty(p));
+    });
     std::sort(each.begin(), each.end());
     for (const auto& [name, text] : each) {
       probes += count++ == 0 ? "\n    " : ",\n    ";

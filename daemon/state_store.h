@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,14 @@ class StateStore {
   // times the size of its text.
   std::string all_text(WallTime now) const;
   std::optional<nlohmann::ordered_json> probe(const std::string& name, WallTime now) const;
+  // Calls f with each probe's state (the API's object for it), one probe at a
+  // time under its lock and in no particular order: the status page and
+  // all_text() read the same thing, so the page never shows what the API
+  // would not (messages and targets are redacted before they are recorded).
+  void for_each_probe(WallTime now,
+                      const std::function<void(const nlohmann::ordered_json&)>& f) const;
+  // The API's "config" object: the file and how its last reload went.
+  nlohmann::ordered_json config_json() const;
 
  private:
   std::vector<const ProbeBook*> books_;

@@ -2,9 +2,22 @@
 # README command (a): install everything, build, start the bundled fake
 # platform backend and run canaryd on config/demo.yaml in the foreground.
 # Ctrl-C stops both.
+#   scripts/demo.sh --screenshot   the same demo, but once every probe has run
+#                                  a few times, headless Chromium saves the
+#                                  status page as docs/images/status-page.png
+#                                  (the README's picture) and the demo stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+screenshot=false
+case "${1:-}" in
+  "") ;;
+  --screenshot) screenshot=true ;;
+  *)
+    echo "usage: scripts/demo.sh [--screenshot]" >&2
+    exit 2
+    ;;
+esac
 bash scripts/install-deps.sh
 bash scripts/build.sh release
 
@@ -16,6 +29,12 @@ certs=$demo/certs
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The postmaster runs under setpriv in a subshell, so pids holds the
+  # subshell's id, not its own: Ctrl-C reaches it through the terminal, the
+  # end of --screenshot does not. pg_ctl stops it by its postmaster.pid.
+  if [ -n "${pgbin:-}" ] && [ -f "$demo/pgdata/postmaster.pid" ]; then
+    as_postgres "$pgbin/pg_ctl" -D "$demo/pgdata" -m fast -w stop >/dev/null 2>&1 || true
+  fi
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT INT TERM
@@ -95,4 +114,24 @@ Ctrl-C stops the demo.
 MSG
 "$root/build-release/canaryd" run --config config/demo.yaml &
 pids+=($!)
+if $screenshot; then
+  # Six runs of each probe (10 s apart) fill the strips and sparklines a little.
+  python3 - <<'PY'
+import json, sys, time, urllib.request
+deadline = time.monotonic() + 180
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:9464/api/v1/state", timeout=5) as r:
+            probes = json.load(r)["probes"]
+        if probes and min(len(p["history"]) for p in probes) >= 6:
+            sys.exit(0)
+    except (OSError, ValueError, KeyError):
+        pass
+    time.sleep(1)
+sys.exit("the demo's probes did not run six times within 180 s")
+PY
+  python3 tests/status_page/chromium.py screenshot http://127.0.0.1:9464/ \
+    docs/images/status-page.png 1280x1400
+  exit 0
+fi
 wait "${pids[-1]}"

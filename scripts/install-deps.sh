@@ -31,6 +31,9 @@ TEST_PACKAGES=(
   # test and demo peers
   openssl curl procps python3 redis-server postgresql dnsmasq-base
   prometheus prometheus-alertmanager
+  # the status page's browser test and the README screenshot: headless
+  # Chromium, and a font for it to render text with
+  chromium fonts-dejavu-core
   # benchmarks
   nginx libnginx-mod-http-echo prometheus-blackbox-exporter
 )
