@@ -65,6 +65,24 @@ std::vector<std::pair<std::string, std::string>> read_labels(YamlSection& s, std
   return out;
 }
 
+// retries: {attempts: N, delay: D}. N counts every attempt, the first
+// included; at most kMaxAttempts, since each one is a full run against the target.
+void read_retries(YamlSection& r, int& attempts, Duration& delay) {
+  if (auto n = r.get_int("attempts", 1, defaults::kMaxAttempts)) attempts = static_cast<int>(*n);
+  if (auto d = r.get_duration("delay")) delay = *d;
+  r.finish();
+}
+
+// The timeout covers every attempt: the delays between them must leave time
+// for the attempts themselves.
+void check_retries_fit(YamlSection& s, int attempts, Duration delay, Duration timeout) {
+  if (attempts > 1 && (attempts - 1) * delay >= timeout) {
+    s.error("retries", fmt::format("{} attempts {} apart cannot fit in the timeout {}: the "
+                                   "timeout covers every attempt and the delays between them",
+                                   attempts, format_duration(delay), format_duration(timeout)));
+  }
+}
+
 GlobalConfig read_global(std::optional<YamlSection> g) {
   GlobalConfig out;
   out.listen = *parse_listen_address(defaults::kListen);
@@ -92,6 +110,10 @@ GlobalConfig read_global(std::optional<YamlSection> g) {
       d->error("timeout", fmt::format("default timeout {} is longer than the default interval {}",
                                       format_duration(out.default_timeout),
                                       format_duration(out.default_interval)));
+    if (auto r = d->get_section("retries")) {
+      read_retries(*r, out.default_attempts, out.default_retry_delay);
+      check_retries_fit(*d, out.default_attempts, out.default_retry_delay, out.default_timeout);
+    }
     d->finish();
   }
   if (auto h = g->get_int("state_history", 1, defaults::kMaxStateHistory))
@@ -157,6 +179,10 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
                         format_duration(out.spec.interval)));
   }
   out.spec.labels = read_labels(p, "labels");
+  out.spec.attempts = global.default_attempts;
+  out.spec.retry_delay = global.default_retry_delay;
+  if (auto r = p.get_section("retries")) read_retries(*r, out.spec.attempts, out.spec.retry_delay);
+  check_retries_fit(p, out.spec.attempts, out.spec.retry_delay, out.spec.timeout);
 
   // Each type reads exactly one section named after it; any other type's
   // section is an unknown key, reported by finish().
@@ -188,9 +214,9 @@ std::string fingerprint_of(const YAML::Node& node, const ProbeSpec& spec,
   e << node;
   std::string labels;
   for (const auto& [k, v] : spec.labels) labels += fmt::format("{}:{}={},", k.size(), k, v);
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{:x}", spec.name, spec.type, spec.category,
-                     spec.critical, spec.interval.count(), spec.timeout.count(), labels, e.c_str(),
-                     probe_secrets.digest());
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:x}", spec.name, spec.type, spec.category,
+                     spec.critical, spec.interval.count(), spec.timeout.count(), spec.attempts,
+                     spec.retry_delay.count(), labels, e.c_str(), probe_secrets.digest());
 }
 
 }  // namespace

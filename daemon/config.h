@@ -27,8 +27,10 @@ struct GlobalConfig {
   std::vector<std::pair<std::string, std::string>> labels;  // added to every series
   Duration default_interval;
   Duration default_timeout;
-  int state_history;  // results kept per probe for the state API
-  int workers = 1;    // probe loops (daemon/worker.h); by default usable_cpus()
+  int state_history;         // results kept per probe for the state API
+  int workers = 1;           // probe loops (daemon/worker.h); by default usable_cpus()
+  int default_attempts = 1;  // global.defaults.retries: off by default
+  Duration default_retry_delay{0};
 };
 
 struct ConfiguredProbe {

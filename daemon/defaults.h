@@ -20,5 +20,8 @@ inline constexpr std::string_view kCategory = "default";
 inline constexpr int kStateHistory = 20;
 inline constexpr int kMaxStateHistory = 1000;
 inline constexpr int kMaxWorkers = 64;
+// retries.attempts at most: each attempt is a whole run against the target,
+// and a probe that needs more than this to pass is failing.
+inline constexpr int kMaxAttempts = 5;
 
 }  // namespace canaryd::defaults

@@ -15,6 +15,13 @@ struct Engine::Instance {
   ProbeId id;
   ConfiguredProbe cfg;
   uv_timer_t* deadline;  // heap: freed in its close callback
+  // Retries: the delay before the next attempt (heap, like `deadline`), and
+  // the failed attempt's result while it runs, which stands if the timeout
+  // comes first.
+  uv_timer_t* retry_timer;
+  std::optional<ProbeResult> retry_pending;
+  int attempt = 0;                  // of the current run, from 1
+  uint64_t attempt_started_ns = 0;  // the run's duration is its last attempt's
   RunContext ctx;
   bool running = false;
   bool scheduled = false;
@@ -79,6 +86,8 @@ std::vector<const ConfiguredProbe*> Engine::probes() const {
 }
 
 void Engine::drop_run(Instance& inst) {
+  uv_timer_stop(inst.retry_timer);
+  inst.retry_pending.reset();
   try {
     inst.cfg.probe->cancel();
   } catch (const std::exception& e) {
@@ -91,10 +100,12 @@ void Engine::drop_run(Instance& inst) {
 void Engine::discard(Instance& inst) {
   if (inst.running) drop_run(inst);
   if (inst.scheduled) scheduler_.remove(inst.id);
-  uv_timer_stop(inst.deadline);
-  inst.deadline->data = inst.deadline;
-  uv_close(reinterpret_cast<uv_handle_t*>(inst.deadline),
-           [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
+  for (uv_timer_t* timer : {inst.deadline, inst.retry_timer}) {
+    uv_timer_stop(timer);
+    timer->data = timer;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer),
+             [](uv_handle_t* h) { delete static_cast<uv_timer_t*>(h->data); });
+  }
 }
 
 void Engine::apply(std::vector<ConfiguredProbe> probes, bool schedule) {
@@ -122,6 +133,9 @@ void Engine::apply(std::vector<ConfiguredProbe> probes, bool schedule) {
     inst->deadline = new uv_timer_t;
     uv_timer_init(loop_, inst->deadline);
     inst->deadline->data = inst.get();
+    inst->retry_timer = new uv_timer_t;
+    uv_timer_init(loop_, inst->retry_timer);
+    inst->retry_timer->data = inst.get();
     inst->cfg = std::move(p);
     if (schedule) {
       scheduler_.add(inst->id, inst->cfg.spec.name,
@@ -180,7 +194,9 @@ void Engine::start_run(Instance& inst) {
   const uint64_t generation = ++inst.generation;
   inst.started_ns = now_ns();
   inst.started_hr = uv_hrtime();
-  inst.fault.reset();
+  inst.attempt = 1;
+  inst.retry_pending.reset();
+  // One timeout covers every attempt of the run.
   const uint64_t timeout_ns = static_cast<uint64_t>(Nanos(inst.cfg.spec.timeout).count());
   inst.deadline_ns = inst.started_ns + timeout_ns;
   const ProbeId id = inst.id;
@@ -192,6 +208,16 @@ void Engine::start_run(Instance& inst) {
                  [this, id, generation](std::string_view what) { fail_run(id, generation, what); },
                  &global_secrets()};
   arm_deadline(inst);
+  start_attempt(inst);
+}
+
+// Each attempt starts from nothing: the probe sets up its connection, name
+// lookup and TLS afresh on every start().
+void Engine::start_attempt(Instance& inst) {
+  const ProbeId id = inst.id;
+  const uint64_t generation = inst.generation;
+  inst.fault.reset();
+  inst.attempt_started_ns = now_ns();
   try {
     inst.cfg.probe->start(inst.ctx, [this, id, generation](ProbeResult r) {
       complete(id, generation, std::move(r));
@@ -208,6 +234,32 @@ void Engine::start_run(Instance& inst) {
           ProbeResult::failure(Reason::kInternal, fmt::format("internal error: {}", e.what())));
     }
   }
+}
+
+// A failed attempt with attempts and time left is tried again after the
+// delay, from a timer: never inside the probe's own callback, where it may
+// not be started again. A failure of canaryd's own (internal, a limit) is
+// not the target's and is not retried.
+bool Engine::retry_later(Instance& inst, ProbeResult& result) {
+  if (result.success || result.canaryd_limit || result.reason == Reason::kInternal ||
+      inst.attempt >= inst.cfg.spec.attempts)
+    return false;
+  const auto delay = inst.cfg.spec.retry_delay;
+  const uint64_t delay_ns = static_cast<uint64_t>(Nanos(delay).count());
+  if (now_ns() + delay_ns >= inst.deadline_ns) return false;
+  inst.retry_pending = std::move(result);
+  uv_timer_start(inst.retry_timer, &Engine::on_retry, static_cast<uint64_t>(delay.count()), 0);
+  return true;
+}
+
+void Engine::on_retry(uv_timer_t* timer) {
+  auto* inst = static_cast<Instance*>(timer->data);
+  if (!inst->running || !inst->retry_pending) return;
+  guarded("a retry", [inst] {
+    inst->retry_pending.reset();
+    ++inst->attempt;
+    inst->engine->start_attempt(*inst);
+  });
 }
 
 void Engine::arm_deadline(Instance& inst) {
@@ -339,6 +391,16 @@ void Engine::abandon(Instance& inst) {
 }
 
 void Engine::expire(Instance& inst) {
+  if (inst.retry_pending) {
+    // The timeout came during the delay before a retry: the last attempt's
+    // verdict stands, and no attempt is left.
+    uv_timer_stop(inst.retry_timer);
+    ProbeResult last = std::move(*inst.retry_pending);
+    inst.retry_pending.reset();
+    inst.attempt = inst.cfg.spec.attempts;
+    complete(inst.id, inst.generation, std::move(last));
+    return;
+  }
   if (starved(inst)) {
     abandon(inst);
     return;
@@ -369,19 +431,20 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
   Instance& inst = *it->second;
   // A result that arrives after the deadline fired belongs to a cancelled run.
   if (!inst.running || inst.generation != generation) return;
-  inst.running = false;
-  --in_flight_;
-  uv_timer_stop(inst.deadline);
-  if (inst.scheduled) {
-    scheduler_.finished(id);
-    arm_tick();  // a slot may be waiting for this run
-  }
   if (inst.fault) {
     // The probe may have carried on after the exception; its result is not
     // to be trusted.
     result = ProbeResult::failure(Reason::kInternal, "internal error in " + *inst.fault,
                                   std::move(result.phases));
     inst.fault.reset();
+  }
+  if (retry_later(inst, result)) return;
+  inst.running = false;
+  --in_flight_;
+  uv_timer_stop(inst.deadline);
+  if (inst.scheduled) {
+    scheduler_.finished(id);
+    arm_tick();  // a slot may be waiting for this run
   }
   if (result.canaryd_limit && inst.scheduled && !inst.once) {
     // canaryd's own limit says nothing of the target: no verdict, and the
@@ -398,7 +461,7 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
     }
     return;
   }
-  double duration = static_cast<double>(now_ns() - inst.started_ns) / 1e9;
+  double duration = static_cast<double>(now_ns() - inst.attempt_started_ns) / 1e9;
   // The backstop for every probe: a message may quote a target or a library
   // (a URL, a header, a server's error), so it is redacted, clipped and made
   // one line here whatever the probe did.
@@ -410,7 +473,8 @@ void Engine::complete(ProbeId id, uint64_t generation, ProbeResult result) {
   }
   if (on_result_) {
     RunRecord record{inst.cfg.spec,   inst.cfg.target, result,
-                     inst.ctx.run_id, duration,        std::chrono::system_clock::now()};
+                     inst.ctx.run_id, duration,        std::chrono::system_clock::now(),
+                     inst.attempt};
     try {
       on_result_(record);
     } catch (const std::exception& e) {

@@ -29,8 +29,10 @@ struct RunRecord {
   const std::string& target;
   const ProbeResult& result;
   std::string run_id;
-  double duration_seconds;                         // monotonic, start to result
+  double duration_seconds;                         // monotonic: the last attempt's start to result
   std::chrono::system_clock::time_point finished;  // wall clock, for timestamps only
+  // Attempts made (retries, ProbeSpec::attempts): every one but the last failed.
+  int attempts = 1;
 };
 
 // Thread-safety: loop thread only.
@@ -97,7 +99,10 @@ class Engine {
   static void on_deadline(uv_timer_t* timer);
   static void on_check(uv_check_t* check);
   static void on_once_done(uv_timer_t* timer);
+  static void on_retry(uv_timer_t* timer);
   void start_run(Instance& inst);
+  void start_attempt(Instance& inst);
+  bool retry_later(Instance& inst, ProbeResult& result);
   void arm_deadline(Instance& inst);
   uint64_t now_ns() const;
   void end_after_poll(Instance& inst);

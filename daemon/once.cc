@@ -20,6 +20,7 @@ struct OnceResult {
   std::string name, type, category, target, run_id;
   ProbeResult result;
   double duration;
+  int attempts;
 };
 }  // namespace
 
@@ -55,7 +56,7 @@ int run_once(const std::string& config_path, const std::vector<std::string>& pro
     Engine engine(&loop, *services, clock);
     engine.on_result([&](const RunRecord& rec) {
       results.push_back({rec.spec.name, rec.spec.type, rec.spec.category, rec.target, rec.run_id,
-                         rec.result, rec.duration_seconds});
+                         rec.result, rec.duration_seconds, rec.attempts});
     });
     engine.apply(std::move(load.config->probes), /*schedule=*/false);
     engine.run_now(names, [&] {
@@ -87,7 +88,7 @@ int run_once(const std::string& config_path, const std::vector<std::string>& pro
       j["category"] = r.category;
       j["target"] = r.target;
       j["run_id"] = r.run_id;
-      const auto fields = result_json(r.result, r.duration);
+      const auto fields = result_json(r.result, r.duration, r.attempts);
       for (const auto& [k, v] : fields.items()) j[k] = v;
       out["results"].push_back(std::move(j));
     }

@@ -209,6 +209,10 @@ ProbeBook::Transition ProbeBook::record(const RunRecord& rec) {
   e.last_time = rec.finished;
   e.last_run_id = rec.run_id;
   e.last_duration = rec.duration_seconds;
+  e.last_attempts = rec.attempts;
+  e.attempts_failed += static_cast<uint64_t>(rec.attempts - (r.success ? 1 : 0));
+  if (r.success) ++e.attempts_succeeded;
+  if (r.success && rec.attempts > 1) ++e.retry_successes;
   e.history.push_front({rec.finished, r.success, r.reason, r.success ? std::string() : r.message,
                         rec.duration_seconds});
   while (e.history.size() > e.history_limit) e.history.pop_back();

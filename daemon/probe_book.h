@@ -84,6 +84,12 @@ class ProbeBook {
     WallTime last_time;
     std::string last_run_id;
     double last_duration = 0;
+    int last_attempts = 1;
+    // Retries: attempts by outcome, and runs that passed only on a retry (a
+    // flaky target, visible though it does not page).
+    uint64_t attempts_succeeded = 0;
+    uint64_t attempts_failed = 0;
+    uint64_t retry_successes = 0;
     std::deque<Past> history;  // newest first, bounded
     size_t history_limit = 20;
     std::optional<WallTime> failing_since;

@@ -76,6 +76,22 @@ const Family kFamilies[] = {
      [](const char* name, const Entry& e, std::string& out) {
        scalar(name, e, out, static_cast<double>(e.runs));
      }},
+    // Only for probes with retries: elsewhere attempts are runs, and the
+    // series would only add to every scrape.
+    {"canary_probe_attempts_total",
+     "Attempts of probe runs by result, retries included (probes with retries only).", "counter",
+     [](const char* name, const Entry& e, std::string& out) {
+       if (e.spec.attempts <= 1) return;
+       append_sample(out, name, with(e.labels, "result", "success"),
+                     static_cast<double>(e.attempts_succeeded));
+       append_sample(out, name, with(e.labels, "result", "failure"),
+                     static_cast<double>(e.attempts_failed));
+     }},
+    {"canary_probe_retry_successes_total",
+     "Runs that passed only on a retry: a flaky target, though it does not page.", "counter",
+     [](const char* name, const Entry& e, std::string& out) {
+       if (e.spec.attempts > 1) scalar(name, e, out, static_cast<double>(e.retry_successes));
+     }},
     {"canary_probe_success", "1 if the probe's last run succeeded, 0 if it failed.", "gauge",
      [](const char* name, const Entry& e, std::string& out) {
        if (e.last) scalar(name, e, out, e.last->success ? 1 : 0);

@@ -37,12 +37,14 @@ static double seconds_between(WallTime from, WallTime to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
-nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds) {
+nlohmann::ordered_json result_json(const ProbeResult& r, double duration_seconds, int attempts) {
   nlohmann::ordered_json j;
   j["success"] = r.success;
   j["reason"] = std::string(reason_name(r.reason));
   j["message"] = r.message;
   j["duration_seconds"] = duration_seconds;
+  j["attempts"] = attempts;
+  j["retried"] = r.success && attempts > 1;
   nlohmann::ordered_json phases = nlohmann::ordered_json::object();
   for (const auto& [name, seconds] : r.phases) phases[name] = seconds;
   j["phases"] = phases;
@@ -83,7 +85,7 @@ nlohmann::ordered_json probe_json(const ProbeBook::Entry& p, WallTime now) {
     j["last"] = nullptr;
   } else {
     j["status"] = p.last->success ? "passing" : "failing";
-    auto lj = result_json(*p.last, p.last_duration);
+    auto lj = result_json(*p.last, p.last_duration, p.last_attempts);
     lj["time"] = format_time(p.last_time);
     lj["run_id"] = p.last_run_id;
     j["last"] = lj;

@@ -30,7 +30,10 @@ std::string format_unix_time(double seconds);
 
 // One result as JSON; shared by the state API and `canaryd once --json` so
 // both speak the same shape.
-nlohmann::ordered_json result_json(const ProbeResult& result, double duration_seconds);
+// `attempts`: how many the run took (retries); a pass after a failed one is
+// marked "retried".
+nlohmann::ordered_json result_json(const ProbeResult& result, double duration_seconds,
+                                   int attempts);
 
 // The state API's view of the probe loops' books, plus how the config was
 // last loaded.

@@ -293,7 +293,10 @@ std::string render_probe_page(const nlohmann::ordered_json& p, WallTime now) {
   } else {
     out += "<dl class=\"facts\" id=\"last\">";
     out += fact("Time", html_escape(human_time(string_member(last, "time"))));
-    out += fact("Result", member(last, "success") == true ? "PASS" : "FAIL");
+    std::string verdict = member(last, "success") == true ? "PASS" : "FAIL";
+    if (member(last, "retried") == true)
+      verdict += " on attempt " + text(last, "attempts") + " (retried)";
+    out += fact("Result", verdict);
     out += fact("Reason", text(last, "reason"));
     if (!string_member(last, "message").empty())
       out += fact("Message", "<span class=\"msg\">" + text(last, "message") + "</span>");

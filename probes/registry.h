@@ -22,6 +22,10 @@ struct ProbeSpec {
   Duration interval{0};
   Duration timeout{0};
   std::vector<std::pair<std::string, std::string>> labels;  // per-probe, shown on canary_probe_info
+  // Confirm before fail: a failed attempt is tried again, `retry_delay`
+  // later, up to `attempts` attempts in all, inside the one timeout. 1: no retry.
+  int attempts = 1;
+  Duration retry_delay{0};
   // Changes whenever anything about the probe changes (including a rotated
   // secret), so a reload keeps unchanged probes exactly as they were.
   std::string fingerprint;

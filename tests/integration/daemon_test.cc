@@ -304,3 +304,48 @@ TEST_CASE(
   CHECK(metric_value(m, "canary_probe_success", {{"probe", "p07"}}) == 1.0);
   CHECK(d.process().stop() == 0);
 }
+
+TEST_CASE("retries: a flaky target passes on a retry, marked retried and counted, never failed",
+          "[daemon][retries]") {
+  auto& fp = platform();
+  // Every second request to each URL answers 500 (the two URLs count apart).
+  Daemon d(
+      base_config(http_probe("confirmed", fp.url("/health?fail_every=2&probe=confirmed"),
+                             "    retries: {attempts: 2, delay: 100ms}\n") +
+                  http_probe("unconfirmed", fp.url("/health?fail_every=2&probe=unconfirmed"))));
+  REQUIRE(wait_until([&] { return has_run(d, "confirmed", 4) && has_run(d, "unconfirmed", 4); }));
+
+  // From its second run on, each first attempt fails and its retry passes.
+  json confirmed = d.state("confirmed");
+  CHECK(confirmed["status"] == "passing");
+  CHECK(confirmed["last"]["success"] == true);
+  CHECK(confirmed["last"]["retried"] == true);
+  CHECK(confirmed["last"]["attempts"] == 2);
+  for (const auto& past : confirmed["history"]) CHECK(past["success"] == true);
+
+  const double runs = daemon_metric(d, "canary_probe_runs_total", {{"probe", "confirmed"}});
+  CHECK(daemon_metric(d, "canary_probe_failures_total",
+                      {{"probe", "confirmed"}, {"reason", "http_status"}}) == 0);
+  CHECK(daemon_metric(d, "canary_probe_retry_successes_total", {{"probe", "confirmed"}}) >=
+        runs - 2);
+  CHECK(daemon_metric(d, "canary_probe_attempts_total",
+                      {{"probe", "confirmed"}, {"result", "failure"}}) >= runs - 2);
+  CHECK(daemon_metric(d, "canary_probe_attempts_total",
+                      {{"probe", "confirmed"}, {"result", "success"}}) >= runs - 1);
+
+  // The same target without retries fails every other run, and exports no
+  // retry series.
+  CHECK(daemon_metric(d, "canary_probe_failures_total",
+                      {{"probe", "unconfirmed"}, {"reason", "http_status"}}) >= 1);
+  const std::string exposition = d.metrics();
+  size_t retry_lines = 0;
+  for (size_t at = exposition.find("\ncanary_probe_retry_successes_total{");
+       at != std::string::npos;
+       at = exposition.find("\ncanary_probe_retry_successes_total{", at + 1)) {
+    ++retry_lines;
+    const std::string line = exposition.substr(at + 1, exposition.find('\n', at + 1) - at - 1);
+    CHECK(line.find("probe=\"unconfirmed\"") == std::string::npos);
+  }
+  CHECK(retry_lines == 1);
+  CHECK(d.state("unconfirmed")["last"]["retried"] == false);
+}

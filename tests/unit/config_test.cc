@@ -303,3 +303,53 @@ TEST_CASE("loading ends a waiting secret read when cancelled") {
         "file " +
             fifo + ": cancelled: shutting down\n");
 }
+
+TEST_CASE("retries: from the defaults or the probe, and they must fit in the timeout") {
+  auto load = load_config_text(R"(global:
+  defaults:
+    interval: 30s
+    timeout: 10s
+    retries: {attempts: 3, delay: 1s}
+probes:
+  - name: inherits
+    type: http
+    http: {url: "http://127.0.0.1/"}
+  - name: own
+    type: http
+    retries: {attempts: 2, delay: 500ms}
+    http: {url: "http://127.0.0.1/"}
+  - name: off
+    type: http
+    retries: {attempts: 1}
+    http: {url: "http://127.0.0.1/"}
+)",
+                               "r.yaml");
+  REQUIRE(load.config);
+  REQUIRE(load.config->probes.size() == 3);
+  CHECK(load.config->probes[0].spec.attempts == 3);
+  CHECK(load.config->probes[0].spec.retry_delay == 1s);
+  CHECK(load.config->probes[1].spec.attempts == 2);
+  CHECK(load.config->probes[1].spec.retry_delay == 500ms);
+  CHECK(load.config->probes[2].spec.attempts == 1);
+  // A changed retry setting is a changed probe for a reload.
+  CHECK(load.config->probes[0].spec.fingerprint != load.config->probes[1].spec.fingerprint);
+
+  auto bad = load_config_text(R"(global: {}
+probes:
+  - name: tight
+    type: http
+    timeout: 2s
+    retries: {attempts: 3, delay: 1s}
+    http: {url: "http://127.0.0.1/"}
+  - name: many
+    type: http
+    retries: {attempts: 9}
+    http: {url: "http://127.0.0.1/"}
+)",
+                              "r.yaml");
+  REQUIRE_FALSE(bad.config);
+  CHECK(bad.errors.str() ==
+        "r.yaml:6: probes[0].retries: 3 attempts 1s apart cannot fit in the timeout 2s: the "
+        "timeout covers every attempt and the delays between them\n"
+        "r.yaml:10: probes[1].retries.attempts: 9 is out of range [1, 5]\n");
+}

@@ -5,6 +5,8 @@
 // sleeps and the times asserted are exact.
 #include "daemon/engine.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <functional>
 #include <stdexcept>
@@ -658,4 +660,124 @@ TEST_CASE(
   CHECK(t.results[1].reason == Reason::kInternal);
   CHECK(t.engine.skipped(SkipCause::kLimit) == 1);
   t.engine.stop();
+}
+
+namespace {
+
+// Fails its first `failures` attempts (each a loop timer later, like a
+// network probe), then passes; counts the attempts it was started for.
+class FlakyProbe : public Probe {
+ public:
+  explicit FlakyProbe(int failures) : failures_(failures) {}
+  ~FlakyProbe() override {
+    if (timer_)
+      uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+  void start(RunContext& ctx, Done done) override {
+    ++starts;
+    if (!timer_) {
+      timer_ = new uv_timer_t;
+      uv_timer_init(ctx.loop, timer_);
+    }
+    done_ = std::move(done);
+    timer_->data = this;
+    uv_timer_start(
+        timer_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<FlakyProbe*>(t->data);
+          auto d = std::move(self->done_);
+          if (self->starts <= self->failures_) {
+            d(ProbeResult::failure(Reason::kHttpStatus,
+                                   fmt::format("attempt {} failed", self->starts)));
+          } else {
+            d(ProbeResult::ok({}));
+          }
+        },
+        1, 0);
+  }
+  CancelInfo cancel() override {
+    if (timer_) uv_timer_stop(timer_);
+    done_ = nullptr;
+    return {};
+  }
+  std::string target() const override { return "flaky"; }
+  int starts = 0;
+
+ private:
+  int failures_;
+  uv_timer_t* timer_ = nullptr;
+  Done done_;
+};
+
+struct Retried {
+  ProbeResult result;
+  int attempts;
+};
+
+// One run of a FlakyProbe through run_now, with the given retry settings.
+std::vector<Retried> run_flaky(int failures, int attempts, Duration delay, Duration timeout,
+                               int* starts) {
+  Loop l;
+  std::vector<Retried> out;
+  {
+    Engine engine(&l.loop, l.services, l.clock);
+    engine.on_result([&](const RunRecord& r) { out.push_back({r.result, r.attempts}); });
+    auto probe = std::make_unique<FlakyProbe>(failures);
+    FlakyProbe* raw = probe.get();
+    std::vector<ConfiguredProbe> probes;
+    probes.push_back(configured("flaky", std::move(probe), 10s, timeout));
+    probes.back().spec.attempts = attempts;
+    probes.back().spec.retry_delay = delay;
+    engine.apply(std::move(probes), false);
+    engine.run_now({"flaky"}, [&] {
+      *starts = raw->starts;
+      engine.stop();
+    });
+    uv_run(&l.loop, UV_RUN_DEFAULT);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("retries: a run that fails once and then passes is one success of two attempts") {
+  int starts = 0;
+  auto results = run_flaky(/*failures=*/1, /*attempts=*/3, 10ms, 2s, &starts);
+  REQUIRE(results.size() == 1);  // one run, one verdict: the failed attempt is not a result
+  CHECK(results[0].result.success);
+  CHECK(results[0].attempts == 2);
+  CHECK(starts == 2);
+}
+
+TEST_CASE("retries: a run that fails every attempt reports the last attempt's failure") {
+  int starts = 0;
+  auto results = run_flaky(/*failures=*/10, /*attempts=*/3, 0ms, 2s, &starts);
+  REQUIRE(results.size() == 1);
+  CHECK_FALSE(results[0].result.success);
+  CHECK(results[0].result.reason == Reason::kHttpStatus);
+  CHECK(results[0].result.message == "attempt 3 failed");
+  CHECK(results[0].attempts == 3);
+  CHECK(starts == 3);
+}
+
+TEST_CASE("retries: no attempt starts that its delay would push past the run's timeout") {
+  // Attempt 1 fails at about 1 ms and attempt 2 starts at about 301 ms; a
+  // third would start at about 602 ms, past the 500 ms that covers them all.
+  int starts = 0;
+  auto results = run_flaky(/*failures=*/10, /*attempts=*/3, 300ms, 500ms, &starts);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].result.reason == Reason::kHttpStatus);
+  CHECK(results[0].result.message == "attempt 2 failed");
+  CHECK(results[0].attempts == 2);
+  CHECK(starts == 2);
+}
+
+TEST_CASE("retries: off by default, a failure is the run's verdict at once") {
+  int starts = 0;
+  auto results = run_flaky(/*failures=*/1, /*attempts=*/1, 0ms, 2s, &starts);
+  REQUIRE(results.size() == 1);
+  CHECK_FALSE(results[0].result.success);
+  CHECK(results[0].attempts == 1);
+  CHECK(starts == 1);
 }

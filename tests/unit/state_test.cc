@@ -86,8 +86,11 @@ TEST_CASE("results carry phases in order and typed details") {
   auto r = ProbeResult::failure(Reason::kTimeout, "timed out after 5s during connect",
                                 {{"dns", 0.001}, {"connect", 4.999}});
   r.details.timeout_phase = "connect";
-  auto j = canaryd::result_json(r, 5.0);
+  auto j = canaryd::result_json(r, 5.0, 1);
   CHECK(j["reason"] == "timeout");
+  CHECK(j["attempts"] == 1);
+  CHECK(j["retried"] == false);
+  CHECK(canaryd::result_json(ProbeResult::ok({}), 0.1, 2)["retried"] == true);
   CHECK(j["phases"].begin().key() == "dns");
   CHECK(j["details"]["timeout_phase"] == "connect");
   CHECK(j["duration_seconds"] == 5.0);
