@@ -183,3 +183,24 @@ TEST_CASE("once is a deploy gate: exit 0 when all pass, 1 when any fails, 2 on b
   CHECK(invalid.exit_code == 2);
   CHECK(invalid.err.find("broken.yaml:3: probes[0].type: unknown probe type") != std::string::npos);
 }
+
+TEST_CASE("once with retries: a deploy gate passes a target whose failure a retry does not confirm",
+          "[http][cli][retries]") {
+  auto& p = platform();
+  // fail_every=2 counts requests per URL: one request now makes the gate's
+  // first attempt the second, which fails; its retry is the third, which passes.
+  const std::string url = p.fp.url("/health?fail_every=2&probe=gate-retried");
+  REQUIRE(http_get(url).status == 200);
+  TempDir dir;
+  std::string path =
+      dir.write_file("c.yaml", "probes:\n" + probe("gate", fmt::format("      url: {}\n", url)) +
+                                   "    retries: {attempts: 2, delay: 50ms}\n");
+  auto gate = run_command({canaryd_bin(), "once", "--config", path, "--json"});
+  INFO(gate.out);
+  CHECK(gate.exit_code == 0);
+  const auto out = nlohmann::json::parse(gate.out);
+  REQUIRE(out["results"].size() == 1);
+  CHECK(out["results"][0]["success"] == true);
+  CHECK(out["results"][0]["retried"] == true);
+  CHECK(out["results"][0]["attempts"] == 2);
+}
