@@ -119,6 +119,13 @@ GlobalConfig read_global(std::optional<YamlSection> g) {
   if (auto h = g->get_int("state_history", 1, defaults::kMaxStateHistory))
     out.state_history = static_cast<int>(*h);
   if (auto w = g->get_int("workers", 1, defaults::kMaxWorkers)) out.workers = static_cast<int>(*w);
+  if (auto f = g->get_string("state_file")) {
+    if (f->empty() || f->front() != '/') {
+      g->error("state_file", "must be an absolute path (the daemon's folder is not yours)");
+    } else {
+      out.state_file = *f;
+    }
+  }
   g->finish();
   return out;
 }

@@ -29,6 +29,7 @@ struct GlobalConfig {
   Duration default_timeout;
   int state_history;         // results kept per probe for the state API
   int workers = 1;           // probe loops (daemon/worker.h); by default usable_cpus()
+  std::string state_file;    // "" (default): no state is kept across restarts
   int default_attempts = 1;  // global.defaults.retries: off by default
   Duration default_retry_delay{0};
 };

@@ -1,8 +1,11 @@
 #include "daemon/probe_book.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "daemon/exposition.h"
+#include "daemon/probe_state_codec.h"
 
 namespace canaryd {
 
@@ -176,10 +179,17 @@ void ProbeBook::install(const std::vector<const ConfiguredProbe*>& probes,
     carry_over(series, e->type_series);
     e->type_series = std::move(series);
     e->history_limit = static_cast<size_t>(history);
+    if (saved_ && e->runs == 0 && !e->last) {
+      auto it = saved_->find(p.spec.name);
+      if (it != saved_->end() && it->second.first == fingerprint_hash(p.spec) &&
+          !decode_probe_state(it->second.second, *e))
+        spdlog::warn("probe {}: its saved state cannot be read; it starts fresh", p.spec.name);
+    }
     while (e->history.size() > e->history_limit) e->history.pop_back();
     entries.emplace(p.spec.name, std::move(e));
   }
   entries_ = std::move(entries);
+  saved_.reset();
   by_name_.clear();
   by_name_.reserve(entries_.size());
   for (const auto& [name, e] : entries_) by_name_.emplace(name, e.get());

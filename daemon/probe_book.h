@@ -51,6 +51,10 @@ struct TypeSeries {
   bool present = false;  // a gauge or info is shown once a run reported it; a counter always
 };
 
+// States an earlier run saved (global.state_file), by probe name: the hash of
+// the fingerprint each was saved under (probe_state_codec.h), and the state.
+using SavedProbeStates = std::map<std::string, std::pair<std::string, std::string>, std::less<>>;
+
 class ProbeBook {
  public:
   // A past run: only what the history shows, so a long history stays cheap.
@@ -108,6 +112,11 @@ class ProbeBook {
   enum class Transition { kNone, kFirstFailure, kRecovered };
   Transition record(const RunRecord& record);
 
+  // Before the first install(): a probe it adds whose fingerprint is the one
+  // its state was saved under starts from that state (its last result,
+  // since-times and history); any other starts fresh.
+  void restore_from(std::shared_ptr<const SavedProbeStates> saved) { saved_ = std::move(saved); }
+
   // Calls f(const Entry&) for every probe in name order, each under its lock.
   template <class F>
   void for_each(F&& f) const {
@@ -129,7 +138,8 @@ class ProbeBook {
   }
 
  private:
-  mutable std::shared_mutex mu_;  // the set of probes; entries lock themselves
+  mutable std::shared_mutex mu_;                   // the set of probes; entries lock themselves
+  std::shared_ptr<const SavedProbeStates> saved_;  // for the first install() only
   std::map<std::string, std::unique_ptr<Entry>, std::less<>> entries_;
   // The same entries by name, for record(): every result looks its probe up,
   // and a walk down a tree of thousands of names is a cache miss a level.

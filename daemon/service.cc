@@ -24,6 +24,7 @@
 #include "daemon/http_server.h"
 #include "daemon/probe_book.h"
 #include "daemon/probe_metrics.h"
+#include "daemon/state_file.h"
 #include "daemon/state_store.h"
 #include "daemon/status_page.h"
 #include "daemon/web_security.h"
@@ -134,7 +135,8 @@ class Service {
   // config; a reload keeps their number, so it never moves a probe between
   // loops.
   std::vector<std::unique_ptr<ProbeWorker>> workers_;
-  std::unique_ptr<WebSecurity> web_;  // --web.config.file; outlives the server that uses it
+  std::unique_ptr<WebSecurity> web_;       // --web.config.file; outlives the server that uses it
+  std::unique_ptr<StateFile> state_file_;  // global.state_file; reads the workers' books
   std::unique_ptr<HttpServer> server_;
   GlobalConfig global_;
 
@@ -187,6 +189,11 @@ void Service::install(std::unique_ptr<Config> config, bool is_reload) {
     spdlog::warn("global.listen changed to {}; the listener moves only on restart",
                  config->global.listen.str());
     config->global.listen = global_.listen;
+  }
+  if (is_reload && config->global.state_file != global_.state_file) {
+    spdlog::warn("global.state_file changed to \"{}\"; the state file changes only on restart",
+                 config->global.state_file);
+    config->global.state_file = global_.state_file;
   }
   if (is_reload) {
     if (config->global.workers != global_.workers)
@@ -478,6 +485,12 @@ int Service::run() {
       return 1;
     }
   }
+  if (!load.config->global.state_file.empty()) {
+    std::string error;
+    state_file_ = StateFile::open(load.config->global.state_file, error);
+    // The state is a convenience, never a reason not to monitor.
+    if (!state_file_) spdlog::error("{}; running without saved state", error);
+  }
   uv_loop_init(&loop_);
   // global.workers: by default one loop per CPU the process may use.
   const int workers = std::max(1, load.config->global.workers);
@@ -591,7 +604,14 @@ int Service::run() {
         0, std::max<uint64_t>(1, watchdog_usec / 2000));
   }
 
+  if (state_file_) {
+    auto saved = std::make_shared<const SavedProbeStates>(state_file_->saved());
+    for (auto& w : workers_) w->book().restore_from(saved);
+    spdlog::info("state_file {}: {} saved probe states", load.config->global.state_file,
+                 saved->size());
+  }
   install(std::move(load.config), false);
+  if (state_file_) state_file_->start(books_);
   server_->start();
   ready_ = true;
   sd_notify(0, "READY=1");
@@ -602,6 +622,7 @@ int Service::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   server_->stop();
   wait_for_reload_worker();
+  state_file_.reset();  // a last write, while the books are still there
   workers_.clear();
   uv_run(&loop_, UV_RUN_DEFAULT);  // finish close callbacks of the torn-down handles
   uv_loop_close(&loop_);

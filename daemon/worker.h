@@ -92,6 +92,8 @@ class ProbeWorker {
 
   int index() const { return index_; }
   const ProbeBook& book() const { return book_; }
+  // Before the first apply() only (ProbeBook::restore_from).
+  ProbeBook& book() { return book_; }
 
   // Refreshed once a second by the worker's own timer.
   struct Stats {

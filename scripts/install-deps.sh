@@ -16,7 +16,7 @@ BUILD_PACKAGES=(
   # libraries (DESIGN.md)
   libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev libpq-dev libsystemd-dev
-  nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev libcrypt-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev libre2-dev libc-ares-dev libcrypt-dev libsqlite3-dev
 )
 # scripts/package.sh: debhelper (dh, dpkg-buildpackage's helpers) and lintian.
 PACKAGE_PACKAGES=(debhelper lintian)
