@@ -20,6 +20,16 @@ int64_t to_ms(WallTime t) {
 
 WallTime from_ms(int64_t ms) { return WallTime(std::chrono::milliseconds(ms)); }
 
+// A time canaryd could have written: 2000-01-01 to 2200-01-01. Beyond it, the
+// nanoseconds of a WallTime would overflow (they end in 2262).
+bool time_ms(const json& j, int64_t& out) {
+  constexpr int64_t kFirst = 946'684'800'000, kLast = 7'258'118'400'000;
+  if (!j.is_number_integer()) return false;
+  if (j.is_number_unsigned() && j.get<uint64_t>() > static_cast<uint64_t>(kLast)) return false;
+  out = j.get<int64_t>();
+  return out >= kFirst && out <= kLast;
+}
+
 json optional_time(const std::optional<WallTime>& t) { return t ? json(to_ms(*t)) : json(nullptr); }
 
 // Every read checks the type first: a damaged file must not throw halfway
@@ -30,8 +40,9 @@ bool read_time(const json& j, const char* key, std::optional<WallTime>& out) {
     out.reset();
     return true;
   }
-  if (!it->is_number_integer()) return false;
-  out = from_ms(it->get<int64_t>());
+  int64_t ms = 0;
+  if (!time_ms(*it, ms)) return false;
+  out = from_ms(ms);
   return true;
 }
 
@@ -80,8 +91,8 @@ bool decode_result(const json& j, ProbeResult& r) {
   }
   r.details = ProbeDetails{};
   if (auto it = d.find("status_code"); it != d.end()) {
-    if (!it->is_number_integer()) return false;
-    r.details.status_code = it->get<int>();
+    if (!it->is_number_unsigned() || it->get<uint64_t>() > 999) return false;
+    r.details.status_code = static_cast<int>(it->get<uint64_t>());
   }
   if (auto it = d.find("cert_expiry_unix"); it != d.end()) {
     if (!finite_number(*it)) return false;
@@ -143,14 +154,15 @@ bool decode_probe_state(const std::string& text, ProbeBook::Entry& e) {
     const json& id = lj.value("run_id", json());
     const json& dur = lj.value("duration_seconds", json());
     const json& att = lj.value("attempts", json());
-    if (!t.is_number_integer() || !id.is_string() || !finite_number(dur) ||
-        !att.is_number_integer())
+    int64_t ms = 0;
+    if (!time_ms(t, ms) || !id.is_string() || !finite_number(dur) || !att.is_number_unsigned() ||
+        att.get<uint64_t>() < 1 || att.get<uint64_t>() > 1000)
       return false;
     last = std::move(r);
-    last_time = from_ms(t.get<int64_t>());
+    last_time = from_ms(ms);
     run_id = id.get<std::string>();
     duration = dur.get<double>();
-    attempts = att.get<int>();
+    attempts = static_cast<int>(att.get<uint64_t>());
   }
   std::deque<ProbeBook::Past> history;
   const json& hj = j.value("history", json());
@@ -158,11 +170,12 @@ bool decode_probe_state(const std::string& text, ProbeBook::Entry& e) {
   for (const auto& p : hj) {
     if (history.size() >= e.history_limit) break;
     Reason reason;
-    if (!p.is_array() || p.size() != 5 || !p[0].is_number_integer() || !p[1].is_boolean() ||
+    int64_t ms = 0;
+    if (!p.is_array() || p.size() != 5 || !time_ms(p[0], ms) || !p[1].is_boolean() ||
         !read_reason(p[2], reason) || !p[3].is_string() || !finite_number(p[4]))
       return false;
-    history.push_back({from_ms(p[0].get<int64_t>()), p[1].get<bool>(), reason,
-                       p[3].get<std::string>(), p[4].get<double>()});
+    history.push_back(
+        {from_ms(ms), p[1].get<bool>(), reason, p[3].get<std::string>(), p[4].get<double>()});
   }
   std::optional<WallTime> failing, passing, last_success;
   if (!read_time(j, "failing_since_ms", failing) || !read_time(j, "passing_since_ms", passing) ||

@@ -8,6 +8,7 @@
 
 #include "base/yaml_section.h"
 #include "daemon/config.h"
+#include "daemon/probe_state_codec.h"
 
 using namespace std::chrono_literals;
 
@@ -73,4 +74,23 @@ probes:
                                       "t.yaml");
   CHECK(ok.errors.str() == "");
   CHECK(ok.config != nullptr);
+}
+
+// state_codec_fuzz: a saved "failing since" of 1796630796630399000 ms was
+// turned into system_clock nanoseconds, past their range (undefined
+// behaviour). A time canaryd could not have written now refuses the entry.
+TEST_CASE("fuzz finding: a saved time beyond 2200 is refused, not overflowed") {
+  canaryd::ProbeBook::Entry e;
+  e.history_limit = 20;
+  const std::string ok =
+      R"({"version":1,"last":null,"history":[],"failing_since_ms":1796630400000,)"
+      R"("passing_since_ms":null,"last_success_ms":null,"consecutive_failures":1})";
+  REQUIRE(canaryd::decode_probe_state(ok, e));
+  CHECK(e.failing_since.has_value());
+  std::string bad = ok;
+  bad.replace(bad.find("1796630400000"), 13, "1796630796630399000");
+  canaryd::ProbeBook::Entry fresh;
+  fresh.history_limit = 20;
+  CHECK_FALSE(canaryd::decode_probe_state(bad, fresh));
+  CHECK_FALSE(fresh.failing_since.has_value());
 }
