@@ -195,9 +195,16 @@ TEST_CASE("once with retries: a deploy gate passes a target whose failure a retr
   std::string path =
       dir.write_file("c.yaml", "probes:\n" + probe("gate", fmt::format("      url: {}\n", url)) +
                                    "    retries: {attempts: 2, delay: 50ms}\n");
+  auto connections = [&] {
+    return json::parse(http_get(p.fp.url("/_stats")).body)["connections_total"].get<int>();
+  };
+  const int before = connections();
   auto gate = run_command({canaryd_bin(), "once", "--config", path, "--json"});
   INFO(gate.out);
   CHECK(gate.exit_code == 0);
+  // Each attempt starts from nothing: the retry opened a connection of its own
+  // (the "+ 1" is the /_stats request above itself).
+  CHECK(connections() == before + 1 + 2);
   const auto out = nlohmann::json::parse(gate.out);
   REQUIRE(out["results"].size() == 1);
   CHECK(out["results"][0]["success"] == true);
