@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -83,6 +85,50 @@ void check_retries_fit(YamlSection& s, int attempts, Duration delay, Duration ti
   }
 }
 
+// metrics: {detail: basic|full, buckets: [0.1, 0.5, ...]}.
+void read_metrics(YamlSection& m, ProbeSpec::MetricsDetail& detail, std::vector<double>& buckets) {
+  if (auto d = m.get_string("detail")) {
+    if (*d == "basic") {
+      detail = ProbeSpec::MetricsDetail::kBasic;
+    } else if (*d == "full") {
+      detail = ProbeSpec::MetricsDetail::kFull;
+    } else {
+      m.error("detail", fmt::format("\"{}\" is not basic or full", *d));
+    }
+  }
+  if (auto node = m.get_node("buckets")) {
+    std::vector<double> bounds;
+    bool ok = node->IsSequence() && node->size() > 0;
+    for (size_t i = 0; ok && i < node->size(); ++i) {
+      const YAML::Node item = (*node)[i];
+      char* end = nullptr;
+      const std::string text = item.IsScalar() ? item.Scalar() : "";
+      const double v = std::strtod(text.c_str(), &end);
+      ok = !text.empty() && end == text.c_str() + text.size() && std::isfinite(v) && v > 0 &&
+           (bounds.empty() || v > bounds.back());
+      bounds.push_back(v);
+    }
+    if (!ok) {
+      m.error("buckets",
+              "expected a list of positive seconds in ascending order, e.g. [0.1, 1, 10]");
+    } else {
+      buckets = std::move(bounds);
+    }
+  }
+  m.finish();
+}
+
+// basic keeps a probe to one small histogram: its buckets are the budget.
+void check_buckets(YamlSection& s, ProbeSpec::MetricsDetail detail,
+                   const std::vector<double>& buckets) {
+  const size_t most = detail == ProbeSpec::MetricsDetail::kBasic ? 9 : 30;
+  if (buckets.size() > most)
+    s.error(
+        "metrics",
+        fmt::format("{} buckets; metrics.detail {} allows at most {} (and +Inf)", buckets.size(),
+                    detail == ProbeSpec::MetricsDetail::kBasic ? "basic" : "full", most));
+}
+
 GlobalConfig read_global(std::optional<YamlSection> g) {
   GlobalConfig out;
   out.listen = *parse_listen_address(defaults::kListen);
@@ -119,6 +165,10 @@ GlobalConfig read_global(std::optional<YamlSection> g) {
   if (auto h = g->get_int("state_history", 1, defaults::kMaxStateHistory))
     out.state_history = static_cast<int>(*h);
   if (auto w = g->get_int("workers", 1, defaults::kMaxWorkers)) out.workers = static_cast<int>(*w);
+  if (auto m = g->get_section("metrics")) {
+    read_metrics(*m, out.default_detail, out.default_buckets);
+    check_buckets(*g, out.default_detail, out.default_buckets);
+  }
   if (auto f = g->get_string("state_file")) {
     if (f->empty() || f->front() != '/') {
       g->error("state_file", "must be an absolute path (the daemon's folder is not yours)");
@@ -190,6 +240,12 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
   out.spec.retry_delay = global.default_retry_delay;
   if (auto r = p.get_section("retries")) read_retries(*r, out.spec.attempts, out.spec.retry_delay);
   check_retries_fit(p, out.spec.attempts, out.spec.retry_delay, out.spec.timeout);
+  out.spec.detail = global.default_detail;
+  out.spec.duration_buckets = global.default_buckets;
+  if (auto m = p.get_section("metrics")) {
+    read_metrics(*m, out.spec.detail, out.spec.duration_buckets);
+    check_buckets(p, out.spec.detail, out.spec.duration_buckets);
+  }
 
   // Each type reads exactly one section named after it; any other type's
   // section is an unknown key, reported by finish().
@@ -221,9 +277,11 @@ std::string fingerprint_of(const YAML::Node& node, const ProbeSpec& spec,
   e << node;
   std::string labels;
   for (const auto& [k, v] : spec.labels) labels += fmt::format("{}:{}={},", k.size(), k, v);
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:x}", spec.name, spec.type, spec.category,
+  std::string metrics = spec.detail == ProbeSpec::MetricsDetail::kBasic ? "basic" : "full";
+  for (double b : spec.duration_buckets) metrics += fmt::format(",{}", b);
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:x}", spec.name, spec.type, spec.category,
                      spec.critical, spec.interval.count(), spec.timeout.count(), spec.attempts,
-                     spec.retry_delay.count(), labels, e.c_str(), probe_secrets.digest());
+                     spec.retry_delay.count(), metrics, labels, e.c_str(), probe_secrets.digest());
 }
 
 }  // namespace

@@ -31,6 +31,9 @@ struct GlobalConfig {
   int workers = 1;           // probe loops (daemon/worker.h); by default usable_cpus()
   std::string state_file;    // "" (default): no state is kept across restarts
   int default_attempts = 1;  // global.defaults.retries: off by default
+  // global.metrics: every probe's unless it sets its own.
+  ProbeSpec::MetricsDetail default_detail = ProbeSpec::MetricsDetail::kFull;
+  std::vector<double> default_buckets;
   Duration default_retry_delay{0};
 };
 

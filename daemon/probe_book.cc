@@ -11,9 +11,23 @@ namespace canaryd {
 
 void Histo::observe(double v) {
   // "le": the first bound at or above the value.
-  auto bound = std::lower_bound(kLatencyBounds.begin(), kLatencyBounds.end(), v);
-  counts[static_cast<size_t>(bound - kLatencyBounds.begin())]++;
+  auto bound = std::lower_bound(bounds->begin(), bounds->end(), v);
+  counts[static_cast<size_t>(bound - bounds->begin())]++;
   sum += v;
+}
+
+const Bounds& phase_bounds() {
+  static const Bounds bounds =
+      std::make_shared<const std::vector<double>>(kLatencyBounds.begin(), kLatencyBounds.end());
+  return bounds;
+}
+
+Bounds duration_bounds(const ProbeSpec& spec) {
+  static const Bounds basic = std::make_shared<const std::vector<double>>(
+      kBasicLatencyBounds.begin(), kBasicLatencyBounds.end());
+  if (!spec.duration_buckets.empty())
+    return std::make_shared<const std::vector<double>>(spec.duration_buckets);
+  return spec.detail == ProbeSpec::MetricsDetail::kBasic ? basic : phase_bounds();
 }
 
 namespace {
@@ -170,11 +184,19 @@ void ProbeBook::install(const std::vector<const ConfiguredProbe*>& probes,
       for (Reason r : p.type->reasons) e->failures_by_reason.emplace_back(r, 0);
     }
     std::lock_guard entry_lock(e->mu);
+    const auto old_detail = e->spec.detail;
     e->spec = p.spec;
     e->target = p.target;
     e->labels = std::move(n.labels);
     e->info_labels = std::move(n.info_labels);
-    e->phases = phases_of(*p.type, n.extra, e->phases);
+    // A change of detail or buckets starts the histograms over: counts of
+    // other buckets cannot be carried into these.
+    if (old_detail != p.spec.detail) e->phases.clear();
+    if (auto bounds = duration_bounds(p.spec); *bounds != *e->duration.bounds)
+      e->duration = Histo(std::move(bounds));
+    e->phases = p.spec.detail == ProbeSpec::MetricsDetail::kFull
+                    ? phases_of(*p.type, n.extra, e->phases)
+                    : std::vector<std::pair<std::string, Histo>>{};
     auto series = type_series_of(*p.type, n.extra);
     carry_over(series, e->type_series);
     e->type_series = std::move(series);

@@ -35,11 +35,26 @@ using WallTime = std::chrono::system_clock::time_point;
 inline constexpr std::array<double, 14> kLatencyBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                           1,     2,    5,     10,   30,  60,   120};
 
+// metrics.detail basic: at most 10 buckets (9 bounds and +Inf) for the one
+// histogram a probe keeps, from a loopback check to an agent conversation.
+inline constexpr std::array<double, 9> kBasicLatencyBounds = {0.01, 0.05, 0.1, 0.25, 0.5,
+                                                              1,    2.5,  10,  60};
+
+// Upper bounds shared by every histogram that uses them.
+using Bounds = std::shared_ptr<const std::vector<double>>;
+// The bounds a probe's duration histogram uses: its metrics.buckets, or its detail's default.
+Bounds duration_bounds(const ProbeSpec& spec);
+// kLatencyBounds, for the phase histograms.
+const Bounds& phase_bounds();
+
 // A histogram's state: a count per bucket (not cumulative; the last is +Inf)
 // and the sum.
 struct Histo {
-  std::array<uint64_t, kLatencyBounds.size() + 1> counts{};
+  Bounds bounds = phase_bounds();
+  std::vector<uint64_t> counts = std::vector<uint64_t>(bounds->size() + 1);
   double sum = 0;
+  Histo() = default;
+  explicit Histo(Bounds b) : bounds(std::move(b)), counts(bounds->size() + 1) {}
   void observe(double v);
 };
 

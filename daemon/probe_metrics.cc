@@ -43,8 +43,8 @@ void histogram(const char* name, const std::string& labels, const Histo& h, std:
   for (size_t i = 0; i < h.counts.size(); ++i) {
     cumulative += h.counts[i];
     le.clear();
-    if (i < kLatencyBounds.size()) {
-      append_value(le, kLatencyBounds[i]);
+    if (i < h.bounds->size()) {
+      append_value(le, (*h.bounds)[i]);
     } else {
       le = "+Inf";
     }
@@ -104,6 +104,15 @@ const Family kFamilies[] = {
      [](const char* name, const Entry& e, std::string& out) {
        for (const auto& [phase, h] : e.phases)
          histogram(name, with(e.labels, "phase", phase), h, out);
+     }},
+    {"canary_probe_phase_last_seconds",
+     "Duration of each phase of the probe's last run (metrics.detail basic, in place of the "
+     "phase histograms).",
+     "gauge",
+     [](const char* name, const Entry& e, std::string& out) {
+       if (e.spec.detail != ProbeSpec::MetricsDetail::kBasic || !e.last) return;
+       for (const auto& [phase, seconds] : e.last->phases)
+         append_sample(out, name, with(e.labels, "phase", phase), seconds);
      }},
     {"canary_probe_last_success_timestamp_seconds", "Unix time of the probe's last successful run.",
      "gauge",

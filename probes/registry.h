@@ -26,6 +26,13 @@ struct ProbeSpec {
   // later, up to `attempts` attempts in all, inside the one timeout. 1: no retry.
   int attempts = 1;
   Duration retry_delay{0};
+  // metrics.detail: full exports a histogram per phase; basic only the last
+  // run's phase times, as gauges (docs/metrics.md, "Detail").
+  enum class MetricsDetail { kBasic, kFull };
+  MetricsDetail detail = MetricsDetail::kFull;
+  // metrics.buckets: the duration histogram's upper bounds, ascending; empty:
+  // the detail's default.
+  std::vector<double> duration_buckets;
   // Changes whenever anything about the probe changes (including a rotated
   // secret), so a reload keeps unchanged probes exactly as they were.
   std::string fingerprint;

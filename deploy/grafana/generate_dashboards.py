@@ -423,10 +423,15 @@ def per_probe():
         "Run duration distribution",
         "sum by (le) (increase(canary_probe_duration_seconds_bucket{%s}[$__rate_interval]))"
         % FP, "Runs per duration bucket."))
-    phase_mean = ("sum by (phase) (rate(canary_probe_phase_duration_seconds_sum{%s}"
+    # metrics.detail full has a histogram per phase; basic only the last
+    # run's phase times, as gauges: each phase query reads whichever the
+    # probe exports (docs/metrics.md, "Detail").
+    phase_mean = ("(sum by (phase) (rate(canary_probe_phase_duration_seconds_sum{%s}"
                   "[$__rate_interval])) / sum by (phase) "
-                  "(rate(canary_probe_phase_duration_seconds_count{%s}[$__rate_interval]))"
-                  % (FP, FP))
+                  "(rate(canary_probe_phase_duration_seconds_count{%s}[$__rate_interval])))"
+                  " or avg by (phase) (avg_over_time(canary_probe_phase_last_seconds{%s}"
+                  "[$__rate_interval]))"
+                  % (FP, FP, FP))
     others = [with_filter(c["non_connection_phases"], FP) for _, c in types
               if "non_connection_phases" in c]
     if others:
@@ -437,16 +442,20 @@ def per_probe():
         "Connection phases (mean)",
         target(phase_mean, "{{phase}}"),
         "Mean duration of each connection phase the probe's type reports "
-        "(canary_probe_phase_duration_seconds; config/README.md lists each type's phases). "
+        "(canary_probe_phase_duration_seconds, or canary_probe_phase_last_seconds with "
+        "metrics.detail basic; config/README.md lists each type's phases). "
         "Phases a run never reached are left out, and so are the phases a type marks as "
         "not connection phases, which its own row shows.", unit="s"))
     P.append(bargauge(
         "Phase p95 (time range)",
-        target("histogram_quantile(0.95, sum by (le, phase) "
-               "(rate(canary_probe_phase_duration_seconds_bucket{%s}[$__range]))) > 0" % FP,
+        target("(histogram_quantile(0.95, sum by (le, phase) "
+               "(rate(canary_probe_phase_duration_seconds_bucket{%s}[$__range]))) > 0)"
+               " or max by (phase) (quantile_over_time(0.95, "
+               "canary_probe_phase_last_seconds{%s}[$__range]))" % (FP, FP),
                "{{phase}}", instant=True),
         "95th percentile of every phase over the dashboard's time range, connection phases "
-        "or not.", unit="s", sort="asc",
+        "or not (with metrics.detail basic: of the last-run phase times scraped).", unit="s",
+        sort="asc",
         defaults={"thresholds": thresholds((None, BLUE))}))
 
     for _, contribution in types:

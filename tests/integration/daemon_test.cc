@@ -349,3 +349,63 @@ TEST_CASE("retries: a flaky target passes on a retry, marked retried and counted
   CHECK(retry_lines == 1);
   CHECK(d.state("unconfirmed")["last"]["retried"] == false);
 }
+
+namespace {
+// The series of one probe in an exposition: its sample lines.
+std::vector<std::string> series_of(const std::string& exposition, const std::string& probe) {
+  std::vector<std::string> out;
+  const std::string label = "probe=\"" + probe + "\"";
+  size_t start = 0;
+  while (start < exposition.size()) {
+    size_t end = exposition.find('\n', start);
+    if (end == std::string::npos) end = exposition.size();
+    std::string line = exposition.substr(start, end - start);
+    if (!line.empty() && line[0] != '#' && line.find(label) != std::string::npos)
+      out.push_back(std::move(line));
+    start = end + 1;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("metrics detail: basic keeps an HTTP probe to 40 series, full keeps phase histograms",
+          "[daemon][metrics]") {
+  auto& fp = platform();
+  Daemon d(base_config(
+      http_probe("lean", fp.url("/health"), "    metrics: {detail: basic}\n") +
+      http_probe("rich", fp.url("/health")) +
+      http_probe("custom", fp.url("/health"),
+                 "    metrics: {detail: basic, buckets: [0.005, 0.05, 0.5]}\n")));
+  REQUIRE(wait_until([&] {
+    return has_run(d, "lean", 2) && has_run(d, "rich", 2) && has_run(d, "custom", 2);
+  }));
+  const std::string m = d.metrics();
+  const auto lean = series_of(m, "lean");
+  const auto rich = series_of(m, "rich");
+  INFO(fmt::format("basic: {} series, full: {} series", lean.size(), rich.size()));
+  CHECK(lean.size() <= 40);
+  CHECK(rich.size() > 100);
+  auto count = [](const std::vector<std::string>& lines, const std::string& prefix) {
+    return std::count_if(lines.begin(), lines.end(),
+                         [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+  };
+  // basic: no phase histogram, the last run's phases as gauges, one small histogram.
+  CHECK(count(lean, "canary_probe_phase_duration_seconds") == 0);
+  CHECK(count(lean, "canary_probe_phase_last_seconds{") >= 3);
+  CHECK(count(lean, "canary_probe_duration_seconds_bucket{") == 10);
+  CHECK(metric_value(m, "canary_probe_phase_last_seconds", {{"probe", "lean"}, {"phase", "total"}}) >
+        0);
+  // full: a histogram per phase, and no gauges in their place.
+  CHECK(count(rich, "canary_probe_phase_duration_seconds_bucket{") >= 3 * 15);
+  CHECK(count(rich, "canary_probe_phase_last_seconds") == 0);
+  // metrics.buckets: the configured bounds, and +Inf.
+  const auto custom = series_of(m, "custom");
+  CHECK(count(custom, "canary_probe_duration_seconds_bucket{") == 4);
+  CHECK(metric_value(m, "canary_probe_duration_seconds_bucket",
+                     {{"probe", "custom"}, {"le", "0.005"}}) >= 0);
+  // The success ratio the rules read is there in both.
+  for (const char* p : {"lean", "rich"}) {
+    CHECK(metric_value(m, "canary_probe_runs_total", {{"probe", p}}) >= 2);
+    CHECK(metric_value(m, "canary_probe_success", {{"probe", p}}) == 1);
+  }
+}

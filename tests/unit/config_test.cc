@@ -353,3 +353,48 @@ probes:
         "timeout covers every attempt and the delays between them\n"
         "r.yaml:10: probes[1].retries.attempts: 9 is out of range [1, 5]\n");
 }
+
+TEST_CASE("metrics: detail and buckets from global.metrics or the probe, within the budget") {
+  auto load = load_config_text(R"(global:
+  metrics: {detail: basic}
+probes:
+  - name: inherits
+    type: http
+    http: {url: "http://127.0.0.1/"}
+  - name: own
+    type: http
+    metrics: {detail: full, buckets: [0.1, 1, 10]}
+    http: {url: "http://127.0.0.1/"}
+)",
+                               "m.yaml");
+  REQUIRE(load.config);
+  using Detail = canaryd::ProbeSpec::MetricsDetail;
+  CHECK(load.config->probes[0].spec.detail == Detail::kBasic);
+  CHECK(load.config->probes[0].spec.duration_buckets.empty());
+  CHECK(load.config->probes[1].spec.detail == Detail::kFull);
+  CHECK(load.config->probes[1].spec.duration_buckets == std::vector<double>{0.1, 1, 10});
+
+  auto bad = load_config_text(R"(global: {}
+probes:
+  - name: a
+    type: http
+    metrics: {detail: verbose}
+    http: {url: "http://127.0.0.1/"}
+  - name: b
+    type: http
+    metrics: {buckets: [1, 0.5]}
+    http: {url: "http://127.0.0.1/"}
+  - name: c
+    type: http
+    metrics: {detail: basic, buckets: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}
+    http: {url: "http://127.0.0.1/"}
+)",
+                              "m.yaml");
+  REQUIRE_FALSE(bad.config);
+  CHECK(bad.errors.str() ==
+        "m.yaml:5: probes[0].metrics.detail: \"verbose\" is not basic or full\n"
+        "m.yaml:9: probes[1].metrics.buckets: expected a list of positive seconds in ascending "
+        "order, e.g. [0.1, 1, 10]\n"
+        "m.yaml:13: probes[2].metrics: 10 buckets; metrics.detail basic allows at most 9 (and "
+        "+Inf)\n");
+}

@@ -58,7 +58,7 @@ ALLOW_EMPTY = {}
 
 # canaryd's config: every probe type the dashboards have panels for, 1 s
 # intervals, healthy and failing; PROBES lists the names.
-def canaryd_config(listen, a_port, a_tls_port, b_port, ca):
+def canaryd_config(listen, a_port, a_tls_port, b_port, ca, detail):
     agent_send = ('{json: {type: user_message, payload: {content: "canary ping", '
                   'thread_id: "{{run_id}}"}}}')
     a = f"127.0.0.1:{a_port}"
@@ -68,6 +68,7 @@ global:
   listen: {listen}
   labels: {{env: {ENV}, location: {LOCATION}}}
   defaults: {{interval: 1s, timeout: 900ms}}
+  metrics: {{detail: {detail}}}
 probes:
   - name: http-ok
     type: http
@@ -338,7 +339,7 @@ def eval_all(base, queries, rules_present):
     return failures, lines
 
 
-def run_live(canaryd, rules, tmp, min_wait, max_wait):
+def run_live(canaryd, rules, tmp, min_wait, max_wait, detail):
     procs = Procs(tmp)
     try:
         subprocess.run(["bash", str(MAKE_CERTS), str(tmp / "certs")], check=True, timeout=60)
@@ -357,7 +358,7 @@ def run_live(canaryd, rules, tmp, min_wait, max_wait):
         c_port = free_port()
         cfg = tmp / "canaryd.yaml"
         cfg.write_text(canaryd_config(f"127.0.0.1:{c_port}", pa["http"], pa["tls"]["good"],
-                                      pb["http"], ca))
+                                      pb["http"], ca, detail))
         check = subprocess.run([canaryd, "check-config", str(cfg)], capture_output=True,
                                text=True, timeout=30)
         if check.returncode != 0:
@@ -427,6 +428,8 @@ def main():
     ap.add_argument("--rules", type=pathlib.Path,
                     help=f"Prometheus rule file (default: {RULES_FILE} if it exists)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, TSDB)")
+    ap.add_argument("--detail", choices=("basic", "full"), default="full",
+                    help="canaryd's metrics.detail: every panel must have data in both")
     ap.add_argument("--min-wait", type=float, default=20,
                     help="seconds of data before the first evaluation")
     ap.add_argument("--max-wait", type=float, default=120,
@@ -451,7 +454,7 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="canaryd-grafana-"))
     try:
         failures = run_live(os.path.abspath(args.canaryd), rules, tmp, args.min_wait,
-                            args.max_wait)
+                            args.max_wait, args.detail)
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         failures = [f"setup: {e}"]
     except KeyboardInterrupt:
