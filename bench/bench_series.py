@@ -66,8 +66,7 @@ def head_series(canaryd_port, seconds=20):
 def run_mode(detail, probes, nginx_port):
     port = free_port()
     text = canaryd_config(port, [(f"p{i:04d}", f"http://127.0.0.1:{nginx_port}/health", "5s", "2s")
-                                 for i in range(probes)], default_timing="5s")
-    text = text.replace("global:\n", f"global:\n  metrics: {{detail: {detail}}}\n", 1)
+                                 for i in range(probes)], default_timing="5s", detail=detail)
     d = Canaryd(f"series-{detail}", text)
     time.sleep(11)  # every probe has run twice (5 s interval, first runs spread over it)
     sizes, series = [], []

@@ -41,7 +41,9 @@ def config(listen_port, server_port, workers):
     # The timing in the defaults and one websocket block named by a YAML
     # anchor: 12,500 probes must stay within canaryd's 1 MiB config limit.
     lines = ["global:", f"  listen: 127.0.0.1:{listen_port}", "  labels: {env: bench}",
-             f"  workers: {workers}", "  defaults: {interval: 30s, timeout: 30s}", "probes:"]
+             f"  workers: {workers}", "  defaults: {interval: 30s, timeout: 30s}",
+             "  metrics: {detail: full}",  # the handshake phase's histogram is read below
+             "probes:"]
     url = f"ws://127.0.0.1:{server_port}/ws?agent=happy"
     for i in range(PROBES):
         block = f"&ws {{url: \"{url}\", hold: 29s}}" if i == 0 else "*ws"

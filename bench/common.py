@@ -315,11 +315,14 @@ def start_agent_server(tag, timeout=10.0):
         return p, int(f.read().split()[1])
 
 
-def canaryd_config(listen_port, probes, state_history=None, default_timing="1s"):
+def canaryd_config(listen_port, probes, state_history=None, default_timing="1s", detail="full"):
     """probes: list of (name, url, interval, timeout); `default_timing` is the
-    defaults' interval and timeout, left off the probes that use it."""
+    defaults' interval and timeout, left off the probes that use it. `detail`:
+    metrics.detail, full by default so that figures compare across versions
+    (bench_ws_hold reads a phase histogram)."""
     lines = ["global:", f"  listen: 127.0.0.1:{listen_port}", "  labels: {env: bench}",
-             f"  defaults: {{interval: {default_timing}, timeout: {default_timing}}}"]
+             f"  defaults: {{interval: {default_timing}, timeout: {default_timing}}}",
+             f"  metrics: {{detail: {detail}}}"]
     if state_history:
         lines.append(f"  state_history: {state_history}")
     # BENCH_WORKERS: the probe loops (global.workers); unset, canaryd's default (one per CPU).

@@ -32,7 +32,8 @@ struct GlobalConfig {
   std::string state_file;    // "" (default): no state is kept across restarts
   int default_attempts = 1;  // global.defaults.retries: off by default
   // global.metrics: every probe's unless it sets its own.
-  ProbeSpec::MetricsDetail default_detail = ProbeSpec::MetricsDetail::kFull;
+  // basic: what a deployment of hundreds of probes can afford (docs/metrics.md).
+  ProbeSpec::MetricsDetail default_detail = ProbeSpec::MetricsDetail::kBasic;
   std::vector<double> default_buckets;
   Duration default_retry_delay{0};
 };

@@ -29,6 +29,8 @@ struct ProbeSpec {
   // metrics.detail: full exports a histogram per phase; basic only the last
   // run's phase times, as gauges (docs/metrics.md, "Detail").
   enum class MetricsDetail { kBasic, kFull };
+  // kFull for a spec made in code (tests); a config's default is basic
+  // (GlobalConfig::default_detail).
   MetricsDetail detail = MetricsDetail::kFull;
   // metrics.buckets: the duration histogram's upper bounds, ascending; empty:
   // the detail's default.

@@ -158,9 +158,10 @@ bool has(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// metrics.detail full: these tests read the per-phase histograms.
 std::string base_config(const std::string& probes) {
   return "global:\n  listen: \"{{listen}}\"\n  labels: {env: test, location: ci}\n"
-         "  defaults: {interval: 1s, timeout: 1s}\nprobes:\n" +
+         "  defaults: {interval: 1s, timeout: 1s}\n  metrics: {detail: full}\nprobes:\n" +
          probes;
 }
 

@@ -65,8 +65,11 @@ TEST_CASE("metrics: every reason pre-created at 0, labels, success, and a clean 
   CHECK(metric_value(m, "canary_probe_last_success_timestamp_seconds", {{"probe", "up"}}) > 1e9);
   CHECK(metric_value(m, "canary_probe_interval_seconds", {{"probe", "up"}}) == 1.0);
   CHECK(*metric_value(m, "canary_probe_duration_seconds_count", {{"probe", "up"}}) >= 1.0);
-  CHECK(*metric_value(m, "canary_probe_phase_duration_seconds_count",
-                      {{"probe", "up"}, {"phase", "connect"}}) >= 1.0);
+  // metrics.detail is basic by default: the last run's phases, as gauges.
+  CHECK(*metric_value(m, "canary_probe_phase_last_seconds",
+                      {{"probe", "up"}, {"phase", "connect"}}) >= 0.0);
+  CHECK_FALSE(metric_value(m, "canary_probe_phase_duration_seconds_count",
+                           {{"probe", "up"}, {"phase", "connect"}}));
   CHECK(metric_value(m, "canary_build_info", {{"version", "0.1.0"}}) == 1.0);
   CHECK(metric_value(m, "canary_probes_configured", {{"type", "http"}}) == 2.0);
   CHECK(metric_value(m, "canary_probes_in_flight").has_value());
@@ -371,14 +374,12 @@ std::vector<std::string> series_of(const std::string& exposition, const std::str
 TEST_CASE("metrics detail: basic keeps an HTTP probe to 40 series, full keeps phase histograms",
           "[daemon][metrics]") {
   auto& fp = platform();
-  Daemon d(base_config(
-      http_probe("lean", fp.url("/health"), "    metrics: {detail: basic}\n") +
-      http_probe("rich", fp.url("/health")) +
-      http_probe("custom", fp.url("/health"),
-                 "    metrics: {detail: basic, buckets: [0.005, 0.05, 0.5]}\n")));
-  REQUIRE(wait_until([&] {
-    return has_run(d, "lean", 2) && has_run(d, "rich", 2) && has_run(d, "custom", 2);
-  }));
+  Daemon d(base_config(http_probe("lean", fp.url("/health"), "    metrics: {detail: basic}\n") +
+                       http_probe("rich", fp.url("/health"), "    metrics: {detail: full}\n") +
+                       http_probe("custom", fp.url("/health"),
+                                  "    metrics: {detail: basic, buckets: [0.005, 0.05, 0.5]}\n")));
+  REQUIRE(wait_until(
+      [&] { return has_run(d, "lean", 2) && has_run(d, "rich", 2) && has_run(d, "custom", 2); }));
   const std::string m = d.metrics();
   const auto lean = series_of(m, "lean");
   const auto rich = series_of(m, "rich");
@@ -393,8 +394,8 @@ TEST_CASE("metrics detail: basic keeps an HTTP probe to 40 series, full keeps ph
   CHECK(count(lean, "canary_probe_phase_duration_seconds") == 0);
   CHECK(count(lean, "canary_probe_phase_last_seconds{") >= 3);
   CHECK(count(lean, "canary_probe_duration_seconds_bucket{") == 10);
-  CHECK(metric_value(m, "canary_probe_phase_last_seconds", {{"probe", "lean"}, {"phase", "total"}}) >
-        0);
+  CHECK(metric_value(m, "canary_probe_phase_last_seconds",
+                     {{"probe", "lean"}, {"phase", "total"}}) > 0);
   // full: a histogram per phase, and no gauges in their place.
   CHECK(count(rich, "canary_probe_phase_duration_seconds_bucket{") >= 3 * 15);
   CHECK(count(rich, "canary_probe_phase_last_seconds") == 0);

@@ -85,7 +85,7 @@ TEST_CASE("postgres: the daemon exports connect and query time and counts reason
           "[postgres][daemon]") {
   auto& pg = postgres();
   Daemon d(
-      "global:\n  listen: \"{{listen}}\"\nprobes:\n" +
+      "global:\n  listen: \"{{listen}}\"\n  metrics: {detail: full}\nprobes:\n" +
           pg_probe("db", "${env:CANARY_PG_DSN}", "", "2s") +
           pg_probe("db-bad", "${env:CANARY_PG_DSN}", "      query: \"SELECT * FROM nope\"\n", "2s"),
       {"CANARY_PG_DSN=" + pg.dsn("canary", kPassword)});

@@ -81,9 +81,10 @@ std::string ws_probe(const std::string& name, std::initializer_list<std::string>
 
 std::string url(const std::string& u) { return "url: \"" + u + "\""; }
 
+// metrics.detail full: these tests read the per-phase histograms.
 std::string base_config(const std::string& probes) {
   return "global:\n  listen: \"{{listen}}\"\n  labels: {env: test, location: ci}\n"
-         "  defaults: {interval: 1s, timeout: 1s}\nprobes:\n" +
+         "  defaults: {interval: 1s, timeout: 1s}\n  metrics: {detail: full}\nprobes:\n" +
          probes;
 }
 
