@@ -24,6 +24,7 @@
 #include "daemon/http_server.h"
 #include "daemon/probe_book.h"
 #include "daemon/probe_metrics.h"
+#include "daemon/reload_worker.h"
 #include "daemon/state_file.h"
 #include "daemon/state_store.h"
 #include "daemon/status_page.h"
@@ -58,45 +59,6 @@ HttpResponse text_response(int status, std::string body) {
   r.status = status;
   r.body = std::move(body);
   return r;
-}
-
-// The reload worker's link to the loop. The worker is a detached thread of
-// its own (not libuv's pool, whose threads the exit joins and DNS lookups
-// need): nothing ever waits on it without a bound. Once the loop is gone,
-// `async` is null and the worker's result is dropped.
-struct ReloadChannel {
-  std::mutex mu;
-  std::condition_variable idle;
-  uv_async_t* async = nullptr;
-  std::optional<ConfigLoad> result;
-  bool busy = false;
-  std::atomic<bool> cancel{false};  // ends the worker's waiting reads at shutdown
-};
-
-void reload_worker(std::shared_ptr<ReloadChannel> ch, std::string path) noexcept {
-  ConfigLoad load;
-  try {
-    load = load_config_file(path, ConfigParts::kAll, &ch->cancel);
-  } catch (const std::exception& e) {
-    load = ConfigLoad{};
-    load.errors.add({path, 0, "", fmt::format("reload failed: {}", e.what())});
-  } catch (...) {
-    load = ConfigLoad{};
-    load.errors.add({path, 0, "", "reload failed"});
-  }
-  {
-    std::lock_guard lock(ch->mu);
-    if (ch->async != nullptr) {
-      ch->result = std::move(load);
-      uv_async_send(ch->async);
-    }
-  }
-  load = ConfigLoad{};  // a config nobody took is freed before the worker says it is done
-  {
-    std::lock_guard lock(ch->mu);
-    ch->busy = false;
-  }
-  ch->idle.notify_all();
 }
 
 // A POST /-/reload waiting for its answer.
