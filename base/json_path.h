@@ -52,4 +52,15 @@ bool json_equals_expected(const nlohmann::json& value, const nlohmann::json& exp
 // may be huge, hold a secret or a line break).
 std::string json_brief(const nlohmann::json& value, size_t max_chars = 80);
 
+// j[key] when j is an object that has it, else null: a document from another
+// process or version may lack any key or hold another type there, and a read
+// of it must never throw. For nlohmann::json and ordered_json alike.
+template <class Json>
+const Json& json_member(const Json& j, const char* key) {
+  static const Json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
 }  // namespace canaryd

@@ -28,10 +28,7 @@ size_t append(char* data, size_t size, size_t n, void* out) {
 // or hold another type there: every read goes through these, which never
 // throw, and an absent value reads as null.
 const nlohmann::json& member(const nlohmann::json& j, const char* key) {
-  static const nlohmann::json kNull;
-  if (!j.is_object()) return kNull;
-  auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
+  return json_member(j, key);
 }
 
 // A value for the table: "-" when absent, and through target_text() since it

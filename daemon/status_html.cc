@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "base/json_path.h"
 #include "daemon/table.h"
 
 namespace canaryd {
@@ -76,10 +77,7 @@ std::string sparkline_points(const std::vector<double>& values, double width, do
 }
 
 const nlohmann::ordered_json& member(const nlohmann::ordered_json& j, const char* key) {
-  static const nlohmann::ordered_json kNull;
-  if (!j.is_object()) return kNull;
-  auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
+  return json_member(j, key);
 }
 
 std::string string_member(const nlohmann::ordered_json& j, const char* key) {
