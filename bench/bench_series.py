@@ -17,25 +17,10 @@ import os
 import sys
 import time
 
-from common import (CLK_TCK, Canaryd, canaryd_config, forget, free_port, http_get, log, start,
+from common import (CLK_TCK, Canaryd, cpu_ticks, canaryd_config, forget, free_port, http_get, log, start,
                     start_nginx, stop, stop_all, tmpdir, wait_http)
 
 SCRAPES = 10
-
-
-def http_thread_ticks(pid):
-    """utime+stime of the thread named canaryd-http."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if f.read().strip() != "canaryd-http":
-                    continue
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return int(fields[11]) + int(fields[12])
-        except OSError:
-            continue
-    raise RuntimeError("no canaryd-http thread")
 
 
 def head_series(canaryd_port, seconds=20):
@@ -70,12 +55,12 @@ def run_mode(detail, probes, nginx_port):
     d = Canaryd(f"series-{detail}", text)
     time.sleep(11)  # every probe has run twice (5 s interval, first runs spread over it)
     sizes, series = [], []
-    t0 = http_thread_ticks(d.pid)
+    t0 = cpu_ticks(d.pid, "canaryd-http")
     for _ in range(SCRAPES):
         _, body = http_get(d.base + "/metrics")
         sizes.append(len(body))
         series.append(sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#")))
-    cpu_ms = (http_thread_ticks(d.pid) - t0) * 1000 / CLK_TCK / SCRAPES
+    cpu_ms = (cpu_ticks(d.pid, "canaryd-http") - t0) * 1000 / CLK_TCK / SCRAPES
     head = head_series(d.port)
     d.stop()
     return {"bytes": sum(sizes) / len(sizes), "series": max(series), "cpu_ms": cpu_ms,

@@ -545,8 +545,22 @@ def histogram_quantile(q, buckets):
 # --------------------------------------------------------------------------
 # /proc
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_ticks(pid, thread=None):
+    """utime + stime of the process, or of its thread named `thread` (comm)."""
+    stat = f"/proc/{pid}/stat"
+    if thread is not None:
+        stat = None
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    if f.read().strip() == thread:
+                        stat = f"/proc/{pid}/task/{tid}/stat"
+                        break
+            except OSError:
+                continue
+        if stat is None:
+            raise RuntimeError(f"no thread {thread} in process {pid}")
+    with open(stat) as f:
         line = f.read()
     fields = line[line.rfind(")") + 2:].split()
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)

@@ -177,8 +177,7 @@ void StateFile::set_aside(const std::string& why) {
 
 void StateFile::start(std::vector<const ProbeBook*> books) {
   books_ = std::move(books);
-  // The rows already there count as written: a probe restored from one is
-  // not written again until it runs.
+  // The writer and its signals: none of the daemon's (SIGTERM, SIGHUP) may land here.
   sigset_t all, saved;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &saved);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "base/memory_bio.h"
+
 namespace canaryd {
 
 namespace {
@@ -15,14 +17,7 @@ constexpr size_t kMaxWrite = size_t{1} << 20;
 }  // namespace
 
 TlsChannel::TlsChannel(ssl_st* ssl) : ssl_(ssl) {
-  BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
-  if (ssl_ == nullptr || in == nullptr || out == nullptr) {
-    BIO_free(in);
-    BIO_free(out);
-    return;
-  }
-  SSL_set_bio(ssl_, in, out);  // the session owns both from here
+  if (!attach_memory_bios(ssl_)) return;
   SSL_set_accept_state(ssl_);
   ok_ = true;
 }
@@ -78,16 +73,6 @@ void TlsChannel::close_notify() {
   ERR_clear_error();
 }
 
-std::string TlsChannel::output() {
-  if (!ok_) return {};
-  BIO* out = SSL_get_wbio(ssl_);
-  const size_t pending = BIO_ctrl_pending(out);
-  std::string bytes(pending, '\0');
-  if (pending > 0) {
-    const int n = BIO_read(out, bytes.data(), static_cast<int>(pending));
-    bytes.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  }
-  return bytes;
-}
+std::string TlsChannel::output() { return ok_ ? take_for_peer(ssl_) : ""; }
 
 }  // namespace canaryd

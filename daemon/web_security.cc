@@ -273,9 +273,9 @@ std::optional<HttpResponse> WebSecurity::refuse(const HttpRequest& request) {
   if (!parse_basic_credentials(request.header("authorization"), user, password))
     return unauthorized();
 
-  if (verdicts_for_ != settings.get() || verdicts_.size() >= kMaxVerdicts) {
+  if (verdicts_for_ != settings || verdicts_.size() >= kMaxVerdicts) {
     verdicts_.clear();
-    verdicts_for_ = settings.get();
+    verdicts_for_ = settings;
   }
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;

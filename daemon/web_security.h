@@ -62,7 +62,10 @@ class WebSecurity {
   // tens of milliseconds each, and a scraper sends the same ones every time).
   // Keyed by a salted hash, so no password is kept in memory.
   std::map<std::string, bool> verdicts_;
-  const Settings* verdicts_for_ = nullptr;
+  // The settings the verdicts were made under. Held, not just compared by
+  // address: freed settings could come back at the same address with other
+  // users, and an old verdict must never outlive the hash it was checked against.
+  std::shared_ptr<const Settings> verdicts_for_;
   std::string salt_;
   // Checked for an unknown user, so that a wrong name costs what a wrong
   // password does and the timing does not tell which users exist.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "base/memory_bio.h"
 #include "probes/common/tls_verify.h"
 
 namespace canaryd {
@@ -77,18 +78,11 @@ TlsStream::TlsStream(std::shared_ptr<SSL_CTX> ctx, const std::string& host, bool
     fail(Reason::kInternal, "cannot create a TLS session: " + openssl_error("out of memory"));
     return;
   }
-  from_peer_ = BIO_new(BIO_s_mem());
-  to_peer_ = BIO_new(BIO_s_mem());
-  if (from_peer_ == nullptr || to_peer_ == nullptr) {
-    BIO_free(from_peer_);
-    BIO_free(to_peer_);
-    from_peer_ = to_peer_ = nullptr;
+  if (!attach_memory_bios(ssl_)) {
     fail(Reason::kInternal, "cannot create TLS buffers: " + openssl_error("out of memory"));
     return;
   }
-  // An empty buffer means "wait for more", not end of stream.
-  BIO_set_mem_eof_return(from_peer_, -1);
-  SSL_set_bio(ssl_, from_peer_, to_peer_);
+  from_peer_ = SSL_get_rbio(ssl_);
   SSL_set_app_data(ssl_, this);
   SSL_set_connect_state(ssl_);
   bool ip = is_ip_literal(host);
@@ -193,15 +187,6 @@ void TlsStream::write(std::string_view data) {
     fail(Reason::kTls, "TLS write failed: " + openssl_error("the TLS session broke"));
 }
 
-std::string TlsStream::take_wire() {
-  std::string out;
-  if (to_peer_ == nullptr) return out;
-  size_t pending = BIO_ctrl_pending(to_peer_);
-  if (pending == 0) return out;
-  out.resize(pending);
-  int n = BIO_read(to_peer_, out.data(), static_cast<int>(pending));
-  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  return out;
-}
+std::string TlsStream::take_wire() { return from_peer_ != nullptr ? take_for_peer(ssl_) : ""; }
 
 }  // namespace canaryd

@@ -76,8 +76,7 @@ class TlsStream {
 
   std::shared_ptr<SSL_CTX> ctx_;
   SSL* ssl_ = nullptr;
-  BIO* from_peer_ = nullptr;  // owned by ssl_
-  BIO* to_peer_ = nullptr;    // owned by ssl_
+  BIO* from_peer_ = nullptr;  // owned by ssl_ (base/memory_bio.h)
   bool verify_;
   long verify_error_ = 0;  // the first certificate error OpenSSL reported
   State state_ = State::kHandshaking;
