@@ -179,6 +179,9 @@ int main(int argc, char** argv) {
   once->add_option("--config", config_path, "config file")->required();
   once->add_option("--probe", once_probes, "probe to run (repeatable; default: all)");
   once->add_flag("--json", once_json, "print results as JSON");
+  std::string once_junit;
+  once->add_option("--junit", once_junit,
+                   "also write the results as a JUnit XML report to this file");
   add_log_flags(once);
 
   std::string rules_path;
@@ -221,7 +224,7 @@ int main(int argc, char** argv) {
   raise_fd_limit();
   // A peer that closes early must cost one failed write, never the process.
   signal(SIGPIPE, SIG_IGN);
-  if (*once) return canaryd::run_once(config_path, once_probes, once_json);
+  if (*once) return canaryd::run_once(config_path, {once_probes, once_json, once_junit});
   if (*run || !config_path.empty()) {
     if (auto err =
             run_flags(listen_flag, shard, total_shards, shard_from_pod_name, service_options)) {

@@ -21,8 +21,9 @@ BUILD_PACKAGES=(
 # scripts/package.sh: debhelper (dh, dpkg-buildpackage's helpers) and lintian.
 PACKAGE_PACKAGES=(debhelper lintian)
 TEST_PACKAGES=(
-  # unit and integration tests
-  catch2
+  # unit and integration tests; xmllint validates `once --junit` reports
+  # against tests/junit/junit.xsd
+  catch2 libxml2-utils
   # fuzzing (fuzz/): clang++ and its libFuzzer/sanitizer runtimes (a Recommends, so named)
   clang libclang-rt-14-dev
   # the package test (tests/package/): systemd-analyze, and systemd-sysusers for
