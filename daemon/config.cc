@@ -169,6 +169,10 @@ GlobalConfig read_global(std::optional<YamlSection> g) {
     read_metrics(*m, out.default_detail, out.default_buckets);
     check_buckets(*g, out.default_detail, out.default_buckets);
   }
+  if (auto t = g->get_section("tracing")) {
+    if (auto sampled = t->get_bool("sampled")) out.trace_sampled = *sampled;
+    t->finish();
+  }
   if (auto f = g->get_string("state_file")) {
     if (f->empty() || f->front() != '/') {
       g->error("state_file", "must be an absolute path (the daemon's folder is not yours)");
@@ -240,6 +244,7 @@ void read_probe(YamlSection& p, const GlobalConfig& global, std::set<std::string
   out.spec.retry_delay = global.default_retry_delay;
   if (auto r = p.get_section("retries")) read_retries(*r, out.spec.attempts, out.spec.retry_delay);
   check_retries_fit(p, out.spec.attempts, out.spec.retry_delay, out.spec.timeout);
+  out.spec.trace_sampled = global.trace_sampled;
   out.spec.detail = global.default_detail;
   out.spec.duration_buckets = global.default_buckets;
   if (auto m = p.get_section("metrics")) {
@@ -279,9 +284,13 @@ std::string fingerprint_of(const YAML::Node& node, const ProbeSpec& spec,
   for (const auto& [k, v] : spec.labels) labels += fmt::format("{}:{}={},", k.size(), k, v);
   std::string metrics = spec.detail == ProbeSpec::MetricsDetail::kBasic ? "basic" : "full";
   for (double b : spec.duration_buckets) metrics += fmt::format(",{}", b);
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:x}", spec.name, spec.type, spec.category,
+  // Only a non-default sampling flag is added: the state file keys saved
+  // state by this fingerprint, and an upgrade must not forget it.
+  const std::string_view tracing = spec.trace_sampled ? "" : "|unsampled";
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:x}{}", spec.name, spec.type, spec.category,
                      spec.critical, spec.interval.count(), spec.timeout.count(), spec.attempts,
-                     spec.retry_delay.count(), metrics, labels, e.c_str(), probe_secrets.digest());
+                     spec.retry_delay.count(), metrics, labels, e.c_str(), probe_secrets.digest(),
+                     tracing);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "base/secrets.h"
 #include "base/yaml_section.h"
 #include "daemon/alerting.h"
+#include "daemon/defaults.h"
 #include "probes/registry.h"
 
 namespace canaryd {
@@ -36,6 +37,7 @@ struct GlobalConfig {
   ProbeSpec::MetricsDetail default_detail = ProbeSpec::MetricsDetail::kBasic;
   std::vector<double> default_buckets;
   Duration default_retry_delay{0};
+  bool trace_sampled = defaults::kTraceSampled;  // global.tracing.sampled
 };
 
 struct ConfiguredProbe {

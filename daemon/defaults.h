@@ -23,5 +23,8 @@ inline constexpr int kMaxWorkers = 64;
 // retries.attempts at most: each attempt is a whole run against the target,
 // and a probe that needs more than this to pass is failing.
 inline constexpr int kMaxAttempts = 5;
+// global.tracing.sampled: a canary run is rare next to user traffic and is
+// looked up exactly when it failed, so its traces are worth keeping.
+inline constexpr bool kTraceSampled = true;
 
 }  // namespace canaryd::defaults

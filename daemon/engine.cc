@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "base/secrets.h"
+#include "base/trace_context.h"
 
 namespace canaryd {
 
@@ -38,11 +39,7 @@ struct Engine::Instance {
 };
 
 Engine::Engine(uv_loop_t* loop, LoopServices& services, const Clock& clock)
-    : loop_(loop),
-      services_(services),
-      clock_(clock),
-      scheduler_(clock),
-      rng_(std::random_device{}()) {
+    : loop_(loop), services_(services), clock_(clock), scheduler_(clock) {
   tick_ = std::make_unique<PreciseTimer>(loop_, &Engine::on_tick, this);
   check_ = new uv_check_t;
   uv_check_init(loop_, check_);
@@ -77,7 +74,9 @@ Engine::~Engine() { stop(); }
 
 uint64_t Engine::now_ns() const { return static_cast<uint64_t>(clock_.now().count()); }
 
-std::string Engine::next_run_id() { return fmt::format("{:016x}", rng_()); }
+// A W3C trace id: the run's requests carry it in their traceparent headers,
+// so the run id an SRE sees is the one to look up in the platform's traces.
+std::string Engine::next_run_id() { return new_trace_id(); }
 
 std::vector<const ConfiguredProbe*> Engine::probes() const {
   std::vector<const ConfiguredProbe*> out;
@@ -206,7 +205,8 @@ void Engine::start_run(Instance& inst) {
                  next_run_id(),
                  inst.deadline_ns,
                  [this, id, generation](std::string_view what) { fail_run(id, generation, what); },
-                 &global_secrets()};
+                 &global_secrets(),
+                 inst.cfg.spec.trace_sampled};
   arm_deadline(inst);
   start_attempt(inst);
 }

@@ -11,7 +11,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -157,7 +156,6 @@ class Engine {
   LagCallback on_lag_;
   std::function<void()> once_done_;
   size_t once_pending_ = 0;
-  std::mt19937_64 rng_;
 };
 
 }  // namespace canaryd

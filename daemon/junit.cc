@@ -109,10 +109,10 @@ std::string dump(const nlohmann::ordered_json& j) {
 }
 
 // What a reader of the report needs to find the run on the target's side:
-// the run id, the target and the phases.
+// the trace id (the platform's traces carry it), the target and the phases.
 std::string run_facts(const nlohmann::ordered_json& r) {
   std::string out =
-      fmt::format("run_id: {}\ntarget: {}\n", string_of(r, "run_id"), string_of(r, "target"));
+      fmt::format("trace_id: {}\ntarget: {}\n", string_of(r, "run_id"), string_of(r, "target"));
   const auto& phases = member(r, "phases");
   if (phases.is_object() && !phases.empty()) {
     out += "phases:";

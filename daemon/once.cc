@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/trace_context.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/junit.h"
@@ -113,6 +114,7 @@ int run_once(const std::string& config_path, const OnceOptions& options) {
     j["category"] = r.category;
     j["target"] = r.target;
     j["run_id"] = r.run_id;
+    if (is_trace_id(r.run_id)) j["trace_id"] = r.run_id;  // the same, as the state API
     const auto fields = result_json(r.result, r.duration, r.attempts);
     for (const auto& [k, v] : fields.items()) j[k] = v;
     out["results"].push_back(std::move(j));

@@ -134,13 +134,15 @@ void Service::on_run_result(const RunRecord& rec, ProbeBook::Transition transiti
   // Log changes, not every run: a probe starting to fail should stand out.
   const auto& r = rec.result;
   if (transition == ProbeBook::Transition::kFirstFailure) {
-    spdlog::warn("probe {} is failing: {}: {}", rec.spec.name, reason_name(r.reason), r.message);
+    spdlog::warn("probe {} is failing: {}: {} (trace_id {})", rec.spec.name, reason_name(r.reason),
+                 r.message, rec.run_id);
   } else if (transition == ProbeBook::Transition::kRecovered) {
     spdlog::info("probe {} recovered ({:.3f}s)", rec.spec.name, rec.duration_seconds);
   } else if (r.success) {
     spdlog::debug("probe {} ok in {:.3f}s", rec.spec.name, rec.duration_seconds);
   } else {
-    spdlog::debug("probe {} failed: {}: {}", rec.spec.name, reason_name(r.reason), r.message);
+    spdlog::debug("probe {} failed: {}: {} (trace_id {})", rec.spec.name, reason_name(r.reason),
+                  r.message, rec.run_id);
   }
 }
 

@@ -7,6 +7,8 @@
 #include <ctime>
 #include <set>
 
+#include "base/trace_context.h"
+
 namespace canaryd {
 
 namespace {
@@ -88,6 +90,10 @@ nlohmann::ordered_json probe_json(const ProbeBook::Entry& p, WallTime now) {
     auto lj = result_json(*p.last, p.last_duration, p.last_attempts);
     lj["time"] = format_time(p.last_time);
     lj["run_id"] = p.last_run_id;
+    // The same id, by the name the platform's tracing knows it by (the run's
+    // requests carried it in traceparent); absent for a run saved by a
+    // canaryd whose run ids were not trace ids.
+    if (is_trace_id(p.last_run_id)) lj["trace_id"] = p.last_run_id;
     j["last"] = lj;
   }
   auto time_or_null = [](const std::optional<WallTime>& t) {

@@ -98,12 +98,15 @@ int run_status(const std::string& base_url, bool json, const StatusClientOptions
     const bool is_failing = st == "failing";
     any_failing |= is_failing;
     ++(is_failing ? failing : st == "passing" ? passing : pending);
-    std::string reason = "-", latency = "-", message = "";
+    std::string reason = "-", latency = "-", message = "", trace = "-";
     if (const auto& last = member(p, "last"); last.is_object()) {
       reason = cell(last, "reason");
       if (auto d = number(last, "duration_seconds")) latency = format_seconds(*d);
-      if (member(last, "success") == false || (is_failing && member(last, "success").is_null()))
+      if (member(last, "success") == false || (is_failing && member(last, "success").is_null())) {
         message = one_line(cell(last, "message"), 80);
+        // Where to look in the platform's traces: only a failure needs it.
+        if (member(last, "trace_id").is_string()) trace = one_line(cell(last, "trace_id"), 32);
+      }
     }
     std::string since = "-";
     if (auto f = number(p, "failing_for_seconds")) {
@@ -112,13 +115,14 @@ int run_status(const std::string& base_url, bool json, const StatusClientOptions
       since = format_seconds(*f);
     }
     std::string upper = st == "passing" ? "PASS" : is_failing ? "FAIL" : "PENDING";
-    rows.push_back({cell(p, "name"), cell(p, "type"), upper, reason, latency, since, message});
+    rows.push_back(
+        {cell(p, "name"), cell(p, "type"), upper, reason, latency, since, trace, message});
   }
   if (json) {
     std::cout << state.dump(2) << "\n";
   } else {
-    std::cout << render_table({"PROBE", "TYPE", "STATUS", "REASON", "LATENCY", "FOR", "MESSAGE"},
-                              rows);
+    std::cout << render_table(
+        {"PROBE", "TYPE", "STATUS", "REASON", "LATENCY", "FOR", "TRACE ID", "MESSAGE"}, rows);
     // The document's own summary when it has one; otherwise what the rows say.
     const auto& s = member(state, "summary");
     auto count = [&](const char* key, size_t counted) {

@@ -301,7 +301,13 @@ std::string render_probe_page(const nlohmann::ordered_json& p, WallTime now) {
     if (!string_member(last, "message").empty())
       out += fact("Message", "<span class=\"msg\">" + text(last, "message") + "</span>");
     out += fact("Latency", latency_text(last));
-    out += fact("Run ID", "<code>" + text(last, "run_id") + "</code>");
+    // The run id is the trace id of the run's requests when it is one: the
+    // link from a failed run to what the platform traced of it.
+    if (member(last, "trace_id").is_string()) {
+      out += fact("Trace ID", "<code>" + text(last, "trace_id") + "</code>");
+    } else {
+      out += fact("Run ID", "<code>" + text(last, "run_id") + "</code>");
+    }
     out += "</dl>\n";
 
     const auto& phases = member(last, "phases");

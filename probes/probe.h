@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/guard.h"
+#include "base/trace_context.h"
 #include "base/work_pool.h"
 
 namespace canaryd {
@@ -213,7 +214,7 @@ class LoopServices {
 struct RunContext {
   LoopServices* services = nullptr;
   uv_loop_t* loop = nullptr;
-  std::string run_id;        // unique per run, for correlation with the target's logs
+  std::string run_id;        // unique per run, for correlation with the target's logs and traces
   uint64_t deadline_ns = 0;  // uv_hrtime() value at which the scheduler cancels
   // Ends this run as `internal`: what a guard at a C callback calls when an
   // exception reached it (base/guard.h). The engine cancels the
@@ -223,6 +224,14 @@ struct RunContext {
   // Where a secret learned during the run (an issued token) is registered,
   // so that every text leaving the daemon redacts it while it is in use.
   Secrets* secrets = nullptr;
+  // global.tracing.sampled: asks the platform to record this run's traces.
+  bool trace_sampled = true;
+
+  // The traceparent for one request of this run: the run id is the trace id
+  // (the engine makes it one, base/trace_context.h), and each request is a
+  // span of its own, so a token request and the upgrade after it are told
+  // apart in the platform's traces.
+  std::string new_traceparent() const { return traceparent(run_id, new_span_id(), trace_sampled); }
 };
 
 using Done = std::function<void(ProbeResult)>;

@@ -35,6 +35,9 @@ struct ProbeSpec {
   // metrics.buckets: the duration histogram's upper bounds, ascending; empty:
   // the detail's default.
   std::vector<double> duration_buckets;
+  // global.tracing.sampled: the sampled flag of the traceparent every request
+  // of a run carries (base/trace_context.h).
+  bool trace_sampled = true;
   // Changes whenever anything about the probe changes (including a rotated
   // secret), so a reload keeps unchanged probes exactly as they were.
   std::string fingerprint;

@@ -176,6 +176,7 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
     token_from_cache_ = true;
   } else {
     cached_token_.reset();
+    token_call_->set_traceparent(ctx.new_traceparent());
     token_call_->start(ctx.services->curl(shard_), ctx.fail, [this](HttpCall::Response r) {
       token_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
       Phases phases = token_phase();
@@ -247,7 +248,8 @@ void AgentPipelineProbe::open_sessions(const ResolvedAddress& addr) {
     s.match = EventMatcher(&opts_, s.id);
   }
   for (auto& s : sessions_)
-    s.ws = WsConnection::open(ctx_->services->ws(shard_), run_endpoint_, addr, this);
+    s.ws = WsConnection::open(ctx_->services->ws(shard_), run_endpoint_, addr, this,
+                              ctx_->new_traceparent());
 }
 
 AgentPipelineProbe::Session* AgentPipelineProbe::find(WsConnection* c) {

@@ -1,5 +1,6 @@
 #include "probes/common/http_call.h"
 
+#include "base/trace_context.h"
 #include "probes/common/curl_multi.h"
 
 #ifndef CANARYD_VERSION
@@ -10,14 +11,11 @@ namespace canaryd {
 
 HttpCall::HttpCall(HttpCallOptions opts) : opts_(std::move(opts)) {
   easy_ = curl_easy_init();
-  for (const auto& [name, value] : opts_.headers)
-    header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
   CURL* e = easy_;
   curl_easy_setopt(e, CURLOPT_URL, opts_.url.c_str());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_buffer_);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpCall::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
   headers_.attach(e);
@@ -69,6 +67,18 @@ void HttpCall::start(CurlMulti& multi, RunFault fail, Callback on_done) {
   overflow_ = false;
   headers_.reset();
   error_buffer_[0] = '\0';
+  // Made per request: the traceparent changes every time, and a configured
+  // one gives way to it (it could not carry the run's trace id).
+  curl_slist_free_all(header_list_);
+  header_list_ = nullptr;
+  for (const auto& [name, value] : opts_.headers) {
+    if (!traceparent_.empty() && is_traceparent_header(name)) continue;
+    header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
+  }
+  if (!traceparent_.empty())
+    header_list_ = curl_slist_append(
+        header_list_, (std::string(kTraceparentHeader) + ": " + traceparent_).c_str());
+  curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, header_list_);
   multi_ = &multi;
   multi.add(easy_, std::move(fail), [this](CURLcode rc) {
     multi_ = nullptr;

@@ -44,6 +44,9 @@ class HttpCall {
   HttpCall(const HttpCall&) = delete;
   HttpCall& operator=(const HttpCall&) = delete;
 
+  // The traceparent header of the next start() (RunContext::new_traceparent);
+  // "" sends none.
+  void set_traceparent(std::string value) { traceparent_ = std::move(value); }
   // An exception from `on_done` goes to `fail` (the run this call is part of).
   void start(CurlMulti& multi, RunFault fail, Callback on_done);
   // Aborts an unfinished request; its callback never runs.
@@ -56,6 +59,7 @@ class HttpCall {
   HttpCallOptions opts_;
   CURL* easy_ = nullptr;
   curl_slist* header_list_ = nullptr;
+  std::string traceparent_;
   char error_buffer_[CURL_ERROR_SIZE] = {};
   CurlMulti* multi_ = nullptr;
   std::string body_;

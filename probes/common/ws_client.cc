@@ -51,8 +51,10 @@ WsConnection::WsConnection(std::shared_ptr<const WsEndpoint> endpoint, Handler* 
     : endpoint_(std::move(endpoint)), handler_(handler) {}
 
 WsConnection* WsConnection::open(WsService& service, std::shared_ptr<const WsEndpoint> endpoint,
-                                 const ResolvedAddress& addr, Handler* handler) {
+                                 const ResolvedAddress& addr, Handler* handler,
+                                 std::string traceparent) {
   auto* c = new WsConnection(std::move(endpoint), handler);
+  c->traceparent_ = std::move(traceparent);
   c->live_ = service.live_;
   ++*c->live_;
   const WsEndpoint& ep = *c->endpoint_;
@@ -436,15 +438,23 @@ int WsConnection::on_callback(int reason, void* user, void* in, size_t len) {
       if (handler_ == nullptr) return -1;
       auto** p = static_cast<unsigned char**>(in);
       unsigned char* end = *p + len;
-      for (const auto& [name, value] : ep.headers) {
+      auto add = [&](const std::string& name, const std::string& value) {
         std::string field = name + ":";
-        if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(field.c_str()),
-                                        reinterpret_cast<const unsigned char*>(value.data()),
-                                        static_cast<int>(value.size()), p, end) != 0) {
-          pending_end_ =
-              WsEnd{false, Reason::kInternal, "the request headers are too large", {}, {}};
-          return -1;
-        }
+        return lws_add_http_header_by_name(wsi,
+                                           reinterpret_cast<const unsigned char*>(field.c_str()),
+                                           reinterpret_cast<const unsigned char*>(value.data()),
+                                           static_cast<int>(value.size()), p, end) == 0;
+      };
+      bool fits = true;
+      for (const auto& [name, value] : ep.headers) {
+        // A configured traceparent gives way to the run's (http_call.cc).
+        if (!traceparent_.empty() && is_traceparent_header(name)) continue;
+        fits = fits && add(name, value);
+      }
+      if (!traceparent_.empty()) fits = fits && add(std::string(kTraceparentHeader), traceparent_);
+      if (!fits) {
+        pending_end_ = WsEnd{false, Reason::kInternal, "the request headers are too large", {}, {}};
+        return -1;
       }
       return 0;
     }

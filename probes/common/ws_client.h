@@ -102,8 +102,11 @@ class WsConnection {
   enum class Phase { kConnect, kTls, kHandshake, kOpen, kClosing, kEnded };
 
   // Starts connecting to `addr`. Never calls the handler synchronously.
+  // `traceparent`, unless empty, goes out with the upgrade request
+  // (RunContext::new_traceparent).
   static WsConnection* open(WsService& service, std::shared_ptr<const WsEndpoint> endpoint,
-                            const ResolvedAddress& addr, Handler* handler);
+                            const ResolvedAddress& addr, Handler* handler,
+                            std::string traceparent = {});
 
   void send_text(std::string text);
   // Sends close 1000 once queued messages are out; on_ws_end follows when
@@ -157,6 +160,7 @@ class WsConnection {
   std::shared_ptr<size_t> live_;         // the service's count; may outlive the service
   std::shared_ptr<size_t> vhost_users_;  // the count of the vhost this connection uses
   Handler* handler_;
+  std::string traceparent_;
   struct lws* wsi_ = nullptr;
   uv_timer_t* deferred_ = nullptr;  // delivers an end that happened inside open()
   bool opening_ = false;

@@ -81,6 +81,7 @@ class HttpProbe : public Probe {
 
  private:
   void configure_easy();
+  void set_headers(const std::string& traceparent);
   void on_complete(CURLcode rc);
   Phases measured_phases() const;
   std::string current_phase() const;
@@ -118,8 +119,6 @@ class HttpProbe : public Probe {
 
 void HttpProbe::configure_easy() {
   easy_ = curl_easy_init();
-  for (const auto& [name, value] : opts_.headers)
-    header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
   if (!opts_.connect_to.empty())
     connect_to_list_ = curl_slist_append(connect_to_list_, opts_.connect_to.c_str());
   // Options are set once: every run repeats the same request, and the handle
@@ -143,7 +142,6 @@ void HttpProbe::configure_easy() {
   // at 10,000 hung targets). A large body only takes more reads.
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
   if (connect_to_list_ != nullptr) curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to_list_);
   curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &HttpProbe::on_sockopt);
   curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, this);
@@ -179,11 +177,27 @@ void HttpProbe::configure_easy() {
   }
 }
 
+// The configured headers and this run's traceparent: a new span each run
+// (each attempt), so the list is made per run. A configured traceparent is
+// replaced by ours: it could not carry this run's trace id.
+void HttpProbe::set_headers(const std::string& traceparent) {
+  curl_slist_free_all(header_list_);
+  header_list_ = nullptr;
+  for (const auto& [name, value] : opts_.headers) {
+    if (!is_traceparent_header(name))
+      header_list_ = curl_slist_append(header_list_, (name + ": " + value).c_str());
+  }
+  header_list_ = curl_slist_append(header_list_,
+                                   fmt::format("{}: {}", kTraceparentHeader, traceparent).c_str());
+  curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, header_list_);
+}
+
 void HttpProbe::start(RunContext& ctx, Done done) {
   services_ = ctx.services;
   fail_ = ctx.fail;
   done_ = std::move(done);
   if (easy_ == nullptr) configure_easy();
+  set_headers(ctx.new_traceparent());
   body_.clear();
   body_overflow_ = false;
   peer_reset_ = false;

@@ -130,7 +130,8 @@ void WebSocketProbe::start(RunContext& ctx, Done done) {
 void WebSocketProbe::open_all(const ResolvedAddress& addr) {
   conns_.resize(static_cast<size_t>(opts_.connections));
   for (auto& c : conns_)
-    c.ws = WsConnection::open(ctx_->services->ws(shard_), opts_.endpoint, addr, this);
+    c.ws = WsConnection::open(ctx_->services->ws(shard_), opts_.endpoint, addr, this,
+                              ctx_->new_traceparent());
 }
 
 WebSocketProbe::Conn* WebSocketProbe::find(WsConnection* c) {

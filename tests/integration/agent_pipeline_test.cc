@@ -176,7 +176,7 @@ double value(const std::string& metrics, const std::string& name,
 // tokens are 43 such characters (secrets.token_urlsafe(32)); 20 also catches a
 // token cut short, e.g. quoted in a message and truncated. canaryd's own
 // output has no such run: metric and label names are lower case, run ids are
-// 16 hex digits, redacted values read <redacted>.
+// 32 lower-case hex digits (trace ids), redacted values read <redacted>.
 std::vector<std::string> token_like_runs(const std::string& text) {
   auto in_run = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';

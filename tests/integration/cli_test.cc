@@ -191,8 +191,8 @@ TEST_CASE("once --junit: a schema-valid report, one testcase per probe, nothing 
     if (!res["success"].get<bool>())
       CHECK(xpath(report, "string(//testcase[@name='" + name + "']/failure/@message)") ==
             res["message"].get<std::string>());
-    // The run's id, to find the run in the target's logs.
-    CHECK(xml.find("run_id: " + res["run_id"].get<std::string>()) != std::string::npos);
+    // The run's trace id, to find the run in the platform's traces.
+    CHECK(xml.find("trace_id: " + res["run_id"].get<std::string>()) != std::string::npos);
   }
   CHECK(xml.find(secret) == std::string::npos);
   CHECK(xml.find("&lt;redacted&gt;") != std::string::npos);

@@ -398,3 +398,31 @@ probes:
         "m.yaml:13: probes[2].metrics: 10 buckets; metrics.detail basic allows at most 9 (and "
         "+Inf)\n");
 }
+
+TEST_CASE("tracing.sampled: on by default, off for every probe, and a bad value is an error") {
+  auto with_tracing = [](const std::string& tracing) {
+    return load_config_text((tracing.empty() ? "" : "global:\n" + tracing) +
+                                "probes:\n  - name: p\n    type: http\n"
+                                "    http: {url: \"http://127.0.0.1:1/\"}\n",
+                            "t.yaml");
+  };
+  auto by_default = with_tracing(""), on = with_tracing("  tracing: {sampled: true}\n"),
+       off = with_tracing("  tracing:\n    sampled: false\n");
+  REQUIRE(by_default.config);
+  REQUIRE(on.config);
+  REQUIRE(off.config);
+  CHECK(by_default.config->probes[0].spec.trace_sampled);
+  CHECK_FALSE(off.config->probes[0].spec.trace_sampled);
+  // What the probes send changes: a reload replaces them. The default adds
+  // nothing, so a state file saved before tracing existed still matches.
+  CHECK(by_default.config->probes[0].spec.fingerprint == on.config->probes[0].spec.fingerprint);
+  CHECK(off.config->probes[0].spec.fingerprint != on.config->probes[0].spec.fingerprint);
+
+  auto bad = with_tracing("  tracing:\n    sampled: sometimes\n");
+  REQUIRE_FALSE(bad.config);
+  CHECK(bad.errors.str() ==
+        "t.yaml:3: global.tracing.sampled: expected true or false, got \"sometimes\"\n");
+  auto unknown = with_tracing("  tracing: {sample: true}\n");
+  REQUIRE_FALSE(unknown.config);
+  CHECK(unknown.errors.str() == "t.yaml:2: global.tracing.sample: unknown key\n");
+}

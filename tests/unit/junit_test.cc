@@ -88,7 +88,7 @@ TEST_CASE("junit: one testcase per probe, failures and errors counted apart", "[
         std::string::npos);
   CHECK(xml.find("<error message=\"internal error: boom\" type=\"internal\">") !=
         std::string::npos);
-  CHECK(xml.find("run_id: 4bf92f3577b34da6a3ce929d0e0e4736") != std::string::npos);
+  CHECK(xml.find("trace_id: 4bf92f3577b34da6a3ce929d0e0e4736") != std::string::npos);
 
   // Nothing to report is still a valid report.
   ordered_json none;
