@@ -16,6 +16,7 @@
 #include "base/secrets.h"
 #include "probes/agent_pipeline/agent_options.h"
 #include "probes/agent_pipeline/event_matcher.h"
+#include "probes/agent_pipeline/sse_transport.h"
 #include "probes/agent_pipeline/token_fetch.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
@@ -489,7 +490,9 @@ CancelInfo AgentPipelineProbe::cancel() {
 
 static std::vector<Reason> agent_pipeline_probe_reasons() {
   auto all = ws_connection_reasons();
-  all.insert(all.end(), {Reason::kAuth, Reason::kMissingEvent, Reason::kSchema});
+  // http_status: transport: sse's refused request.
+  all.insert(all.end(),
+             {Reason::kHttpStatus, Reason::kAuth, Reason::kMissingEvent, Reason::kSchema});
   return all;
 }
 
@@ -500,6 +503,10 @@ static std::vector<std::string_view> agent_pipeline_probe_phases() {
 static ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   auto options = read_agent_options(s);
   if (!options) return nullptr;
+  if (options->transport == AgentTransport::kSse) {
+    Probe::Series series = agent_series(*options);
+    return make_sse_agent_probe(std::move(*options), std::move(series));
+  }
   return std::make_unique<AgentPipelineProbe>(std::move(*options));
 }
 
