@@ -13,6 +13,7 @@
 
 #include "base/usable_cpus.h"
 #include "daemon/defaults.h"
+#include "daemon/probe_book.h"
 #include "probes/common/resolve.h"
 
 namespace canaryd {
@@ -316,6 +317,40 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text) {
 
 namespace {
 
+// CanaryLatencyP95High compares histogram_quantile(0.95) of a probe's duration
+// buckets with its threshold. At a bucket bound the comparison is exact; between
+// two bounds the quantile is interpolated, so runs of 1.2 s read as up to 2 s
+// with bounds 1 and 2, and a threshold of 1.5 s pages with no run above it.
+void warn_p95_threshold_between_bounds(Config& config) {
+  const AlertRuleConfig* rule = nullptr;
+  for (const auto& r : config.alerting.rules)
+    if (r.key == "latency_p95_high" && r.enabled) rule = &r;
+  if (!rule) return;
+  const auto& types = config.alerting.latency_types;
+  std::vector<std::string> names;
+  std::string bounds_text;
+  for (const auto& p : config.probes) {
+    if (std::find(types.begin(), types.end(), p.type->name) == types.end()) continue;
+    Bounds bounds = duration_bounds(p.spec);
+    bool on_bound = std::any_of(bounds->begin(), bounds->end(), [&](double b) {
+      return std::abs(b - rule->threshold) <= 1e-9 * std::max(1.0, b);
+    });
+    if (on_bound) continue;
+    if (names.empty()) bounds_text = fmt::format("{}", fmt::join(*bounds, ", "));
+    names.push_back(p.spec.name);
+  }
+  if (names.empty()) return;
+  size_t shown = std::min<size_t>(names.size(), 3);
+  std::string who = fmt::format("{}", fmt::join(names.begin(), names.begin() + shown, ", "));
+  if (names.size() > shown) who += fmt::format(" and {} more", names.size() - shown);
+  config.warnings.push_back(
+      {config.file, 0, "alerting.rules.latency_p95_high.threshold",
+       fmt::format("{}s is not a bound of the duration buckets of {} ({}): their p95 is "
+                   "interpolated between two bounds and can exceed {}s when no run did, a false "
+                   "page; add it to metrics.buckets or choose one of the bounds",
+                   rule->threshold, who, bounds_text, rule->threshold)});
+}
+
 ConfigLoad load_unguarded(const std::string& text, const std::string& file_name, ConfigParts parts,
                           BoundedFileReader& files) {
   ConfigLoad load;
@@ -386,7 +421,10 @@ ConfigLoad load_unguarded(const std::string& text, const std::string& file_name,
     }
   }
   top.finish();
-  if (load.errors.empty()) load.config = std::move(config);
+  if (load.errors.empty()) {
+    warn_p95_threshold_between_bounds(*config);
+    load.config = std::move(config);
+  }
   return load;
 }
 

@@ -53,6 +53,8 @@ struct Config {
   AlertingConfig alerting = default_alerting();
   std::vector<ConfiguredProbe> probes;
   Secrets secrets;  // every value expanded from ${env:..}/${file:..}
+  // Valid but likely wrong; check-config prints them, a (re)load logs them.
+  std::vector<ConfigError> warnings;
 };
 
 struct ConfigLoad {

@@ -32,6 +32,8 @@ int check_config(const std::string& path) {
     std::cerr << canaryd::global_secrets().redact(load.errors.str());
     return 1;
   }
+  for (const auto& w : load.config->warnings)
+    std::cerr << "warning: " << canaryd::global_secrets().redact(w.str()) << "\n";
   std::cout << fmt::format("{}: OK, {} probes\n", path, load.config->probes.size());
   return 0;
 }

@@ -148,6 +148,8 @@ void Service::on_run_result(const RunRecord& rec, ProbeBook::Transition transiti
 
 void Service::install(std::unique_ptr<Config> config, bool is_reload) {
   global_secrets().replace_configured(config->secrets);
+  for (const auto& w : config->warnings)
+    spdlog::warn("config: {}", global_secrets().redact(w.str()));
   if (options_.listen) config->global.listen = *options_.listen;
   if (is_reload && config->global.listen.str() != global_.listen.str()) {
     spdlog::warn("global.listen changed to {}; the listener moves only on restart",

@@ -18,6 +18,71 @@ bool uses_token(const WsEndpoint& ep) {
                      [&](const auto& h) { return has(h.second); });
 }
 
+bool has_token(const std::string& s) { return s.find("{{token}}") != std::string::npos; }
+
+void read_sse_options(YamlSection& s, SseOptions& o) {
+  constexpr int64_t kMaxBytes = 256ll * 1024 * 1024;
+  if (auto url = s.get_string("url")) {
+    CurlUrl u;
+    if (has_token(*url)) {
+      s.error("url", "{{token}} goes in a header, never in the URL (URLs are shown)");
+    } else if (!u.set(*url)) {
+      s.error("url", "not a valid URL");
+    } else {
+      auto scheme = u.get(CURLUPART_SCHEME);
+      auto host = u.get(CURLUPART_HOST);
+      if (scheme != "http" && scheme != "https") {
+        s.error("url", "scheme must be http or https");
+      } else if (!host || host->empty()) {
+        s.error("url", "the URL has no host");
+      } else if (u.get(CURLUPART_USER)) {
+        s.error("url", "credentials in the URL are not supported; use headers");
+      } else {
+        o.url = *url;
+        o.https = scheme == "https";
+        auto port = u.get(CURLUPART_PORT);
+        o.display_url = fmt::format("{}://{}{}{}", *scheme, *host, port ? ":" + *port : "",
+                                    u.get(CURLUPART_PATH).value_or("/"));
+      }
+    }
+  } else if (!s.has("url")) {
+    s.error("", "missing required key url");
+  }
+  o.headers = read_headers(s, "headers");
+  o.headers_use_token = std::any_of(o.headers.begin(), o.headers.end(),
+                                    [](const auto& h) { return has_token(h.second); });
+  if (auto from = s.get_string("event_type_from")) {
+    if (*from == "data") {
+      o.type_from_data = true;
+    } else if (*from != "event") {
+      s.error("event_type_from", fmt::format("\"{}\" is not event or data", *from));
+    }
+  }
+  if (auto end = s.get_string("end_event")) {
+    if (end->empty())
+      s.error("end_event", "expected an event type");
+    else
+      o.end_event = *end;
+  }
+  if (auto end = s.get_string("end_data")) {
+    if (end->empty() || end->find_first_of("\r\n") != std::string::npos)
+      s.error("end_data", "expected one non-empty line");
+    else
+      o.end_data = *end;
+  }
+  if (auto m = s.get_int("max_line_bytes", 16, kMaxBytes))
+    o.max_line_bytes = static_cast<size_t>(*m);
+  if (auto m = s.get_int("max_event_bytes", 16, kMaxBytes))
+    o.max_event_bytes = static_cast<size_t>(*m);
+  if (auto m = s.get_int("max_total_bytes", 16, kMaxBytes))
+    o.max_total_bytes = static_cast<size_t>(*m);
+  if (auto tls = s.get_section("tls")) {
+    o.ca_file = read_ca_file(*tls);
+    if (auto skip = tls->get_bool("insecure_skip_verify")) o.insecure_skip_verify = *skip;
+    tls->finish();
+  }
+}
+
 }  // namespace
 
 nlohmann::json fill_json(const nlohmann::json& tmpl, const std::string& run_id,
@@ -75,7 +140,27 @@ std::optional<AgentOptions> read_agent_options(YamlSection& s) {
     o.token = std::move(t);
   }
 
-  if (auto ws = s.get_section("websocket")) {
+  if (auto t = s.get_string("transport")) {
+    if (*t == "sse") {
+      o.transport = AgentTransport::kSse;
+    } else if (*t != "websocket") {
+      s.error("transport", fmt::format("\"{}\" is not websocket or sse", *t));
+    }
+  }
+  const bool sse = o.transport == AgentTransport::kSse;
+  if (sse) {
+    if (s.get_node("websocket")) s.error("websocket", "not used with transport: sse (see sse:)");
+    if (auto section = s.get_section("sse")) {
+      read_sse_options(*section, o.sse);
+      section->finish();
+      if (o.sse.headers_use_token && !o.token)
+        s.error("sse", "{{token}} is used but there is no token step");
+    } else if (!s.has("sse")) {
+      s.error("", "missing required key sse (transport: sse)");
+    }
+  } else if (s.get_node("sse")) {
+    s.error("sse", "only with transport: sse");
+  } else if (auto ws = s.get_section("websocket")) {
     read_ws_endpoint(*ws, *o.endpoint, /*templates=*/true);
     ws->finish();
     o.endpoint_uses_token = uses_token(*o.endpoint);
@@ -88,6 +173,8 @@ std::optional<AgentOptions> read_agent_options(YamlSection& s) {
   if (auto send = s.get_section("send")) {
     if (send->has("json")) {
       if (auto json = send->get_json("json")) o.send_json = std::move(*json);
+    } else if (sse && send->get_node("text")) {
+      send->error("text", "transport: sse posts JSON: use send.json");
     } else if (auto text = send->get_string("text")) {
       o.send_text = *text;
     } else if (!send->has("json") && !send->has("text")) {
@@ -140,11 +227,18 @@ std::optional<AgentOptions> read_agent_options(YamlSection& s) {
   }
   if (auto t = s.get_duration("first_event_timeout")) o.first_event_timeout = *t;
   if (auto t = s.get_duration("idle_timeout")) o.idle_timeout = *t;
-  if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024)) {
+  if (sse && s.get_node("max_frame_bytes")) {
+    s.error("max_frame_bytes", "only with transport: websocket (see sse.max_event_bytes)");
+  } else if (auto m = s.get_int("max_frame_bytes", 1, 256ll * 1024 * 1024)) {
     o.endpoint->max_message_bytes = static_cast<size_t>(*m);
     o.endpoint->max_message_key = "max_frame_bytes";
   }
-  if (auto n = s.get_int("sessions", 1, kMaxAgentSessions)) o.sessions = static_cast<int>(*n);
+  if (auto n = s.get_int("sessions", 1, kMaxAgentSessions)) {
+    if (sse && *n != 1)
+      s.error("sessions", "transport: sse runs one conversation per run");
+    else
+      o.sessions = static_cast<int>(*n);
+  }
   s.finish();
   if (s.context().errors->size() != errors_before) return std::nullopt;
   return o;

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/yaml_section.h"
 #include "probes/agent_pipeline/event_matcher.h"
@@ -24,10 +26,34 @@ struct TokenStep {
   Duration cache_for{0};
 };
 
+enum class AgentTransport { kWebSocket, kSse };
+
+// `transport: sse`: the message is an HTTP POST and the events come back as
+// a text/event-stream response (probes/agent_pipeline/sse_transport.*).
+struct SseOptions {
+  std::string url;
+  std::string display_url;  // scheme, host, port and path: for target()
+  bool https = false;
+  std::vector<std::pair<std::string, std::string>> headers;  // values may hold {{token}}
+  bool headers_use_token = false;
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  // event_type_from: the SSE `event:` field (false) or type_field in the
+  // JSON of `data:` (true).
+  bool type_from_data = false;
+  std::string end_event;                // an event of this type ends the run
+  std::optional<std::string> end_data;  // a `data:` payload equal to this ends the run
+  size_t max_line_bytes = 64 * 1024;
+  size_t max_event_bytes = 1024 * 1024;
+  size_t max_total_bytes = 16 * 1024 * 1024;
+};
+
 // The matching options (type_field, correlation_field, strict, events) are
 // the base: the event matcher reads them.
 struct AgentOptions : EventMatchOptions {
+  AgentTransport transport = AgentTransport::kWebSocket;
   std::shared_ptr<WsEndpoint> endpoint = std::make_shared<WsEndpoint>();
+  SseOptions sse;
   bool endpoint_uses_token = false;
   std::optional<TokenStep> token;
   std::optional<nlohmann::json> send_json;  // template: strings may hold {{run_id}}, {{token}}

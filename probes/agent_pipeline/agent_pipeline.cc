@@ -16,6 +16,8 @@
 #include "base/secrets.h"
 #include "probes/agent_pipeline/agent_options.h"
 #include "probes/agent_pipeline/event_matcher.h"
+#include "probes/agent_pipeline/sse_transport.h"
+#include "probes/agent_pipeline/token_fetch.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
 #include "probes/common/http_call.h"
@@ -54,11 +56,26 @@ std::vector<TypeMetric> agent_metrics() {
   return all;
 }
 
+// The per-event phases and counters of a probe: both transports report them.
+Probe::Series agent_series(const AgentOptions& opts) {
+  Probe::Series out;
+  std::vector<std::string> types;
+  for (const auto& e : opts.events) {
+    if (std::find(types.begin(), types.end(), e.type) != types.end()) continue;
+    types.push_back(e.type);
+    out.phases.push_back(e.type);
+    out.counted.push_back({kMissingMetric, {e.type}});
+    out.counted.push_back({kReceivedMetric, {e.type}});
+    for (const auto& f : e.required) out.counted.push_back({kFieldMissingMetric, {e.type, f}});
+  }
+  if (!types.empty()) out.counted.push_back({kReceivedMetric, {kOtherEvent}});
+  return out;
+}
+
 class AgentPipelineProbe : public Probe, private WsConnection::Handler {
  public:
   explicit AgentPipelineProbe(AgentOptions opts)
-      : opts_(std::move(opts)), series_(series_of(opts_)) {
-    if (opts_.token) token_call_ = std::make_unique<HttpCall>(opts_.token->http);
+      : opts_(std::move(opts)), series_(agent_series(opts_)) {
     static std::atomic<size_t> next_shard{0};
     shard_ = next_shard++;
   }
@@ -107,49 +124,27 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   std::map<std::string, int> events_received() const;
   // The negotiated subprotocol and how many sessions succeeded of how many.
   void note_connections(ProbeDetails& d) const;
-  Phases token_phase() const;  // the token step's time, if it ran
+  Phases token_phase() const { return token_.phase(); }
   Phases merged_phases() const;
   void release();
-  static Series series_of(const AgentOptions& opts);
 
   AgentOptions opts_;
   const Series series_;  // from the config: every run's phases use it
-  std::unique_ptr<HttpCall> token_call_;
+  TokenFetch token_{opts_.token};
   size_t shard_ = 0;
   Done done_;
   RunContext* ctx_ = nullptr;
   std::string run_id_;
-  std::string token_;
-  Secrets::Pin token_pin_;  // keeps token_ (and the cached copy) redacted while in use
-  std::optional<std::string> cached_token_;
-  uint64_t cached_until_ns_ = 0;
-  bool token_from_cache_ = false;
   AsyncResolve resolve_;
   std::shared_ptr<const WsEndpoint> run_endpoint_;
   std::vector<Session> sessions_;
   uint64_t run_start_ns_ = 0;
-  std::optional<double> token_seconds_;
   std::optional<double> dns_seconds_;
   NegotiationSeen negotiated_;
 };
 
-Probe::Series AgentPipelineProbe::series_of(const AgentOptions& opts) {
-  Series out;
-  std::vector<std::string> types;
-  for (const auto& e : opts.events) {
-    if (std::find(types.begin(), types.end(), e.type) != types.end()) continue;
-    types.push_back(e.type);
-    out.phases.push_back(e.type);
-    out.counted.push_back({kMissingMetric, {e.type}});
-    out.counted.push_back({kReceivedMetric, {e.type}});
-    for (const auto& f : e.required) out.counted.push_back({kFieldMissingMetric, {e.type, f}});
-  }
-  if (!types.empty()) out.counted.push_back({kReceivedMetric, {kOtherEvent}});
-  return out;
-}
-
 void AgentPipelineProbe::release() {
-  if (token_call_) token_call_->cancel();
+  token_.cancel();
   resolve_.cancel();
   for (auto& s : sessions_) drop_connection(s.timer, s.ws);
   sessions_.clear();
@@ -162,62 +157,19 @@ void AgentPipelineProbe::start(RunContext& ctx, Done done) {
   ctx.services->ws(shard_);  // made on first use: not this run's time
   run_id_ = ctx.run_id;
   run_start_ns_ = uv_hrtime();
-  token_seconds_.reset();
   dns_seconds_.reset();
   negotiated_ = {};
-  token_.clear();
-  token_from_cache_ = false;
-  if (!opts_.token) {
-    connect(opts_.endpoint);
-    return;
-  }
-  if (cached_token_ && run_start_ns_ < cached_until_ns_) {
-    token_ = *cached_token_;
-    token_from_cache_ = true;
-  } else {
-    cached_token_.reset();
-    token_call_->set_traceparent(ctx.new_traceparent());
-    token_call_->start(ctx.services->curl(shard_), ctx.fail, [this](HttpCall::Response r) {
-      token_seconds_ = seconds_between(run_start_ns_, uv_hrtime());
-      Phases phases = token_phase();
-      // Whatever goes wrong here is the auth service's failure, never the
-      // WebSocket's: reason auth, with the status when there was one.
-      auto auth_failure = [&](std::string message, std::optional<int> status) {
-        auto result = ProbeResult::failure(Reason::kAuth, "token step: " + message, phases);
-        result.details.status_code = status;
-        finish(std::move(result));
-      };
-      if (r.rc != CURLE_OK) return auth_failure("request failed: " + r.error, {});
-      if (r.status < 200 || r.status >= 300)
-        return auth_failure(fmt::format("HTTP {}", r.status), static_cast<int>(r.status));
-      auto doc = parse_target_json(r.body);
-      if (!doc.ok())
-        return auth_failure("the response is " + doc.error, static_cast<int>(r.status));
-      const nlohmann::json* v = json_at_path(doc.value, opts_.token->json_path);
-      if (v == nullptr || !v->is_string() || v->get<std::string>().empty())
-        return auth_failure(fmt::format("the response has no string at {}", opts_.token->json_path),
-                            static_cast<int>(r.status));
-      token_ = v->get<std::string>();
-      token_pin_ = ctx_->secrets->pin(token_);
-      if (opts_.token->cache_for.count() > 0) {
-        cached_token_ = token_;
-        cached_until_ns_ =
-            uv_hrtime() +
-            static_cast<uint64_t>(std::chrono::nanoseconds(opts_.token->cache_for).count());
-      }
-      if (!opts_.endpoint_uses_token) return connect(opts_.endpoint);
-      auto ep = std::make_shared<WsEndpoint>(*opts_.endpoint);
-      for (auto& p : ep->subprotocols) p = fill_template(p, "token", token_);
-      for (auto& [name, value] : ep->headers) value = fill_template(value, "token", token_);
-      connect(std::move(ep));
-    });
-    return;
-  }
-  if (!opts_.endpoint_uses_token) return connect(opts_.endpoint);
-  auto ep = std::make_shared<WsEndpoint>(*opts_.endpoint);
-  for (auto& p : ep->subprotocols) p = fill_template(p, "token", token_);
-  for (auto& [name, value] : ep->headers) value = fill_template(value, "token", token_);
-  connect(std::move(ep));
+  token_.start(
+      ctx, shard_, run_start_ns_,
+      [this] {
+        if (!opts_.endpoint_uses_token) return connect(opts_.endpoint);
+        auto ep = std::make_shared<WsEndpoint>(*opts_.endpoint);
+        for (auto& p : ep->subprotocols) p = fill_template(p, "token", token_.token());
+        for (auto& [name, value] : ep->headers)
+          value = fill_template(value, "token", token_.token());
+        connect(std::move(ep));
+      },
+      [this](ProbeResult failure) { finish(std::move(failure)); });
 }
 
 void AgentPipelineProbe::connect(std::shared_ptr<const WsEndpoint> endpoint) {
@@ -272,8 +224,8 @@ void AgentPipelineProbe::on_ws_open(WsConnection* c) {
   negotiated_.note(*c);
   std::string message =
       opts_.send_json
-          ? fill_json(*opts_.send_json, s->id, token_).dump()
-          : fill_template(fill_template(opts_.send_text, "run_id", s->id), "token", token_);
+          ? fill_json(*opts_.send_json, s->id, token_.token()).dump()
+          : fill_template(fill_template(opts_.send_text, "run_id", s->id), "token", token_.token());
   s->state = State::kAwaiting;
   s->sent_ns = uv_hrtime();
   c->send_text(std::move(message));
@@ -414,8 +366,7 @@ void AgentPipelineProbe::on_ws_end(WsConnection* c, const WsEnd& end) {
   auto r = ProbeResult::failure(end.reason, end.message);
   r.details.status_code = end.status_code;
   r.details.set(kWsCloseCodeField, end.close_code);
-  if ((end.status_code == 401 || end.status_code == 403) && token_from_cache_)
-    cached_token_.reset();  // the cached token may be what was refused
+  if (end.status_code == 401 || end.status_code == 403) token_.refused();
   fail(s, std::move(r));
 }
 
@@ -424,12 +375,6 @@ void AgentPipelineProbe::fail(Session& s, ProbeResult result) {
   drop_connection(s.timer, s.ws);
   s.failure = std::move(result);
   maybe_finish();
-}
-
-Phases AgentPipelineProbe::token_phase() const {
-  Phases out;
-  if (token_seconds_) out.emplace_back("token", *token_seconds_);
-  return out;
 }
 
 Phases AgentPipelineProbe::merged_phases() const {
@@ -507,7 +452,7 @@ void AgentPipelineProbe::finish(ProbeResult result) {
 CancelInfo AgentPipelineProbe::cancel() {
   CancelInfo info;
   const Session* slowest = nullptr;
-  if (token_call_ && token_call_->in_flight()) {
+  if (token_.in_flight()) {
     info.phase = "token";
   } else if (resolve_.pending()) {
     info.phase = "dns";
@@ -546,7 +491,9 @@ CancelInfo AgentPipelineProbe::cancel() {
 
 static std::vector<Reason> agent_pipeline_probe_reasons() {
   auto all = ws_connection_reasons();
-  all.insert(all.end(), {Reason::kAuth, Reason::kMissingEvent, Reason::kSchema});
+  // http_status: transport: sse's refused request.
+  all.insert(all.end(),
+             {Reason::kHttpStatus, Reason::kAuth, Reason::kMissingEvent, Reason::kSchema});
   return all;
 }
 
@@ -557,6 +504,10 @@ static std::vector<std::string_view> agent_pipeline_probe_phases() {
 static ProbePtr make_agent_pipeline_probe(const ProbeSpec& /*spec*/, YamlSection& s) {
   auto options = read_agent_options(s);
   if (!options) return nullptr;
+  if (options->transport == AgentTransport::kSse) {
+    Probe::Series series = agent_series(*options);
+    return make_sse_agent_probe(std::move(*options), std::move(series));
+  }
   return std::make_unique<AgentPipelineProbe>(std::move(*options));
 }
 

@@ -22,10 +22,15 @@ EventMatcher::Step EventMatcher::fail(ProbeResult result) {
 }
 
 EventMatcher::Step EventMatcher::on_frame(const nlohmann::json& doc, double offset) {
-  const auto& events = opts_->events;
   std::string type;
   if (const nlohmann::json* t = json_at_path(doc, opts_->type_field); t && t->is_string())
     type = t->get<std::string>();
+  return on_event(type, doc, offset);
+}
+
+EventMatcher::Step EventMatcher::on_event(const std::string& type, const nlohmann::json& doc,
+                                          double offset) {
+  const auto& events = opts_->events;
   auto it = std::find_if(events.begin(), events.end(),
                          [&](const ExpectedEvent& e) { return e.type == type; });
   if (it == events.end()) {

@@ -62,8 +62,13 @@ class EventMatcher {
   // `opts` must outlive the matcher; `run_id` is what correlation_field must hold.
   EventMatcher(const EventMatchOptions* opts, std::string run_id);
 
-  // One frame, parsed, `offset` seconds after the message was sent.
+  // One frame, parsed, `offset` seconds after the message was sent; its type
+  // is at type_field.
   Step on_frame(const nlohmann::json& doc, double offset);
+  // The same for an event whose type the transport carries outside the JSON
+  // (an SSE `event:` field); required fields and correlation are still read
+  // from `doc`.
+  Step on_event(const std::string& type, const nlohmann::json& doc, double offset);
   const std::optional<ProbeResult>& failure() const { return failure_; }
 
   // The event waited for next ("" when none is).

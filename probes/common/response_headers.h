@@ -31,6 +31,9 @@ class ResponseHeaders {
   // nullopt. Call it first: curl's own code for these cases is misleading
   // (CURLE_OK, CURLE_WRITE_ERROR, CURLE_OUT_OF_MEMORY).
   std::optional<std::string> problem(CURL* easy, CURLcode rc) const;
+  // Whether the current response's header section has ended (its status
+  // and Content-Type can be judged before any of its body arrives).
+  bool complete() const { return complete_; }
 
  private:
   static size_t on_header(char* data, size_t size, size_t nmemb, void* userp);

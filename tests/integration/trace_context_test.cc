@@ -168,6 +168,34 @@ TEST_CASE("trace: the agent's token request and its upgrade share the run's trac
   for (const auto& [path, tp] : got) CHECK(tp.flags == "00");
 }
 
+TEST_CASE("trace: the SSE transport's token request and its POST share the run's trace",
+          "[trace][agent][sse]") {
+  auto& p = platform();
+  const std::string config =
+      "probes:\n  - name: sse\n    type: agent_pipeline\n    timeout: 5s\n    agent_pipeline:\n"
+      "      transport: sse\n"
+      "      sse: {url: \"" +
+      p.fp.url("/sse?agent=happy&event_delay_ms=20&require_token=1") +
+      "\", end_event: done, headers: {Authorization: \"Bearer {{token}}\", "
+      "traceparent: \"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}}\n"
+      "      token: {url: \"" +
+      p.fp.url("/auth/token") +
+      "\", headers: {X-Bypass-Key: \"${env:TRACE_BYPASS_KEY}\"}, json_path: data.token}\n"
+      "      send: {json: {type: user_message, payload: {content: ping, thread_id: "
+      "\"{{run_id}}\"}}}\n"
+      "      events: [{type: agent_started}, {type: agent_completed}]\n";
+  int exit_code = 0;
+  json out = once_json(config, &exit_code, {"TRACE_BYPASS_KEY=" + p.bypass_key});
+  CHECK(exit_code == 0);
+  const std::string id = once_trace_id(out, "sse");
+  auto got = received(id);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].first == "/auth/token");
+  CHECK(got[1].first == "/sse");  // the configured traceparent gave way
+  CHECK(got[0].second.span_id != got[1].second.span_id);
+  CHECK(received("0af7651916cd43dd8448eb211c80319c").empty());
+}
+
 TEST_CASE("trace: a failing run's trace id in the state API, status, the page and the log",
           "[trace][state][status]") {
   auto& p = platform();

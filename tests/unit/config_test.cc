@@ -399,6 +399,49 @@ probes:
         "+Inf)\n");
 }
 
+TEST_CASE("a p95 threshold between two bucket bounds is a warning and a bound is not") {
+  auto config_with = [](const std::string& threshold) {
+    return load_config_text(R"(global: {}
+probes:
+  - name: api
+    type: http
+    http: {url: "http://127.0.0.1/"}
+  - name: api-own-buckets
+    type: http
+    metrics: {buckets: [0.5, 1.5, 3]}
+    http: {url: "http://127.0.0.1/"}
+  - name: chat
+    type: websocket
+    websocket: {url: "ws://127.0.0.1/ws"}
+alerting:
+  rules:
+    latency_p95_high: {threshold: )" +
+                                threshold + R"(}
+)",
+                            "w.yaml");
+  };
+  // 1.5 s lies between the basic bounds 1 and 2: the p95 of runs that all
+  // took 1.2 s reads as about 2 s there, so the alert would page.
+  auto between = config_with("1500ms");
+  REQUIRE(between.config);
+  REQUIRE(between.config->warnings.size() == 1);
+  CHECK(between.config->warnings[0].str() ==
+        "w.yaml: alerting.rules.latency_p95_high.threshold: 1.5s is not a bound of the duration "
+        "buckets of api (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30): their p95 is interpolated "
+        "between two bounds and can exceed 1.5s when no run did, a false page; add it to "
+        "metrics.buckets or choose one of the bounds");
+  // The default (2 s) is a bound of both modes' buckets; the probe with its
+  // own buckets is then the one off a bound.
+  auto fine = config_with("2s");
+  REQUIRE(fine.config);
+  REQUIRE(fine.config->warnings.size() == 1);
+  CHECK(fine.config->warnings[0].message.find("buckets of api-own-buckets (0.5, 1.5, 3)") !=
+        std::string::npos);
+  auto none = config_with("500ms");
+  REQUIRE(none.config);
+  CHECK(none.config->warnings.empty());
+}
+
 TEST_CASE("tracing.sampled: on by default, off for every probe, and a bad value is an error") {
   auto with_tracing = [](const std::string& tracing) {
     return load_config_text((tracing.empty() ? "" : "global:\n" + tracing) +
