@@ -7,6 +7,7 @@
 
 #include "base/guard.h"
 #include "daemon/shard.h"
+#include "probes/common/loop_close.h"
 
 namespace canaryd {
 
@@ -80,21 +81,8 @@ void ProbeWorker::run_loop() {
   // loop runs once more for their close callbacks.
   engine_.reset();
   services_.reset();
-  uv_run(&loop_, UV_RUN_DEFAULT);
-  if (uv_loop_close(&loop_) != 0) {
-    // A handle someone did not close (a library's, at shutdown) keeps the
-    // loop open and its memory with it. Say which, so it can be found: the
-    // fault matrix saw this once in about seven runs (an lws allocation among
-    // the leaked ones), and a run with this report has not caught it yet.
-    uv_walk(
-        &loop_,
-        [](uv_handle_t* h, void* index) {
-          spdlog::warn("probe loop {}: a {} handle is still open at exit (active {}, closing {})",
-                       *static_cast<const int*>(index), uv_handle_type_name(uv_handle_get_type(h)),
-                       uv_is_active(h), uv_is_closing(h));
-        },
-        const_cast<int*>(&index_));
-  }
+  close_probe_loop(
+      &loop_, [this](const std::string& what) { spdlog::warn("probe loop {}: {}", index_, what); });
 }
 
 bool ProbeWorker::apply(std::vector<ConfiguredProbe> probes,
