@@ -27,6 +27,11 @@ std::string_view sse_error_text(SseParser::Error error) {
 bool SseParser::stop(Error error) {
   stopped_ = true;
   error_ = error;
+  // The event under way is void, however much of it had arrived: nothing is
+  // pending after an error, whether the stream came whole or in pieces.
+  line_.clear();
+  type_.clear();
+  data_.clear();
   return false;
 }
 

@@ -153,3 +153,16 @@ TEST_CASE("sse: on_event returning false stops the parser at that event", "[sse]
   CHECK_FALSE(p.feed("data: 4\n\n", [&](SseEvent&&) { return ++seen > 0; }));
   CHECK(seen == 2);
 }
+
+// sse_fuzz: a line over max_line_bytes fed in pieces stopped with part of it
+// buffered, so pending() said an event was under way where the whole stream
+// said none. After an error nothing is pending, however the bytes came.
+TEST_CASE("sse: fuzz finding: after an error nothing is pending, whole or in pieces", "[sse]") {
+  SseLimits limits{.max_line_bytes = 16, .max_event_bytes = 64};
+  std::string stream = "event: x\ndata: " + std::string(40, 'y') + "\n\n";
+  for (size_t piece : {size_t{1}, size_t{8}, stream.size() + 1}) {
+    Parsed got = parse_in(stream, piece, limits);
+    CHECK(got.error == SseParser::Error::kLineTooLong);
+    CHECK_FALSE(got.pending);
+  }
+}
