@@ -23,10 +23,6 @@
 #include "probes/common/ws_client.h"
 #include "probes/common/ws_run.h"
 
-#ifndef CANARYD_VERSION
-#define CANARYD_VERSION "dev"
-#endif
-
 namespace canaryd {
 
 namespace {
@@ -135,9 +131,10 @@ void SseAgentProbe::configure_easy() {
   easy_ = curl_easy_init();
   CURL* e = easy_;
   curl_easy_setopt(e, CURLOPT_URL, opts_.sse.url.c_str());
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_buffer_);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
+  // A fresh connection and a full TLS handshake every run, like the token
+  // step and type: http: a kept one would skip what the users' first
+  // message pays for.
+  set_probe_transfer_defaults(e, error_buffer_);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &SseAgentProbe::on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &SseAgentProbe::on_prereq);
@@ -148,12 +145,6 @@ void SseAgentProbe::configure_easy() {
   curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &SseAgentProbe::on_progress);
   curl_easy_setopt(e, CURLOPT_XFERINFODATA, this);
   response_headers_.attach(e);
-  // A fresh connection and a full TLS handshake every run, like the token
-  // step and type: http: a kept one would skip what the users' first
-  // message pays for.
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_POST, 1L);
   if (!opts_.sse.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opts_.sse.ca_file.c_str());

@@ -2,7 +2,20 @@
 
 #include <vector>
 
+#ifndef CANARYD_VERSION
+#define CANARYD_VERSION "dev"
+#endif
+
 namespace canaryd {
+
+void set_probe_transfer_defaults(CURL* easy, char* error_buffer) {
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
+  curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+  curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+  curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+}
 
 struct CurlMulti::SocketWatch {
   uv_poll_t poll;

@@ -14,6 +14,13 @@
 
 namespace canaryd {
 
+// What every probe's transfer sets: errors into `error_buffer` (CURL_ERROR_SIZE
+// bytes), no signals, canaryd's User-Agent, and a fresh connection with a full
+// TLS handshake every run. A kept connection would hide DNS, connect and TLS
+// failures and their latency; a resumed session (the handle lives across runs)
+// would time an abbreviated handshake and skip the certificate check.
+void set_probe_transfer_defaults(CURL* easy, char* error_buffer);
+
 // Thread-safety: loop thread only.
 class CurlMulti {
  public:

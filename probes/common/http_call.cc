@@ -3,28 +3,16 @@
 #include "base/trace_context.h"
 #include "probes/common/curl_multi.h"
 
-#ifndef CANARYD_VERSION
-#define CANARYD_VERSION "dev"
-#endif
-
 namespace canaryd {
 
 HttpCall::HttpCall(HttpCallOptions opts) : opts_(std::move(opts)) {
   easy_ = curl_easy_init();
   CURL* e = easy_;
   curl_easy_setopt(e, CURLOPT_URL, opts_.url.c_str());
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_buffer_);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
+  set_probe_transfer_defaults(e, error_buffer_);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpCall::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
   headers_.attach(e);
-  // Each run connects afresh, with a full TLS handshake, like the HTTP probe:
-  // a kept connection or a resumed session (the handle is reused for every
-  // run) would skip the auth service's DNS, connect and certificate check.
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   if (opts_.method == "GET") {

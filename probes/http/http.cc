@@ -21,10 +21,6 @@
 #include "probes/common/curl_multi.h"
 #include "probes/common/response_headers.h"
 
-#ifndef CANARYD_VERSION
-#define CANARYD_VERSION "dev"
-#endif
-
 namespace canaryd {
 
 namespace {
@@ -126,22 +122,11 @@ void HttpProbe::configure_easy() {
   // auth negotiation), so resetting it per run would only cost CPU.
   CURL* e = easy_;
   curl_easy_setopt(e, CURLOPT_URL, opts_.url.c_str());
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, error_buffer_);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  // A fresh connection per run: reusing one would hide DNS, connect and TLS
-  // failures and their latency, which are what an SRE needs to see.
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-  // No TLS session resumption either: the handle lives across runs and would
-  // otherwise offer the last run's session, so the tls phase would time an
-  // abbreviated handshake, and the certificate (its chain, its expiry) would
-  // not be checked again while the server kept accepting the session.
-  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  set_probe_transfer_defaults(e, error_buffer_);
   // A health response is small; the smallest receive buffer curl takes keeps
   // thousands of in-flight probes cheap (the default is 16 KiB each, 160 MB
   // at 10,000 hung targets). A large body only takes more reads.
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd/" CANARYD_VERSION);
   if (connect_to_list_ != nullptr) curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to_list_);
   curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &HttpProbe::on_sockopt);
   curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, this);
