@@ -742,6 +742,8 @@ TEST_CASE("agent: the bypass key and issued tokens never leak", "[agent][secrets
 
   auto& p = platform();
   p.auth_stats(/*reset=*/true);
+  // The runs must pass, not race a clock: a 1 s timeout failed this test on a
+  // machine at load 6 (ASan, a token step, a handshake and five events).
   const std::string q = "event_delay_ms=50&require_token=1&agent=";
   const std::string step = token_step(p.fp.url("/auth/token"));
   std::string probes =
@@ -749,34 +751,34 @@ TEST_CASE("agent: the bypass key and issued tokens never leak", "[agent][secrets
                    .query = q + "happy&subprotocol=first",
                    .websocket = {"subprotocols: [jwt-auth, \"jwt.{{token}}\"]"},
                    .keys = {step},
-                   .timeout = "1s",
-                   .interval = "1s"}) +
+                   .timeout = "3s",
+                   .interval = "3s"}) +
       // The server selects the token-bearing entry itself.
       agent_probe({.name = "sec-selected",
                    .query = q + "happy&subprotocol=last",
                    .websocket = {"subprotocols: [jwt-auth, \"jwt.{{token}}\"]"},
                    .keys = {step},
-                   .timeout = "1s",
-                   .interval = "1s"}) +
+                   .timeout = "3s",
+                   .interval = "3s"}) +
       agent_probe({.name = "sec-header",
                    .query = q + "happy",
                    .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
                    .keys = {step},
-                   .timeout = "1s",
-                   .interval = "1s"}) +
+                   .timeout = "3s",
+                   .interval = "3s"}) +
       // Failures, whose messages and logs could quote what was sent.
       agent_probe({.name = "sec-closed",
                    .query = q + "close_1011_after_thinking",
                    .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
                    .keys = {step},
-                   .timeout = "1s",
-                   .interval = "1s"}) +
+                   .timeout = "3s",
+                   .interval = "3s"}) +
       agent_probe({.name = "sec-wrong-key",
                    .query = q + "happy",
                    .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
                    .keys = {token_step(p.fp.url("/auth/token"), "", "AGENT_WRONG_KEY")},
-                   .timeout = "1s",
-                   .interval = "1s"});
+                   .timeout = "3s",
+                   .interval = "3s"});
   const std::string wrong_key = "wrongKEY" + random_token(24);
   auto env = p.env();
   env.push_back("AGENT_WRONG_KEY=" + wrong_key);
