@@ -3,12 +3,14 @@
 // metrics.detail.
 #include "probes/agent_pipeline/stream_timing.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
 
 #include "daemon/config.h"
 #include "daemon/probe_book.h"
 #include "daemon/probe_metrics.h"
+#include "probes/registry.h"
 
 using canaryd::ProbeDetails;
 using canaryd::StreamTiming;
@@ -144,5 +146,30 @@ TEST_CASE("stream timing: the histograms in full and in basic detail") {
             R"(canary_agent_event_gap_seconds_bucket{category="default",probe="agent",type="agent_pipeline",le="0.025"})") !=
         std::string::npos;
     CHECK(fine == (detail == "full"));
+  }
+}
+
+TEST_CASE("every histogram a type declares has ascending bounds and basic bounds among them") {
+  for (const auto& type : canaryd::probe_types()) {
+    for (const auto& m : type.metrics) {
+      if (m.kind != canaryd::TypeMetric::Kind::kHistogram) continue;
+      INFO(m.name);
+      CHECK_FALSE(m.bounds.empty());
+      CHECK(std::is_sorted(m.bounds.begin(), m.bounds.end()));
+      CHECK(std::adjacent_find(m.bounds.begin(), m.bounds.end()) == m.bounds.end());
+      // Counts are merged into basic's buckets, never split: each basic
+      // bound must be a full one.
+      for (double b : m.basic_bounds) {
+        INFO(b);
+        CHECK(std::find(m.bounds.begin(), m.bounds.end(), b) != m.bounds.end());
+      }
+      // The alerts' default thresholds are bounds in both details.
+      for (const auto& a : type.alerts) {
+        if (a.metric != m.name) continue;
+        CHECK(std::find(m.bounds.begin(), m.bounds.end(), a.threshold) != m.bounds.end());
+        CHECK(std::find(m.basic_bounds.begin(), m.basic_bounds.end(), a.threshold) !=
+              m.basic_bounds.end());
+      }
+    }
   }
 }
