@@ -265,13 +265,28 @@ class RuleWriter {
     const std::string key = r.key;
     if (r.type_alert) {
       const TypeAlert& a = *r.type_alert;
-      const bool ratio = a.measure != TypeAlert::Measure::kMeanSecondsAbove;
+      const bool ratio = a.measure == TypeAlert::Measure::kSuccessAtMost ||
+                         a.measure == TypeAlert::Measure::kSuccessBelow;
       const char* op = a.measure == TypeAlert::Measure::kSuccessAtMost ? "<=" : "<";
       std::string series =
           ratio ? "canary:probe_success:ratio_" + w : "canary:probe_latency_seconds:mean_" + w;
       auto in_location = [&](const std::string& filter) {
-        return fmt::format("{0}{{type=\"{1}\"{6}}} {2} {3} and {4}{{type=\"{1}\"{6}}} >= {5}",
-                           series, r.type, ratio ? op : ">", thr, guard, cfg_.min_runs, filter);
+        std::string selector = fmt::format("{{type=\"{}\"{}}}", r.type, filter);
+        // A type's histogram, per probe: its best replica's, as the latency.
+        std::string measured =
+            a.measure == TypeAlert::Measure::kHistogramMeanAbove
+                ? fmt::format(
+                      "min by ({0}) (sum by ({1}) (rate({2}_sum{3}[{4}])) / sum by ({1}) "
+                      "(rate({2}_count{3}[{4}])))",
+                      probe_by_, join({probe_by_, "instance"}), a.metric, selector, w)
+            : a.measure == TypeAlert::Measure::kHistogramQuantileAbove
+                ? fmt::format(
+                      "min by ({0}) (histogram_quantile({5:g}, sum by (le, {1}) "
+                      "(rate({2}_bucket{3}[{4}]))))",
+                      probe_by_, join({probe_by_, "instance"}), a.metric, selector, w, a.quantile)
+                : series + selector;
+        return fmt::format("{} {} {} and {}{} >= {}", measured, ratio ? op : ">", thr, guard,
+                           selector, cfg_.min_runs);
       };
       auto [e, locations] = probe_alert(r, in_location, !ratio);
       expr = e;

@@ -68,7 +68,8 @@ AlertingConfig default_alerting() {
     for (const auto& type : probe_types()) {
       for (const auto& a : type.alerts) {
         if (a.severity != level) continue;
-        bool ratio = a.measure != TypeAlert::Measure::kMeanSecondsAbove;
+        bool ratio = a.measure == TypeAlert::Measure::kSuccessAtMost ||
+                     a.measure == TypeAlert::Measure::kSuccessBelow;
         cfg.rules.push_back({std::string(a.key), std::string(a.name), std::string(a.severity), true,
                              ratio ? ThresholdKind::kRatio : ThresholdKind::kSeconds, a.threshold,
                              a.for_duration, a.long_window, std::string(type.name), a,

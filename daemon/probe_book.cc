@@ -16,6 +16,19 @@ void Histo::observe(double v) {
   sum += v;
 }
 
+void Histo::add(const std::vector<double>& their, const ProbeDetails::Observed& o) {
+  if (o.counts.size() != their.size() + 1) return;
+  for (size_t i = 0; i < o.counts.size(); ++i) {
+    size_t to =
+        i < their.size()
+            ? static_cast<size_t>(std::lower_bound(bounds->begin(), bounds->end(), their[i]) -
+                                  bounds->begin())
+            : bounds->size();
+    counts[to] += o.counts[i];
+  }
+  sum += o.sum;
+}
+
 const Bounds& phase_bounds() {
   static const Bounds bounds =
       std::make_shared<const std::vector<double>>(kLatencyBounds.begin(), kLatencyBounds.end());
@@ -32,18 +45,30 @@ Bounds duration_bounds(const ProbeSpec& spec) {
 
 namespace {
 
-// The series a probe's type metrics have: one per gauge and info, and one per
-// counted label set of each counter.
-std::vector<TypeSeries> type_series_of(const ProbeType& type, const Probe::Series& extra) {
+Bounds histogram_bounds(const TypeMetric& m, ProbeSpec::MetricsDetail detail) {
+  const auto& b = detail == ProbeSpec::MetricsDetail::kBasic && !m.basic_bounds.empty()
+                      ? m.basic_bounds
+                      : m.bounds;
+  return std::make_shared<const std::vector<double>>(b);
+}
+
+// The series a probe's type metrics have: one per gauge, info and histogram,
+// and one per counted label set of each counter.
+std::vector<TypeSeries> type_series_of(const ProbeType& type, const Probe::Series& extra,
+                                       ProbeSpec::MetricsDetail detail) {
   std::vector<TypeSeries> out;
   for (const auto& m : type.metrics) {
+    if (m.kind == TypeMetric::Kind::kHistogram) {
+      out.push_back({&m, {}, 0, true, Histo(histogram_bounds(m, detail))});
+      continue;
+    }
     if (m.kind != TypeMetric::Kind::kCounter) {
-      out.push_back({&m, {}});
+      out.push_back({&m, {}, 0, false, std::nullopt});
       continue;
     }
     for (const auto& [metric, labels] : extra.counted) {
       if (metric == m.name && labels.size() == m.labels.size())
-        out.push_back({&m, labels, 0, true});
+        out.push_back({&m, labels, 0, true, std::nullopt});
     }
   }
   return out;
@@ -55,6 +80,11 @@ void carry_over(std::vector<TypeSeries>& next, const std::vector<TypeSeries>& ol
     for (const auto& o : old) {
       bool same = o.metric->name == s.metric->name &&
                   (s.metric->kind == TypeMetric::Kind::kInfo || o.labels == s.labels);
+      if (same && s.histo) {
+        // Counts in other bounds (the detail changed) cannot be carried over.
+        if (o.histo && *o.histo->bounds == *s.histo->bounds) s.histo = o.histo;
+        break;
+      }
       if (same) {
         s.labels = o.labels;
         s.value = o.value;
@@ -118,6 +148,10 @@ void count_field(std::vector<TypeSeries>& all, const TypeMetric& m,
 
 void record_type_facts(const ProbeType& type, std::vector<TypeSeries>& all, const ProbeDetails& d) {
   for (auto& s : all) {
+    if (s.metric->kind == TypeMetric::Kind::kHistogram && s.histo) {
+      auto observed = d.observed.find(s.metric->field);
+      if (observed != d.observed.end()) s.histo->add(s.metric->bounds, observed->second);
+    }
     const auto* field = d.find(std::string(s.metric->field));
     if (field == nullptr) continue;
     switch (s.metric->kind) {
@@ -133,6 +167,9 @@ void record_type_facts(const ProbeType& type, std::vector<TypeSeries>& all, cons
           s.value = 1;
           s.present = true;
         }
+        break;
+      case TypeMetric::Kind::kHistogram:
+        if (field->is_number() && s.histo) s.histo->observe(field->get<double>());
         break;
       case TypeMetric::Kind::kCounter:
         break;  // below, once per metric
@@ -197,7 +234,7 @@ void ProbeBook::install(const std::vector<const ConfiguredProbe*>& probes,
     e->phases = p.spec.detail == ProbeSpec::MetricsDetail::kFull
                     ? phases_of(*p.type, n.extra, e->phases)
                     : std::vector<std::pair<std::string, Histo>>{};
-    auto series = type_series_of(*p.type, n.extra);
+    auto series = type_series_of(*p.type, n.extra, p.spec.detail);
     carry_over(series, e->type_series);
     e->type_series = std::move(series);
     e->history_limit = static_cast<size_t>(history);

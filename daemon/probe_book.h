@@ -59,6 +59,9 @@ struct Histo {
   Histo() = default;
   explicit Histo(Bounds b) : bounds(std::move(b)), counts(bounds->size() + 1) {}
   void observe(double v);
+  // Adds counts made in `their` bounds (a superset of these: each of their
+  // buckets falls inside one of these) and their sum.
+  void add(const std::vector<double>& their, const ProbeDetails::Observed& o);
 };
 
 // One series of a type's own metric family (TypeMetric).
@@ -66,7 +69,8 @@ struct TypeSeries {
   const TypeMetric* metric;
   std::vector<std::string> labels;  // values of metric->labels
   double value = 0;
-  bool present = false;  // a gauge or info is shown once a run reported it; a counter always
+  bool present = false;        // a gauge or info is shown once a run reported it; a counter always
+  std::optional<Histo> histo;  // a histogram's (always shown)
 };
 
 // States an earlier run saved (global.state_file), by probe name: the hash of

@@ -159,7 +159,14 @@ const std::vector<const TypeMetric*>& type_families() {
 }
 
 const char* kind_name(TypeMetric::Kind kind) {
-  return kind == TypeMetric::Kind::kCounter ? "counter" : "gauge";
+  switch (kind) {
+    case TypeMetric::Kind::kCounter:
+      return "counter";
+    case TypeMetric::Kind::kHistogram:
+      return "histogram";
+    default:
+      return "gauge";
+  }
 }
 
 // A family's lines, with its header only if there is at least one line.
@@ -189,6 +196,10 @@ void render_probe_metrics(const std::vector<const ProbeBook*>& books, std::strin
       each_entry([&](const Entry& e) {
         for (const auto& s : e.type_series) {
           if (s.metric->name != m->name || !s.present) continue;
+          if (s.histo) {
+            histogram(name.c_str(), e.labels, *s.histo, out);
+            continue;
+          }
           std::string labels = e.labels;
           for (size_t i = 0; i < s.labels.size() && i < s.metric->labels.size(); ++i)
             append_label(labels, s.metric->labels[i], s.labels[i]);

@@ -104,6 +104,16 @@ struct ProbeDetails {
   std::optional<double> cert_expiry_unix;    // leaf certificate notAfter, seconds since epoch
   std::optional<std::string> timeout_phase;  // the phase a timed-out run was in
   nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+  // What a run feeds the type's histogram families (TypeMetric::Kind::kHistogram)
+  // beyond one value a field can hold, by the family's field name: counts per
+  // bucket of the family's `bounds` (the last is +Inf) and their sum. Counted
+  // by the probe, so a stream of a million tokens costs a few words, and not
+  // shown in the state API, which the values would swamp.
+  struct Observed {
+    std::vector<uint64_t> counts;
+    double sum = 0;
+  };
+  std::map<std::string, Observed, std::less<>> observed;
 
   // Sets a field, or removes it for an empty optional, list or map: an
   // absent fact is not shown as null or [].

@@ -54,6 +54,10 @@ struct TypeAlert {
     kSuccessAtMost,     // the success ratio is at most the threshold (0: nothing succeeds)
     kSuccessBelow,      // the success ratio is below the threshold
     kMeanSecondsAbove,  // the mean run time is above the threshold, in seconds
+    // Over one of the type's histogram families (`metric`), in seconds: its
+    // mean, or its `quantile`, is above the threshold.
+    kHistogramMeanAbove,
+    kHistogramQuantileAbove,
   };
   std::string_view key;       // its key under alerting.rules, e.g. redis_down
   std::string_view name;      // the alert, e.g. CanaryRedisDown
@@ -64,6 +68,8 @@ struct TypeAlert {
   bool long_window;  // judged over the long window: a low-traffic type
   std::string_view summary;
   std::string_view description;  // the top failure reason is appended
+  std::string_view metric = {};  // the histogram family of the kHistogram* measures
+  double quantile = 0;           // kHistogramQuantileAbove's, e.g. 0.99
 };
 
 // A metric family a type adds to every probe's own, declared as data: the
@@ -72,17 +78,25 @@ struct TypeAlert {
 // same family (the agent's WebSocket facts); the declarations must be equal.
 struct TypeMetric {
   enum class Kind {
-    kGauge,    // the field's number, as of the last run that had it
-    kInfo,     // always 1, with the field's text (the last run's) as the one label
-    kCounter,  // adds what each run's field counts, for the probe's counted labels only:
-               // a text or an object of the labels counts 1, a list counts each entry,
-               // and any other object maps a label value to what it adds
+    kGauge,      // the field's number, as of the last run that had it
+    kInfo,       // always 1, with the field's text (the last run's) as the one label
+    kCounter,    // adds what each run's field counts, for the probe's counted labels only:
+                 // a text or an object of the labels counts 1, a list counts each entry,
+                 // and any other object maps a label value to what it adds
+    kHistogram,  // observes the field's number, or the counts a run left in
+                 // ProbeDetails::observed under the field's name (in `bounds`);
+                 // present from the start, at 0, like the duration histogram
   };
   std::string_view name;
   std::string_view help;
   Kind kind;
   std::string_view field;
   std::vector<std::string_view> labels = {};
+  // A histogram's upper bounds, ascending, with metrics.detail full; with
+  // basic, `basic_bounds`, each of which must be one of `bounds` (counts are
+  // merged into the coarser buckets, never split).
+  std::vector<double> bounds = {};
+  std::vector<double> basic_bounds = {};
 };
 
 struct ProbeType {

@@ -17,6 +17,7 @@
 #include "probes/agent_pipeline/agent_options.h"
 #include "probes/agent_pipeline/event_matcher.h"
 #include "probes/agent_pipeline/sse_transport.h"
+#include "probes/agent_pipeline/stream_timing.h"
 #include "probes/agent_pipeline/token_fetch.h"
 #include "probes/common/config_fields.h"
 #include "probes/common/curl_multi.h"
@@ -53,6 +54,7 @@ std::vector<TypeMetric> agent_metrics() {
                  Kind::kCounter,
                  kEventsReceivedField,
                  {"event"}});
+  for (auto& m : stream_timing_metrics()) all.push_back(std::move(m));
   return all;
 }
 
@@ -95,6 +97,7 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
     State state = State::kConnecting;
     uint64_t sent_ns = 0;
     EventMatcher match;
+    StreamTiming timing;
     OneShotTimer timer;  // first_event_timeout, then idle_timeout
     uint64_t close_start_ns = 0;
     Phases phases;  // connect, tls, handshake, close
@@ -122,6 +125,8 @@ class AgentPipelineProbe : public Probe, private WsConnection::Handler {
   ProbeDetails session_details(const Session& s) const;
   // Frames received by every session, by configured type and "other".
   std::map<std::string, int> events_received() const;
+  // Every session's stream timing into `d`, once a message went out.
+  void note_timing(ProbeDetails& d) const;
   // The negotiated subprotocol and how many sessions succeeded of how many.
   void note_connections(ProbeDetails& d) const;
   Phases token_phase() const { return token_.phase(); }
@@ -252,6 +257,16 @@ std::map<std::string, int> AgentPipelineProbe::events_received() const {
   return out;
 }
 
+void AgentPipelineProbe::note_timing(ProbeDetails& d) const {
+  StreamTiming all;
+  bool sent = false;
+  for (const auto& s : sessions_) {
+    all.merge(s.timing);
+    sent = sent || s.sent_ns != 0;
+  }
+  if (sent) all.report(d);
+}
+
 void AgentPipelineProbe::note_connections(ProbeDetails& d) const {
   d.set(kWsSubprotocolField, negotiated_.label(*opts_.endpoint));
   d.set(kWsConnectionsOkField,
@@ -269,6 +284,7 @@ void AgentPipelineProbe::on_ws_message(WsConnection* c, std::string_view text) {
   // queued: under load the two are a loop pass or more apart.
   if (c->last_write_ns() != 0) s.sent_ns = c->last_write_ns();
   double offset = seconds_between(s.sent_ns, now);
+  s.timing.on_event(offset);
   auto fail_with = [&](Reason reason, std::string message) {
     auto r = ProbeResult::failure(reason, std::move(message));
     fail(s, std::move(r));
@@ -437,6 +453,7 @@ void AgentPipelineProbe::maybe_finish() {
                                        format_offset(sessions_.front().match.last_event()->second));
   }
   d.set(kEventsReceivedField, events_received());
+  note_timing(d);
   result.phases = merged_phases();
   result.details = std::move(d);
   finish(std::move(result));
@@ -481,6 +498,7 @@ CancelInfo AgentPipelineProbe::cancel() {
     }
   }
   info.details.set(kEventsReceivedField, events_received());
+  note_timing(info.details);
   note_connections(info.details);
   done_ = nullptr;
   release();
@@ -539,7 +557,34 @@ ProbeType agent_pipeline_probe_type() {
                       .long_window = true,
                       .summary = "Agent pipeline {probe} mean time above {threshold}",
                       .description = "Mean conversation time over the last {window} is {value} "
-                                     "(threshold {threshold})."}}};
+                                     "(threshold {threshold})."},
+                     // P2, the brief's "performance baseline not met": the runs
+                     // still pass, and a failing or slow conversation already
+                     // pages through the two above.
+                     {.key = "agent_first_event_slow",
+                      .name = "CanaryAgentFirstEventSlow",
+                      .severity = "P2",
+                      .measure = TypeAlert::Measure::kHistogramMeanAbove,
+                      .threshold = 10,
+                      .for_duration = 30min,
+                      .long_window = true,
+                      .summary = "Agent pipeline {probe} first event after more than {threshold}",
+                      .description = "The mean time from the message to the stream's first "
+                                     "event over the last {window} is {value} (threshold "
+                                     "{threshold}).",
+                      .metric = "canary_agent_first_event_seconds"},
+                     {.key = "agent_stream_stalled",
+                      .name = "CanaryAgentStreamStalled",
+                      .severity = "P2",
+                      .measure = TypeAlert::Measure::kHistogramQuantileAbove,
+                      .threshold = 10,
+                      .for_duration = 30min,
+                      .long_window = true,
+                      .summary = "Agent pipeline {probe} stream stalls: p99 gap above {threshold}",
+                      .description = "The p99 gap between consecutive events of its streams over "
+                                     "the last {window} is {value} (threshold {threshold}).",
+                      .metric = "canary_agent_event_gap_seconds",
+                      .quantile = 0.99}}};
 }
 
 }  // namespace canaryd

@@ -17,6 +17,7 @@
 #include "base/trace_context.h"
 #include "probes/agent_pipeline/event_matcher.h"
 #include "probes/agent_pipeline/sse_parser.h"
+#include "probes/agent_pipeline/stream_timing.h"
 #include "probes/agent_pipeline/token_fetch.h"
 #include "probes/common/curl_multi.h"
 #include "probes/common/response_headers.h"
@@ -110,6 +111,7 @@ class SseAgentProbe : public Probe {
   size_t total_bytes_ = 0;
   SseParser parser_;
   EventMatcher match_;
+  StreamTiming timing_;
   bool all_seen_ = false;  // every expected event came; waiting for the end sentinel
   std::optional<std::pair<std::string, double>> ended_;  // the sentinel and its offset
   // Decided inside a curl callback, where the transfer cannot be removed:
@@ -166,6 +168,7 @@ void SseAgentProbe::start(RunContext& ctx, Done done) {
   parser_ = SseParser(
       {.max_line_bytes = opts_.sse.max_line_bytes, .max_event_bytes = opts_.sse.max_event_bytes});
   match_ = EventMatcher(&opts_, run_id_);
+  timing_ = {};
   all_seen_ = false;
   ended_.reset();
   verdict_.reset();
@@ -308,6 +311,7 @@ std::optional<ProbeResult> SseAgentProbe::check_head() {
 
 bool SseAgentProbe::on_event(SseEvent&& e) {
   double offset = seconds_between(sent_ns_ != 0 ? sent_ns_ : run_start_ns_, uv_hrtime());
+  timing_.on_event(offset);
   const SseOptions& o = opts_.sse;
   if (o.end_data && e.data == *o.end_data)
     return on_end_sentinel(offset, fmt::format("data {}", *o.end_data));
@@ -524,6 +528,7 @@ ProbeDetails SseAgentProbe::details() const {
     timeline.push_back({{"type", e.type}, {"offset_ms", std::lround(e.offset_seconds * 1000)}});
   d.set(kTimelineField, timeline);
   d.set(kEventsReceivedField, match_.received());
+  if (sent_ns_ != 0) timing_.report(d);
   if (easy_ != nullptr && head_checked_) {
     long status = 0;
     curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &status);
