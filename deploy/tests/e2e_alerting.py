@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """End-to-end alerting test: canaryd -> Prometheus -> Alertmanager -> webhook.
 
-    e2e_alerting.py CANARYD_BIN [ALERTMANAGER_YML] [--detail basic|full]
+    e2e_alerting.py CANARYD_BIN [ALERTMANAGER_YML] [--detail basic|full|basic,full]
 
 --detail sets canaryd's metrics.detail (default basic, canaryd's own default):
 the rules and the latency alerts must work from either mode's histograms.
+With both modes, the test runs once per mode, side by side (ctest does).
 
 Starts, all on 127.0.0.1 and free ports, in a temp dir:
   * the fake platform backend (tests/fixtures/fake_platform.py);
@@ -509,15 +510,62 @@ class E2E(P0Incidents, SignalScenarios):
             self.sink.server_close()
 
 
+def run_modes_side_by_side(argv, details):
+    """One run per metrics mode, at once: each is its own process with its own
+    servers on free ports, and mostly waits, so together they take the time
+    of one. Their lines are prefixed with the mode; any failure fails all."""
+    children = {}
+    for detail in details:
+        children[detail] = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *argv[1:], "--detail", detail],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)
+
+    def relay(detail, proc):
+        for line in proc.stdout:
+            sys.stdout.write(f"[{detail}] {line.decode(errors='replace')}")
+            sys.stdout.flush()
+
+    threads = [threading.Thread(target=relay, args=item, daemon=True)
+               for item in children.items()]
+    for t in threads:
+        t.start()
+    try:
+        codes = {d: p.wait() for d, p in children.items()}
+    finally:
+        for p in children.values():
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+    for t in threads:
+        t.join(timeout=10)
+    for d, code in codes.items():
+        print(f"metrics detail {d}: {'PASSED' if code == 0 else f'FAILED (exit {code})'}",
+              flush=True)
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
+def _die_with_parent():
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv):
-    detail = "basic"
+    details = ["basic"]
     if "--detail" in argv:
         i = argv.index("--detail")
-        detail = argv[i + 1] if i + 1 < len(argv) else ""
+        details = argv[i + 1].split(",") if i + 1 < len(argv) else []
         argv = argv[:i] + argv[i + 2:]
-    if len(argv) not in (2, 3) or detail not in ("basic", "full"):
+    if len(argv) not in (2, 3) or not details or \
+            any(d not in ("basic", "full") for d in details) or len(set(details)) != len(details):
         print(__doc__.split("\n\n")[0], file=sys.stderr)
         return 2
+    if len(details) > 1:
+        return run_modes_side_by_side(argv, details)
+    detail = details[0]
     canaryd_bin = os.path.abspath(argv[1])
     am_config = argv[2] if len(argv) == 3 else str(SHIPPED_AM_CONFIG)
 

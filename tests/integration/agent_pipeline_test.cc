@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/agent_fixture.h"
 #include "tests/support/harness.h"
 
 using namespace canaryd::test;
@@ -44,22 +45,9 @@ const std::vector<std::string> kAgentReasons = {"timeout",
                                                 "missing_event",
                                                 "schema"};
 
-// The fixture, started with a bypass key so that /auth/token answers only a
-// request carrying it (X-Bypass-Key); shared by the tests of this file.
-struct Platform {
-  std::string bypass_key = "bypassKEY" + random_token(24);
-  FakePlatform fp{options()};
-  FakePlatform::Options options() {
-    FakePlatform::Options o;
-    o.extra_args = {"--bypass-key", bypass_key};
-    return o;
-  }
-  // The agent endpoint; query without the '?'.
-  std::string ws(const std::string& query) const {
-    return fmt::format("ws://127.0.0.1:{}/ws?{}", fp.http_port(), query);
-  }
-  // The environment a probe's ${env:AGENT_BYPASS_KEY} reads the key from.
-  std::vector<std::string> env() const { return {"AGENT_BYPASS_KEY=" + bypass_key}; }
+// The fixture, shared by the tests of this file, and what it counted of the
+// token step.
+struct Platform : AgentPlatform {
   json auth_stats(bool reset = false) const {
     auto r = http_get(fp.url(reset ? "/_auth_stats?reset=1" : "/_auth_stats"));
     INFO(r.error << r.body);
@@ -74,22 +62,6 @@ Platform& platform() {
   static Platform p;
   return p;
 }
-
-// A token step (one flow-style line under agent_pipeline:) against the fixture,
-// sending the bypass key from the environment variable key_env.
-std::string token_step(const std::string& url, const std::string& extra = "",
-                       const std::string& key_env = "AGENT_BYPASS_KEY") {
-  return "token: {url: \"" + url + "\", headers: {X-Bypass-Key: \"${env:" + key_env +
-         "}\"}, body: '{\"user\": \"canary\"}', json_path: data.token" + extra + "}";
-}
-
-const std::string kSend =
-    "send: {json: {type: user_message, payload: {content: \"canary ping\", thread_id: "
-    "\"{{run_id}}\"}}}";
-const std::string kEvents =
-    "events: [{type: agent_started}, {type: agent_thinking}, "
-    "{type: tool_executing, required: [data.tool_name]}, "
-    "{type: tool_completed, required: [data.tool_name, data.results]}, {type: agent_completed}]";
 
 struct Agent {
   std::string name{};
@@ -109,30 +81,11 @@ std::string agent_probe(const Agent& a) {
       "    agent_pipeline:\n      websocket:\n        url: \"{}\"\n",
       a.name, a.interval, a.timeout, p.ws(a.query));
   for (const auto& line : a.websocket) out += "        " + line + "\n";
-  bool send = false, events = false;
-  for (const auto& line : a.keys) {
-    out += "      " + line + "\n";
-    send = send || line.rfind("send:", 0) == 0;
-    events = events || line.rfind("events:", 0) == 0;
-  }
-  if (!send) out += "      " + kSend + "\n";
-  if (!events) out += "      " + kEvents + "\n";
-  return out;
+  return out + agent_keys(a.keys);
 }
-
-std::string message(const json& result) { return result.value("message", std::string()); }
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
-}
-
-// The event types of a details.events timeline, in arrival order.
-std::vector<std::string> timeline_types(const json& result) {
-  std::vector<std::string> out;
-  json events = detail(result, "events");
-  if (events.is_array())
-    for (const auto& e : events) out.push_back(e.value("type", std::string("(none)")));
-  return out;
 }
 
 bool offsets_nondecreasing(const json& result) {
@@ -255,11 +208,11 @@ TEST_CASE("agent: the golden path and its tolerated variations pass", "[agent]")
                    .query = q + "happy&require_token=1&subprotocol=first",
                    .websocket = {"subprotocols: [jwt-auth, \"jwt.{{token}}\"]",
                                  "expect_subprotocol: jwt-auth"},
-                   .keys = {token_step(p.fp.url("/auth/token"))}}) +
+                   .keys = {agent_token_step(p.fp.url("/auth/token"))}}) +
       agent_probe({.name = "token-header",
                    .query = q + "happy&require_token=1",
                    .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
-                   .keys = {token_step(p.fp.url("/auth/token"))}}) +
+                   .keys = {agent_token_step(p.fp.url("/auth/token"))}}) +
       agent_probe({.name = "heartbeats", .query = q + "heartbeats"}) +
       agent_probe({.name = "repeat-tools", .query = q + "repeat_tools"}) +
       agent_probe({.name = "repeat-tools-listed",
@@ -297,7 +250,7 @@ TEST_CASE("agent: the golden path and its tolerated variations pass", "[agent]")
   }
 
   auto happy = result_of(out, "happy");
-  CHECK(message(happy).rfind("agent_completed at ", 0) == 0);
+  CHECK(result_message(happy).rfind("agent_completed at ", 0) == 0);
   for (const char* phase :
        {"connect", "handshake", "first_event", "agent_started", "agent_thinking", "tool_executing",
         "tool_completed", "agent_completed", "close", "total"}) {
@@ -424,26 +377,26 @@ TEST_CASE("agent: each conversation failure is a distinct reason with its detail
 
   auto overall = result_of(out, "overall");
   CHECK(overall["reason"] == "timeout");
-  CHECK(contains(message(overall), "awaiting tool_completed"));
+  CHECK(contains(result_message(overall), "awaiting tool_completed"));
   CHECK(detail(overall, "timeout_phase") == "events");
   CHECK(detail(overall, "awaited_event") == "tool_completed");
 
   auto no_tool_name = result_of(out, "no-tool-name");
   CHECK(no_tool_name["reason"] == "schema");
-  CHECK(contains(message(no_tool_name), "tool_executing"));
-  CHECK(contains(message(no_tool_name), "data.tool_name"));
+  CHECK(contains(result_message(no_tool_name), "tool_executing"));
+  CHECK(contains(result_message(no_tool_name), "data.tool_name"));
   CHECK(detail(no_tool_name, "missing_field") ==
         json({{"event", "tool_executing"}, {"field", "data.tool_name"}}));
 
   auto no_results = result_of(out, "no-results");
   CHECK(no_results["reason"] == "schema");
-  CHECK(contains(message(no_results), "data.results"));
+  CHECK(contains(result_message(no_results), "data.results"));
   CHECK(detail(no_results, "missing_field") ==
         json({{"event", "tool_completed"}, {"field", "data.results"}}));
 
   auto order = result_of(out, "out-of-order");
   CHECK(order["reason"] == "missing_event");
-  CHECK(message(order).rfind("agent_thinking", 0) == 0);
+  CHECK(result_message(order).rfind("agent_thinking", 0) == 0);
   CHECK(has(strings(detail(order, "missing_events")), "agent_thinking"));
 
   CHECK(reason("non-json") == "protocol");
@@ -452,22 +405,22 @@ TEST_CASE("agent: each conversation failure is a distinct reason with its detail
   auto closed = result_of(out, "close-1011");
   CHECK(closed["reason"] == "ws_abnormal_close");
   CHECK(detail(closed, "close_code") == 1011);
-  CHECK(contains(message(closed), "after agent_thinking"));
+  CHECK(contains(result_message(closed), "after agent_thinking"));
 
   auto correlation = result_of(out, "wrong-correlation");
   CHECK(correlation["reason"] == "schema");
-  CHECK(contains(message(correlation), "thread_id"));
+  CHECK(contains(result_message(correlation), "thread_id"));
 
   auto early = result_of(out, "closed-early");
   CHECK(early["reason"] == "missing_event");
-  CHECK(message(early).rfind("tool_completed", 0) == 0);
-  CHECK(contains(message(early), "after tool_executing"));
+  CHECK(result_message(early).rfind("tool_completed", 0) == 0);
+  CHECK(contains(result_message(early), "after tool_executing"));
   CHECK(strings(detail(early, "missing_events")) ==
         std::vector<std::string>{"tool_completed", "agent_completed"});
   auto dropped = result_of(out, "dropped");
   CHECK(dropped["reason"] == "ws_abnormal_close");
   CHECK(detail(dropped, "close_code") == 1006);
-  CHECK(contains(message(dropped), "after tool_executing"));
+  CHECK(contains(result_message(dropped), "after tool_executing"));
   auto failing = result_of(out, "sessions-failing");
   CHECK(failing["reason"] == "ws_abnormal_close");
   CHECK(detail(failing, "connections_ok") == 0);
@@ -475,7 +428,7 @@ TEST_CASE("agent: each conversation failure is a distinct reason with its detail
 
   auto one_call = result_of(out, "one-tool-call");
   CHECK(one_call["reason"] == "missing_event");
-  CHECK(message(one_call).rfind("tool_executing", 0) == 0);
+  CHECK(result_message(one_call).rfind("tool_executing", 0) == 0);
 }
 
 TEST_CASE("agent: a failed token step is auth and never a WebSocket failure", "[agent][auth]") {
@@ -487,26 +440,26 @@ TEST_CASE("agent: a failed token step is auth and never a WebSocket failure", "[
       agent_probe({.name = "denied",
                    .query = q + "&require_token=1",
                    .websocket = {header},
-                   .keys = {token_step(p.fp.url("/auth/token?mode=deny"))}}) +
+                   .keys = {agent_token_step(p.fp.url("/auth/token?mode=deny"))}}) +
       agent_probe({.name = "wrong-key",
                    .query = q + "&require_token=1",
                    .websocket = {header},
-                   .keys = {token_step(p.fp.url("/auth/token"), "", "AGENT_WRONG_KEY")}}) +
+                   .keys = {agent_token_step(p.fp.url("/auth/token"), "", "AGENT_WRONG_KEY")}}) +
       agent_probe({.name = "no-token-there",
                    .query = q + "&require_token=1",
                    .websocket = {header},
                    .keys = {"token: {url: \"" + p.fp.url("/health") +
                             "\", method: GET, json_path: data.token}"}}) +
-      agent_probe(
-          {.name = "token-refused",
-           .query = q + "&require_token=1",
-           .websocket = {header},
-           .keys = {token_step(fmt::format("http://127.0.0.1:{}/auth/token", free_port()))}}) +
+      agent_probe({.name = "token-refused",
+                   .query = q + "&require_token=1",
+                   .websocket = {header},
+                   .keys = {agent_token_step(
+                       fmt::format("http://127.0.0.1:{}/auth/token", free_port()))}}) +
       agent_probe({.name = "no-token-step", .query = q + "&require_token=1"}) +
       agent_probe({.name = "right-key",
                    .query = q + "&require_token=1",
                    .websocket = {header},
-                   .keys = {token_step(p.fp.url("/auth/token"))}});
+                   .keys = {agent_token_step(p.fp.url("/auth/token"))}});
   auto env = p.env();
   env.push_back("AGENT_WRONG_KEY=wrongKEY" + random_token(24));
   int code = 0;
@@ -558,7 +511,7 @@ TEST_CASE("agent: per-event metrics and the state timeline and status of a runni
           agent_probe({.name = "agent-cached",
                        .query = q + "happy&require_token=1",
                        .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
-                       .keys = {token_step(p.fp.url("/auth/token"), ", cache_for: 10m")},
+                       .keys = {agent_token_step(p.fp.url("/auth/token"), ", cache_for: 10m")},
                        .timeout = "1s",
                        .interval = "1s"}) +
           // Each run is refused a 2 MiB frame: the daemon must shrug that off.
@@ -687,7 +640,7 @@ TEST_CASE("agent: per-event metrics and the state timeline and status of a runni
   INFO(order.dump(2));
   CHECK(order["status"] == "failing");
   CHECK(order["last"]["reason"] == "missing_event");
-  CHECK(message(order["last"]).rfind("agent_thinking", 0) == 0);
+  CHECK(result_message(order["last"]).rfind("agent_thinking", 0) == 0);
   CHECK(has(strings(order["last"]["details"]["missing_events"]), "agent_thinking"));
   CHECK(timeline_types(order["last"]) ==
         std::vector<std::string>{"agent_started", "tool_executing"});
@@ -745,7 +698,7 @@ TEST_CASE("agent: the bypass key and issued tokens never leak", "[agent][secrets
   // The runs must pass, not race a clock: a 1 s timeout failed this test on a
   // machine at load 6 (ASan, a token step, a handshake and five events).
   const std::string q = "event_delay_ms=50&require_token=1&agent=";
-  const std::string step = token_step(p.fp.url("/auth/token"));
+  const std::string step = agent_token_step(p.fp.url("/auth/token"));
   std::string probes =
       agent_probe({.name = "sec-sub",
                    .query = q + "happy&subprotocol=first",
@@ -776,7 +729,7 @@ TEST_CASE("agent: the bypass key and issued tokens never leak", "[agent][secrets
       agent_probe({.name = "sec-wrong-key",
                    .query = q + "happy",
                    .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
-                   .keys = {token_step(p.fp.url("/auth/token"), "", "AGENT_WRONG_KEY")},
+                   .keys = {agent_token_step(p.fp.url("/auth/token"), "", "AGENT_WRONG_KEY")},
                    .timeout = "3s",
                    .interval = "3s"});
   const std::string wrong_key = "wrongKEY" + random_token(24);
@@ -861,7 +814,7 @@ TEST_CASE("agent: a token the server echoes back is never shown in whole or in p
       agent_probe({.name = "echo",
                    .query = "event_delay_ms=50&require_token=1&agent=wrong_correlation",
                    .websocket = {"headers: {Authorization: \"Bearer {{token}}\"}"},
-                   .keys = {token_step(p.fp.url("/auth/token")),
+                   .keys = {agent_token_step(p.fp.url("/auth/token")),
                             "send: {json: {type: user_message, payload: {content: \"canary "
                             "ping\", thread_id: \"{{token}}\"}}}",
                             "correlation_field: thread_id"}});
@@ -874,8 +827,8 @@ TEST_CASE("agent: a token the server echoes back is never shown in whole or in p
   REQUIRE_FALSE(out.is_discarded());
   auto r = result_of(out, "echo");
   CHECK(r["reason"] == "schema");
-  CHECK(contains(message(r), "thread_id"));
-  CHECK(token_like_runs(message(r)) == std::vector<std::string>{});
+  CHECK(contains(result_message(r), "thread_id"));
+  CHECK(token_like_runs(result_message(r)) == std::vector<std::string>{});
   CHECK(token_like_runs(once.out) == std::vector<std::string>{});
   CHECK(token_like_runs(once.err) == std::vector<std::string>{});
   CHECK_FALSE(contains(once.out + once.err, p.bypass_key));

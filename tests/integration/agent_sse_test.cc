@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/agent_fixture.h"
 #include "tests/support/harness.h"
 
 using namespace canaryd::test;
@@ -22,34 +23,10 @@ namespace {
 const std::vector<std::string> kGoldenPath = {"agent_started", "agent_thinking", "tool_executing",
                                               "tool_completed", "agent_completed"};
 
-struct Platform {
-  std::string bypass_key = "bypassKEY" + random_token(24);
-  FakePlatform fp{options()};
-  FakePlatform::Options options() {
-    FakePlatform::Options o;
-    o.extra_args = {"--bypass-key", bypass_key};
-    return o;
-  }
-  std::vector<std::string> env() const { return {"AGENT_BYPASS_KEY=" + bypass_key}; }
-};
-
-Platform& platform() {
-  static Platform p;
+AgentPlatform& platform() {
+  static AgentPlatform p;
   return p;
 }
-
-std::string token_step(const std::string& url) {
-  return "token: {url: \"" + url +
-         "\", headers: {X-Bypass-Key: \"${env:AGENT_BYPASS_KEY}\"}, json_path: data.token}";
-}
-
-const std::string kSend =
-    "send: {json: {type: user_message, payload: {content: \"canary ping\", thread_id: "
-    "\"{{run_id}}\"}}}";
-const std::string kEvents =
-    "events: [{type: agent_started}, {type: agent_thinking}, "
-    "{type: tool_executing, required: [data.tool_name]}, "
-    "{type: tool_completed, required: [data.tool_name, data.results]}, {type: agent_completed}]";
 
 struct SseAgent {
   std::string name{};
@@ -69,29 +46,11 @@ std::string sse_probe(const SseAgent& a) {
       "    agent_pipeline:\n      transport: sse\n      sse:\n        url: \"{}\"\n",
       a.name, a.timeout, url);
   for (const auto& line : a.sse) out += "        " + line + "\n";
-  bool send = false, events = false;
-  for (const auto& line : a.keys) {
-    out += "      " + line + "\n";
-    send = send || line.rfind("send:", 0) == 0;
-    events = events || line.rfind("events:", 0) == 0;
-  }
-  if (!send) out += "      " + kSend + "\n";
-  if (!events) out += "      " + kEvents + "\n";
-  return out;
+  return out + agent_keys(a.keys);
 }
-
-std::string message(const json& result) { return result.value("message", std::string()); }
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
-}
-
-std::vector<std::string> timeline_types(const json& result) {
-  std::vector<std::string> out;
-  json events = detail(result, "events");
-  if (events.is_array())
-    for (const auto& e : events) out.push_back(e.value("type", std::string("(none)")));
-  return out;
 }
 
 std::vector<std::string> strings(const json& j) {
@@ -149,7 +108,7 @@ TEST_CASE("agent sse: the golden path passes with each end sentinel and type sou
       sse_probe({.name = "token",
                  .query = q + "happy&require_token=1",
                  .sse = {"headers: {Authorization: \"Bearer {{token}}\"}", "end_event: done"},
-                 .keys = {token_step(p.fp.url("/auth/token"))}}) +
+                 .keys = {agent_token_step(p.fp.url("/auth/token"))}}) +
       sse_probe({.name = "openai",
                  .query = q + "openai",
                  .sse = {"event_type_from: data", "end_data: \"[DONE]\""},
@@ -170,8 +129,8 @@ TEST_CASE("agent sse: the golden path passes with each end sentinel and type sou
     CHECK(detail(r, "status_code") == 200);
   }
   auto happy = result_of(out, "end-event");
-  CHECK(message(happy).rfind("agent_completed at ", 0) == 0);
-  CHECK(contains(message(happy), "then event done at "));
+  CHECK(result_message(happy).rfind("agent_completed at ", 0) == 0);
+  CHECK(contains(result_message(happy), "then event done at "));
   for (const char* phase :
        {"connect", "handshake", "first_event", "agent_started", "agent_thinking", "tool_executing",
         "tool_completed", "agent_completed", "total"}) {
@@ -192,12 +151,12 @@ TEST_CASE("agent sse: the golden path passes with each end sentinel and type sou
   with_end.push_back("other");
   CHECK(timeline_types(happy) == with_end);
   CHECK(detail(happy, "awaited_event").is_null());
-  CHECK(contains(message(result_of(out, "end-data")), "data [DONE]"));
-  CHECK(message(result_of(out, "no-sentinel")).rfind("agent_completed at ", 0) == 0);
+  CHECK(contains(result_message(result_of(out, "end-data")), "data [DONE]"));
+  CHECK(result_message(result_of(out, "no-sentinel")).rfind("agent_completed at ", 0) == 0);
   CHECK(result_of(out, "token")["phases"].contains("token"));
   auto openai = result_of(out, "openai");
   CHECK(detail(openai, "events_received")["chat.completion.chunk"] == 7);
-  CHECK(contains(message(openai), "data [DONE]"));
+  CHECK(contains(result_message(openai), "data [DONE]"));
 }
 
 TEST_CASE("agent sse: each failure is its own reason with its phase and details", "[agent][sse]") {
@@ -246,7 +205,7 @@ TEST_CASE("agent sse: each failure is its own reason with its phase and details"
       sse_probe({.name = "token-denied",
                  .query = q + "happy",
                  .sse = {"headers: {Authorization: \"Bearer {{token}}\"}", end},
-                 .keys = {token_step(p.fp.url("/auth/token?mode=deny"))}});
+                 .keys = {agent_token_step(p.fp.url("/auth/token?mode=deny"))}});
   int code = 0;
   json out = once_json(config, &code, p.env());
   INFO(out.dump(2));
@@ -268,7 +227,7 @@ TEST_CASE("agent sse: each failure is its own reason with its phase and details"
   auto overall = result_of(out, "overall");
   CHECK(overall["reason"] == "timeout");
   CHECK(detail(overall, "timeout_phase") == "events");
-  CHECK(contains(message(overall), "awaiting tool_completed"));
+  CHECK(contains(result_message(overall), "awaiting tool_completed"));
 
   auto silent_overall = result_of(out, "silent-overall");
   CHECK(silent_overall["reason"] == "timeout");
@@ -282,45 +241,45 @@ TEST_CASE("agent sse: each failure is its own reason with its phase and details"
 
   auto dropped = result_of(out, "dropped");
   CHECK(dropped["reason"] == "missing_event");
-  CHECK(message(dropped).rfind("tool_executing (after agent_thinking", 0) == 0);
-  CHECK(contains(message(dropped), "the connection broke"));
+  CHECK(result_message(dropped).rfind("tool_executing (after agent_thinking", 0) == 0);
+  CHECK(contains(result_message(dropped), "the connection broke"));
   CHECK(strings(detail(dropped, "missing_events")) ==
         std::vector<std::string>{"tool_executing", "tool_completed", "agent_completed"});
 
   auto ended = result_of(out, "ended");
   CHECK(ended["reason"] == "missing_event");
-  CHECK(contains(message(ended), "the server ended the stream"));
+  CHECK(contains(result_message(ended), "the server ended the stream"));
 
   auto no_sentinel = result_of(out, "no-sentinel");
   CHECK(no_sentinel["reason"] == "missing_event");
-  CHECK(message(no_sentinel).rfind("event finished (after agent_completed", 0) == 0);
+  CHECK(result_message(no_sentinel).rfind("event finished (after agent_completed", 0) == 0);
   CHECK(detail(no_sentinel, "awaited_event") == "event finished");
 
   auto early = result_of(out, "sentinel-early");
   CHECK(early["reason"] == "missing_event");
-  CHECK(message(early).rfind("agent_summary (", 0) == 0);
-  CHECK(contains(message(early), "the stream ended with event done"));
+  CHECK(result_message(early).rfind("agent_summary (", 0) == 0);
+  CHECK(contains(result_message(early), "the stream ended with event done"));
 
   auto wrong = result_of(out, "wrong-type");
   CHECK(wrong["reason"] == "protocol");
-  CHECK(contains(message(wrong), "application/json"));
+  CHECK(contains(result_message(wrong), "application/json"));
 
   auto rejected = result_of(out, "rejected");
   CHECK(rejected["reason"] == "http_status");
   CHECK(detail(rejected, "status_code") == 503);
-  CHECK(contains(message(rejected), "503"));
+  CHECK(contains(result_message(rejected), "503"));
   auto unauthorized = result_of(out, "unauthorized");
   CHECK(unauthorized["reason"] == "http_status");
   CHECK(detail(unauthorized, "status_code") == 401);
 
   CHECK(result_of(out, "non-json")["reason"] == "protocol");
-  CHECK(contains(message(result_of(out, "non-json")), "after agent_started"));
+  CHECK(contains(result_message(result_of(out, "non-json")), "after agent_started"));
   CHECK(result_of(out, "non-json-event")["reason"] == "protocol");
-  CHECK(contains(message(result_of(out, "oversized")), "max_event_bytes"));
+  CHECK(contains(result_message(result_of(out, "oversized")), "max_event_bytes"));
   CHECK(result_of(out, "oversized")["reason"] == "protocol");
-  CHECK(contains(message(result_of(out, "long-line")), "max_line_bytes"));
+  CHECK(contains(result_message(result_of(out, "long-line")), "max_line_bytes"));
   CHECK(result_of(out, "long-line")["reason"] == "protocol");
-  CHECK(contains(message(result_of(out, "too-much")), "max_total_bytes"));
+  CHECK(contains(result_message(result_of(out, "too-much")), "max_total_bytes"));
   CHECK(result_of(out, "too-much")["reason"] == "protocol");
   CHECK(result_of(out, "refused")["reason"] == "connect_refused");
   auto denied = result_of(out, "token-denied");
@@ -333,7 +292,7 @@ TEST_CASE("agent sse: an issued token never reaches the output", "[agent][sse][s
   auto& p = platform();
   const std::string q = "event_delay_ms=20&require_token=1&agent=";
   const std::string header = "headers: {Authorization: \"Bearer {{token}}\"}";
-  const std::string step = token_step(p.fp.url("/auth/token"));
+  const std::string step = agent_token_step(p.fp.url("/auth/token"));
   std::string config =
       "probes:\n" +
       sse_probe({.name = "ok", .query = q + "happy", .sse = {header}, .keys = {step}}) +

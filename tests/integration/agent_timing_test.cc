@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/support/agent_fixture.h"
 #include "tests/support/harness.h"
 
 using namespace canaryd::test;
@@ -25,9 +26,7 @@ constexpr double kFirst = 0.15;  // first_event_delay_ms=150
 constexpr double kDelay = 0.1;   // event_delay_ms=100
 const std::string kTiming = "first_event_delay_ms=150&event_delay_ms=100&agent=";
 
-const std::string kSend =
-    "send: {json: {type: user_message, payload: {content: \"canary ping\", thread_id: "
-    "\"{{run_id}}\"}}}";
+// The golden path's events without their required fields: only the timing matters here.
 const std::string kEvents =
     "events: [{type: agent_started}, {type: agent_thinking}, {type: tool_executing}, "
     "{type: tool_completed}, {type: agent_completed}]";
@@ -43,7 +42,7 @@ std::string ws_probe(const std::string& name, const std::string& mode,
       "  - name: {}\n    type: agent_pipeline\n    interval: 2s\n    timeout: 2s\n{}"
       "    agent_pipeline:\n      websocket: {{url: \"ws://127.0.0.1:{}/ws?{}{}\"}}\n"
       "      idle_timeout: 1s\n      first_event_timeout: 1s\n      {}\n      {}\n",
-      name, more, platform().http_port(), kTiming, mode, kSend, kEvents);
+      name, more, platform().http_port(), kTiming, mode, kGoldenSend, kEvents);
 }
 
 std::string sse_probe(const std::string& name, const std::string& mode,
@@ -53,7 +52,7 @@ std::string sse_probe(const std::string& name, const std::string& mode,
       "    agent_pipeline:\n      transport: sse\n"
       "      sse: {{url: \"{}\", end_event: done}}\n"
       "      idle_timeout: 1s\n      first_event_timeout: 1s\n      {}\n      {}\n",
-      name, more, platform().url("/sse?" + kTiming + mode), kSend, kEvents);
+      name, more, platform().url("/sse?" + kTiming + mode), kGoldenSend, kEvents);
 }
 
 double value(const std::string& metrics, const std::string& name,

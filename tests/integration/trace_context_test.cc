@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/agent_fixture.h"
 #include "tests/support/harness.h"
 
 using namespace canaryd::test;
@@ -19,21 +20,8 @@ using nlohmann::json;
 
 namespace {
 
-struct Platform {
-  std::string bypass_key = "bypassKEY" + random_token(24);
-  FakePlatform fp{options()};
-  FakePlatform::Options options() {
-    FakePlatform::Options o;
-    o.extra_args = {"--bypass-key", bypass_key};
-    return o;
-  }
-  std::string ws(const std::string& query) const {
-    return fmt::format("ws://127.0.0.1:{}/ws?{}", fp.http_port(), query);
-  }
-};
-
-Platform& platform() {
-  static Platform p;
+AgentPlatform& platform() {
+  static AgentPlatform p;
   return p;
 }
 
