@@ -9,7 +9,7 @@ With both modes, the test runs once per mode, side by side (ctest does).
 
 Starts, all on 127.0.0.1 and free ports, in a temp dir:
   * the fake platform backend (tests/fixtures/fake_platform.py);
-  * a WebSocket fault switch (e2e_support.py, see below) in front of its /ws,
+  * a WebSocket fault switch (e2e_relays.py, see below) in front of its /ws,
     and four flapping relays in front of it (each resets one connection in 20);
   * redis-server (no persistence), and PostgreSQL behind a relay that can hold
     each of its answers (a slow database);
@@ -62,7 +62,7 @@ of fault-to-notification times.
 How the WebSocket fault is switched: the fixture picks each WebSocket's
 behaviour from its URL query (/ws?subprotocol=none: the 101 selects no
 subprotocol), and it must not be edited. So the probe's URL points at a small
-HTTP-aware TCP relay in this script (FaultSwitch) that forwards every
+HTTP-aware TCP relay (FaultSwitch, e2e_relays.py) that forwards every
 connection to the fixture's /ws unchanged, and while the switch is on rewrites
 the upgrade request's target to /ws?subprotocol=none. canaryd's config and the
 probe never change (no reload), so its counters and series are continuous, as
@@ -108,10 +108,11 @@ import time
 import urllib.error
 import urllib.parse
 
+from e2e_relays import FaultSwitch, Flapper, SlowServer
 from e2e_support import (
-    RECEIVER_OF, START_TIMEOUT, T0, Child, FaultSwitch, Failure, Flapper, Interrupted, Postgres,
-    Redis, Sink, SlowServer, alertmanager_config, fmt_alert, free_port, get_json, log,
-    notifications, start_on_free_port, wait_until, which)
+    RECEIVER_OF, START_TIMEOUT, T0, Child, Failure, Interrupted, Postgres, Redis, Sink,
+    alertmanager_config, fmt_alert, free_port, get_json, log, notifications, run_side_by_side,
+    start_on_free_port, wait_until, which)
 from e2e_incidents import (
     ALERT_FOR, BASELINE_TIMEOUT, ENV, HTTP_CATEGORY, HTTP_PROBE, LOCATION, PROBE_INTERVAL,
     REDIS_CATEGORY, REDIS_PROBE, SHORT_WINDOW, WS_CATEGORY, WS_PROBE, P0Incidents)
@@ -510,49 +511,6 @@ class E2E(P0Incidents, SignalScenarios):
             self.sink.server_close()
 
 
-def run_modes_side_by_side(argv, details):
-    """One run per metrics mode, at once: each is its own process with its own
-    servers on free ports, and mostly waits, so together they take the time
-    of one. Their lines are prefixed with the mode; any failure fails all."""
-    children = {}
-    for detail in details:
-        children[detail] = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), *argv[1:], "--detail", detail],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent)
-
-    def relay(detail, proc):
-        for line in proc.stdout:
-            sys.stdout.write(f"[{detail}] {line.decode(errors='replace')}")
-            sys.stdout.flush()
-
-    threads = [threading.Thread(target=relay, args=item, daemon=True)
-               for item in children.items()]
-    for t in threads:
-        t.start()
-    try:
-        codes = {d: p.wait() for d, p in children.items()}
-    finally:
-        for p in children.values():
-            if p.poll() is None:
-                p.terminate()
-                p.wait(timeout=30)
-    for t in threads:
-        t.join(timeout=10)
-    for d, code in codes.items():
-        print(f"metrics detail {d}: {'PASSED' if code == 0 else f'FAILED (exit {code})'}",
-              flush=True)
-    return 0 if all(c == 0 for c in codes.values()) else 1
-
-
-def _die_with_parent():
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def main(argv):
     details = ["basic"]
     if "--detail" in argv:
@@ -564,7 +522,9 @@ def main(argv):
         print(__doc__.split("\n\n")[0], file=sys.stderr)
         return 2
     if len(details) > 1:
-        return run_modes_side_by_side(argv, details)
+        me = [sys.executable, os.path.abspath(__file__), *argv[1:]]
+        return run_side_by_side([me + ["--detail", d] for d in details],
+                                [f"metrics detail {d}" for d in details])
     detail = details[0]
     canaryd_bin = os.path.abspath(argv[1])
     am_config = argv[2] if len(argv) == 3 else str(SHIPPED_AM_CONFIG)
