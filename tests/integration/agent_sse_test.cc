@@ -176,6 +176,8 @@ TEST_CASE("agent sse: each failure is its own reason with its phase and details"
       sse_probe({.name = "overall", .query = q + "no_tool_completed", .timeout = "2s"}) +
       // The head came, no event: the probe's own timeout names first_event.
       sse_probe({.name = "silent-overall", .query = q + "silent", .timeout = "2s"}) +
+      // Not even the head came: the request is still being answered.
+      sse_probe({.name = "no-head", .query = q + "no_head", .timeout = "2s"}) +
       sse_probe({.name = "missing-field", .query = q + "no_tool_name", .sse = {end}}) +
       sse_probe({.name = "dropped", .query = q + "drop", .sse = {end}}) +
       sse_probe({.name = "ended", .query = q + "no_end", .sse = {end}}) +
@@ -233,6 +235,12 @@ TEST_CASE("agent sse: each failure is its own reason with its phase and details"
   CHECK(silent_overall["reason"] == "timeout");
   CHECK(detail(silent_overall, "timeout_phase") == "first_event");
   CHECK(detail(silent_overall, "awaited_event") == "agent_started");
+
+  auto no_head = result_of(out, "no-head");
+  CHECK(no_head["reason"] == "timeout");
+  CHECK(detail(no_head, "timeout_phase") == "handshake");
+  CHECK(detail(no_head, "awaited_event") == "agent_started");
+  CHECK(contains(result_message(no_head), "during handshake"));
 
   auto field = result_of(out, "missing-field");
   CHECK(field["reason"] == "schema");
