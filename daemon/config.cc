@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include "base/usable_cpus.h"
@@ -317,23 +318,22 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text) {
 
 namespace {
 
-// CanaryLatencyP95High compares histogram_quantile(0.95) of a probe's duration
-// buckets with its threshold. At a bucket bound the comparison is exact; between
-// two bounds the quantile is interpolated, so runs of 1.2 s read as up to 2 s
-// with bounds 1 and 2, and a threshold of 1.5 s pages with no run above it.
-void warn_p95_threshold_between_bounds(Config& config) {
-  const AlertRuleConfig* rule = nullptr;
-  for (const auto& r : config.alerting.rules)
-    if (r.key == "latency_p95_high" && r.enabled) rule = &r;
-  if (!rule) return;
-  const auto& types = config.alerting.latency_types;
+// A quantile alert compares histogram_quantile over a probe's buckets with its
+// threshold: CanaryLatencyP95High the duration histogram's, a type's own
+// (the agent stream's p99 gap) its histogram's. At a bucket bound the
+// comparison is exact; between two bounds the quantile is interpolated, so
+// runs of 1.2 s read as up to 2 s with bounds 1 and 2, and a threshold of
+// 1.5 s pages with no run above it.
+void warn_threshold_between_bounds(
+    Config& config, const AlertRuleConfig& rule, const std::string& what,
+    const std::function<std::optional<std::vector<double>>(const ConfiguredProbe&)>& bounds_of) {
   std::vector<std::string> names;
   std::string bounds_text;
   for (const auto& p : config.probes) {
-    if (std::find(types.begin(), types.end(), p.type->name) == types.end()) continue;
-    Bounds bounds = duration_bounds(p.spec);
+    auto bounds = bounds_of(p);
+    if (!bounds) continue;
     bool on_bound = std::any_of(bounds->begin(), bounds->end(), [&](double b) {
-      return std::abs(b - rule->threshold) <= 1e-9 * std::max(1.0, b);
+      return std::abs(b - rule.threshold) <= 1e-9 * std::max(1.0, b);
     });
     if (on_bound) continue;
     if (names.empty()) bounds_text = fmt::format("{}", fmt::join(*bounds, ", "));
@@ -344,11 +344,41 @@ void warn_p95_threshold_between_bounds(Config& config) {
   std::string who = fmt::format("{}", fmt::join(names.begin(), names.begin() + shown, ", "));
   if (names.size() > shown) who += fmt::format(" and {} more", names.size() - shown);
   config.warnings.push_back(
-      {config.file, 0, "alerting.rules.latency_p95_high.threshold",
-       fmt::format("{}s is not a bound of the duration buckets of {} ({}): their p95 is "
-                   "interpolated between two bounds and can exceed {}s when no run did, a false "
-                   "page; add it to metrics.buckets or choose one of the bounds",
-                   rule->threshold, who, bounds_text, rule->threshold)});
+      {config.file, 0, fmt::format("alerting.rules.{}.threshold", rule.key),
+       fmt::format("{}s is not a bound of the {} buckets of {} ({}): their quantile is "
+                   "interpolated between two bounds and can exceed {}s when nothing did, a false "
+                   "page; {}choose one of the bounds",
+                   rule.threshold, what, who, bounds_text, rule.threshold,
+                   what == "duration" ? "add it to metrics.buckets or " : "")});
+}
+
+void warn_thresholds_between_bounds(Config& config) {
+  using Measure = TypeAlert::Measure;
+  for (const auto& rule : config.alerting.rules) {
+    if (!rule.enabled) continue;
+    if (rule.key == "latency_p95_high") {
+      const auto& types = config.alerting.latency_types;
+      warn_threshold_between_bounds(
+          config, rule, "duration",
+          [&](const ConfiguredProbe& p) -> std::optional<std::vector<double>> {
+            if (std::find(types.begin(), types.end(), p.type->name) == types.end())
+              return std::nullopt;
+            return *duration_bounds(p.spec);
+          });
+    } else if (rule.type_alert && rule.type_alert->measure == Measure::kHistogramQuantileAbove) {
+      const TypeAlert& alert = *rule.type_alert;
+      warn_threshold_between_bounds(
+          config, rule, std::string(alert.metric),
+          [&](const ConfiguredProbe& p) -> std::optional<std::vector<double>> {
+            if (p.type->name != rule.type) return std::nullopt;
+            for (const auto& m : p.type->metrics)
+              if (m.name == alert.metric && m.kind == TypeMetric::Kind::kHistogram)
+                return p.spec.detail == ProbeSpec::MetricsDetail::kBasic ? m.basic_bounds
+                                                                         : m.bounds;
+            return std::nullopt;
+          });
+    }
+  }
 }
 
 ConfigLoad load_unguarded(const std::string& text, const std::string& file_name, ConfigParts parts,
@@ -422,7 +452,7 @@ ConfigLoad load_unguarded(const std::string& text, const std::string& file_name,
   }
   top.finish();
   if (load.errors.empty()) {
-    warn_p95_threshold_between_bounds(*config);
+    warn_thresholds_between_bounds(*config);
     load.config = std::move(config);
   }
   return load;

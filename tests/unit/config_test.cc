@@ -427,9 +427,9 @@ alerting:
   REQUIRE(between.config->warnings.size() == 1);
   CHECK(between.config->warnings[0].str() ==
         "w.yaml: alerting.rules.latency_p95_high.threshold: 1.5s is not a bound of the duration "
-        "buckets of api (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30): their p95 is interpolated "
-        "between two bounds and can exceed 1.5s when no run did, a false page; add it to "
-        "metrics.buckets or choose one of the bounds");
+        "buckets of api (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30): their quantile is "
+        "interpolated between two bounds and can exceed 1.5s when nothing did, a false page; add "
+        "it to metrics.buckets or choose one of the bounds");
   // The default (2 s) is a bound of both modes' buckets; the probe with its
   // own buckets is then the one off a bound.
   auto fine = config_with("2s");
@@ -468,4 +468,29 @@ TEST_CASE("tracing.sampled: on by default, off for every probe, and a bad value 
   auto unknown = with_tracing("  tracing: {sample: true}\n");
   REQUIRE_FALSE(unknown.config);
   CHECK(unknown.errors.str() == "t.yaml:2: global.tracing.sample: unknown key\n");
+}
+
+TEST_CASE("an agent stall threshold between two gap bucket bounds is a warning") {
+  auto config_with = [](const std::string& rule) {
+    return load_config_text(R"(global: {}
+probes:
+  - name: agent
+    type: agent_pipeline
+    agent_pipeline:
+      websocket: {url: "ws://127.0.0.1/ws"}
+      send: {json: {type: ping}}
+      events: [{type: pong}]
+)" + rule,
+                            "a.yaml");
+  };
+  auto between = config_with("alerting:\n  rules:\n    agent_stream_stalled: {threshold: 7s}\n");
+  REQUIRE(between.config);
+  REQUIRE(between.config->warnings.size() == 1);
+  CHECK(between.config->warnings[0].key == "alerting.rules.agent_stream_stalled.threshold");
+  CHECK(between.config->warnings[0].message.find(
+            "7s is not a bound of the canary_agent_event_gap_seconds buckets of agent (") == 0);
+  // The default threshold is a bound in both metrics modes.
+  auto fine = config_with("");
+  REQUIRE(fine.config);
+  CHECK(fine.config->warnings.empty());
 }
