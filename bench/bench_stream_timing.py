@@ -69,13 +69,7 @@ def start_server(binary, first_ms, every_ms, events):
                                "--events", str(events), "--max-conns", "20000",
                                "--max-seconds", "900", "--ready-file", ready],
                 log_path=os.path.join(d, "sse_server.log"))
-    deadline = time.monotonic() + 10
-    while not os.path.exists(ready):
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("sse_server did not start")
-        time.sleep(0.02)
-    with open(ready) as f:
-        return p, int(f.read().split()[1])
+    return p, int(c.wait_ready_file(p, ready, "sse_server")[1])
 
 
 def config(port, probes, timeout_s):

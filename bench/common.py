@@ -141,6 +141,18 @@ def tmpdir(tag):
     return d
 
 
+def wait_ready_file(p, ready, name, timeout=10.0):
+    """The words of a server's ready file (it writes it with a rename: complete
+    or absent), once it exists; raises if the server exits or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(ready):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.02)
+    with open(ready) as f:
+        return f.read().split()
+
+
 def start_blackhole(ports=4, max_seconds=900, nice=0):
     """bench/blackhole on `ports` listeners: (process, ports). `nice` lowers its
     priority, so that a target's own accept work competes less with canaryd."""
@@ -150,13 +162,7 @@ def start_blackhole(ports=4, max_seconds=900, nice=0):
     p = start("blackhole", [*prefix, BLACKHOLE, "--ports", str(ports), "--max-conns", "30000",
                             "--max-seconds", str(max_seconds), "--ready-file", ready],
               log_path=os.path.join(d, "blackhole.log"))
-    deadline = time.monotonic() + 10
-    while not os.path.exists(ready):
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("blackhole did not start")
-        time.sleep(0.02)
-    with open(ready) as f:
-        return p, [int(x) for x in f.read().split()[1:]]
+    return p, [int(x) for x in wait_ready_file(p, ready, "blackhole")[1:]]
 
 
 def free_port():
@@ -306,13 +312,7 @@ def start_agent_server(tag, timeout=10.0):
     p = start("agent_server", [AGENT_SERVER, "--max-conns", "20000", "--max-seconds", "900",
                                "--ready-file", ready],
               log_path=os.path.join(d, "agent_server.log"))
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(ready):  # written with a rename: complete or absent
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("agent_server did not start")
-        time.sleep(0.02)
-    with open(ready) as f:
-        return p, int(f.read().split()[1])
+    return p, int(wait_ready_file(p, ready, "agent_server", timeout)[1])
 
 
 def canaryd_config(listen_port, probes, state_history=None, default_timing="1s", detail="full"):

@@ -137,9 +137,9 @@ TEST_CASE("trace: the agent's token request and its upgrade share the run's trac
       "      websocket: {url: \"" +
       p.ws("agent=happy&event_delay_ms=20&require_token=1") +
       "\", subprotocols: [jwt-auth, \"jwt.{{token}}\"]}\n"
-      "      token: {url: \"" +
-      p.fp.url("/auth/token") +
-      "\", headers: {X-Bypass-Key: \"${env:TRACE_BYPASS_KEY}\"}, json_path: data.token}\n"
+      "      " +
+      agent_token_step(p.fp.url("/auth/token"), "", "TRACE_BYPASS_KEY") +
+      "\n"
       "      send: {json: {type: user_message, payload: {content: ping, thread_id: "
       "\"{{run_id}}\"}}}\n"
       "      events: [{type: agent_started}, {type: agent_completed}]\n";
@@ -166,9 +166,9 @@ TEST_CASE("trace: the SSE transport's token request and its POST share the run's
       p.fp.url("/sse?agent=happy&event_delay_ms=20&require_token=1") +
       "\", end_event: done, headers: {Authorization: \"Bearer {{token}}\", "
       "traceparent: \"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}}\n"
-      "      token: {url: \"" +
-      p.fp.url("/auth/token") +
-      "\", headers: {X-Bypass-Key: \"${env:TRACE_BYPASS_KEY}\"}, json_path: data.token}\n"
+      "      " +
+      agent_token_step(p.fp.url("/auth/token"), "", "TRACE_BYPASS_KEY") +
+      "\n"
       "      send: {json: {type: user_message, payload: {content: ping, thread_id: "
       "\"{{run_id}}\"}}}\n"
       "      events: [{type: agent_started}, {type: agent_completed}]\n";
